@@ -1,0 +1,49 @@
+//! The application as a value: built from a config, served on a listener until a
+//! shutdown signal. `main` and the tests start it the same way.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::db;
+use crate::service::{Ctx, Services};
+
+pub struct Application {
+    pub services: Services,
+    listener: TcpListener,
+}
+
+impl Application {
+    /// Creates the database if it is missing, applies migrations, binds the address.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        db::create_database_if_missing(&config).await?;
+        let pool = db::connect(&config, 20).await?;
+        db::migrate(&pool).await?;
+        db::check_timezone(&pool, &config.member_timezone).await?;
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on BIND_ADDR={}", config.bind_addr))?;
+        let services = Services::new(Ctx::new(pool, config, Arc::new(SystemClock))?);
+        Ok(Self { services, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = crate::web::router(self.services.clone());
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.services.ctx.pool.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! Settings from environment variables (SPEC §3.9). Every variable is optional; a value
+//! that does not parse stops start-up with a message naming the variable and what it
+//! accepts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The default store of record when `DATABASE_URL` is unset: the local server, trust auth.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/member_portal";
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub bind_addr: SocketAddr,
+    pub points_expiry_days: i64,
+    pub max_points_per_transaction: i64,
+    pub daily_points_limit: i64,
+    pub level_upgrade_cooldown: Duration,
+    pub auto_upgrade: bool,
+    pub member_cache_ttl: Duration,
+    pub points_cache_ttl: Duration,
+    pub level_cache_ttl: Duration,
+    pub db_query_timeout: Duration,
+    pub redis_operation_timeout: Duration,
+    pub batch_size: i64,
+    pub points_expiry_reminder_days: i64,
+    /// IANA time zone of the business day (daily limit, member codes).
+    pub member_timezone: String,
+    pub cookie_secure: bool,
+    /// Prepended to every Redis key, so several portals (or test runs) can share a Redis.
+    pub redis_key_prefix: String,
+    /// How long a points operation waits for the per-member lock.
+    pub lock_wait: Duration,
+    /// Lease of the per-member Redis lock.
+    pub lock_ttl: Duration,
+}
+
+/// A variable whose value could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {}={:?}: expected {}",
+            self.variable, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Connection strings may carry passwords.
+        f.debug_struct("Config")
+            .field("database_url", &"[redacted]")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("bind_addr", &self.bind_addr)
+            .field("member_timezone", &self.member_timezone)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_vars(&HashMap::new()).expect("defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables (the environment, or a test's own map).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let int =
+            |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, ConfigError> {
+                match get(name) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or_else(|| ConfigError {
+                            variable: name,
+                            value: raw.to_owned(),
+                            expected: leak_range(min, max),
+                        }),
+                }
+            };
+        let secs = |name: &'static str, default: i64, min: i64| -> Result<Duration, ConfigError> {
+            int(name, default, min, 10 * 365 * 86_400).map(|s| Duration::from_secs(s as u64))
+        };
+        let boolean = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => match raw.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => Ok(true),
+                    "false" | "0" | "no" | "off" => Ok(false),
+                    _ => Err(ConfigError {
+                        variable: name,
+                        value: raw.to_owned(),
+                        expected: "true or false",
+                    }),
+                },
+            }
+        };
+
+        let database_url = match get("DATABASE_URL") {
+            None => DEFAULT_DATABASE_URL.to_owned(),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                url.to_owned()
+            }
+            Some(url) => {
+                return Err(ConfigError {
+                    variable: "DATABASE_URL",
+                    value: redact_url(url),
+                    expected: "a postgres:// or postgresql:// URL",
+                });
+            }
+        };
+        let redis_url = match get("REDIS_URL") {
+            None => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(url.to_owned())
+            }
+            Some(url) => {
+                return Err(ConfigError {
+                    variable: "REDIS_URL",
+                    value: redact_url(url),
+                    expected: "a redis:// URL, or unset for the in-process cache and lock",
+                });
+            }
+        };
+        let bind_addr = match get("BIND_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(raw) => raw.parse().map_err(|_| ConfigError {
+                variable: "BIND_ADDR",
+                value: raw.to_owned(),
+                expected: "an address and port such as 127.0.0.1:3000",
+            })?,
+        };
+        let member_timezone = match get("MEMBER_TIMEZONE") {
+            None => "Asia/Shanghai".to_owned(),
+            Some(tz) if is_plausible_tz(tz) => tz.to_owned(),
+            Some(tz) => {
+                return Err(ConfigError {
+                    variable: "MEMBER_TIMEZONE",
+                    value: tz.to_owned(),
+                    expected: "an IANA time zone name such as Asia/Shanghai or UTC",
+                });
+            }
+        };
+        let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or("").to_owned();
+        if redis_key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError {
+                variable: "REDIS_KEY_PREFIX",
+                value: redis_key_prefix,
+                expected: "a key prefix without spaces",
+            });
+        }
+
+        Ok(Self {
+            database_url,
+            redis_url,
+            bind_addr,
+            points_expiry_days: int("MEMBER_POINTS_EXPIRY_DAYS", 365, 1, 36_500)?,
+            max_points_per_transaction: int(
+                "MEMBER_MAX_POINTS_PER_TRANSACTION",
+                10_000,
+                1,
+                1_000_000_000,
+            )?,
+            daily_points_limit: int("MEMBER_DAILY_POINTS_LIMIT", 5_000, 1, 1_000_000_000)?,
+            level_upgrade_cooldown: secs("MEMBER_LEVEL_UPGRADE_COOLDOWN_SECS", 86_400, 0)?,
+            auto_upgrade: boolean("MEMBER_AUTO_UPGRADE", true)?,
+            member_cache_ttl: secs("MEMBER_CACHE_TTL_SECS", 1_800, 1)?,
+            points_cache_ttl: secs("POINTS_CACHE_TTL_SECS", 600, 1)?,
+            level_cache_ttl: secs("LEVEL_CACHE_TTL_SECS", 7_200, 1)?,
+            db_query_timeout: secs("DB_QUERY_TIMEOUT_SECS", 30, 1)?,
+            redis_operation_timeout: secs("REDIS_OPERATION_TIMEOUT_SECS", 5, 1)?,
+            batch_size: int("BATCH_SIZE", 100, 1, 100_000)?,
+            points_expiry_reminder_days: int("POINTS_EXPIRY_REMINDER_DAYS", 30, 1, 3_650)?,
+            member_timezone,
+            cookie_secure: boolean("COOKIE_SECURE", false)?,
+            redis_key_prefix,
+            lock_wait: Duration::from_secs(2),
+            lock_ttl: Duration::from_secs(30),
+        })
+    }
+}
+
+fn leak_range(min: i64, max: i64) -> &'static str {
+    // Messages are built once at start-up; leaking the few bytes keeps ConfigError simple.
+    Box::leak(format!("a whole number from {min} to {max}").into_boxed_str())
+}
+
+fn is_plausible_tz(tz: &str) -> bool {
+    tz.len() <= 64
+        && tz
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+}
+
+/// Hides the password of a URL in messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let c = Config::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(c.points_expiry_days, 365);
+        assert_eq!(c.max_points_per_transaction, 10_000);
+        assert_eq!(c.daily_points_limit, 5_000);
+        assert_eq!(c.level_upgrade_cooldown, Duration::from_secs(86_400));
+        assert!(c.auto_upgrade);
+        assert_eq!(c.member_cache_ttl.as_secs(), 1_800);
+        assert_eq!(c.points_cache_ttl.as_secs(), 600);
+        assert_eq!(c.level_cache_ttl.as_secs(), 7_200);
+        assert_eq!(c.batch_size, 100);
+        assert_eq!(c.points_expiry_reminder_days, 30);
+        assert_eq!(c.member_timezone, "Asia/Shanghai");
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
+        assert!(c.redis_url.is_none());
+        assert!(!c.cookie_secure);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("MEMBER_DAILY_POINTS_LIMIT", "lots"),
+            ("MEMBER_DAILY_POINTS_LIMIT", "-5"),
+            ("MEMBER_AUTO_UPGRADE", "maybe"),
+            ("BIND_ADDR", "localhost"),
+            ("MEMBER_TIMEZONE", "Asia Shanghai"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "http://x"),
+            ("BATCH_SIZE", "0"),
+        ] {
+            let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().contains(name), "{err}");
+            assert!(err.to_string().contains("expected"), "{err}");
+        }
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = Config::from_vars(&vars(&[
+            ("MEMBER_DAILY_POINTS_LIMIT", "7000"),
+            ("MEMBER_AUTO_UPGRADE", "false"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("MEMBER_TIMEZONE", "UTC"),
+        ]))
+        .unwrap();
+        assert_eq!(c.daily_points_limit, 7000);
+        assert!(!c.auto_upgrade);
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.member_timezone, "UTC");
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("postgres://u:secret@host/db"),
+            "postgres://[redacted]@host/db"
+        );
+        let c = Config::from_vars(&vars(&[("DATABASE_URL", "postgres://u:secret@h/db")])).unwrap();
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,323 @@
+//! users, member_profiles, member_code_counters, level_change_records, notifications,
+//! audit_log, api_keys.
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::PgConnection;
+use time::{Date, OffsetDateTime};
+
+use crate::domain::MemberRecord;
+
+/// Takes the next member-code number of the business day. The counter row stays locked
+/// until the caller's transaction ends, so numbers are gap-free: a sign-up that rolls back
+/// gives its number back.
+pub async fn next_member_seq(conn: &mut PgConnection, day: Date) -> sqlx::Result<i32> {
+    sqlx::query_scalar!(
+        "insert into member_code_counters (business_date, last_seq) values ($1, 1)
+         on conflict (business_date)
+         do update set last_seq = member_code_counters.last_seq + 1
+         returning last_seq",
+        day
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn business_date(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    tz: &str,
+) -> sqlx::Result<Date> {
+    sqlx::query_scalar!(
+        r#"select ($1::timestamptz at time zone $2)::date as "day!""#,
+        now,
+        tz
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn insert_user(
+    conn: &mut PgConnection,
+    email: &str,
+    password_hash: &str,
+    role: &str,
+    display_name: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        "insert into users (email, password_hash, role, display_name, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $5)
+         returning id",
+        email,
+        password_hash,
+        role,
+        display_name,
+        now
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn entry_level_id(conn: &mut PgConnection) -> sqlx::Result<i32> {
+    sqlx::query_scalar!(
+        "select id from member_levels where is_active and min_points = 0
+          order by level_order limit 1"
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn insert_profile(
+    conn: &mut PgConnection,
+    user_id: i64,
+    member_code: &str,
+    level_id: i32,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into member_profiles (user_id, member_code, level_id, created_at, updated_at)
+         values ($1, $2, $3, $4, $4)",
+        user_id,
+        member_code,
+        level_id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn member_record(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> sqlx::Result<Option<MemberRecord>> {
+    sqlx::query_as!(
+        MemberRecord,
+        "select p.user_id, p.member_code, u.email, u.display_name, u.role, p.level_id,
+                p.total_spent, p.last_level_change_at, p.created_at
+           from member_profiles p
+           join users u on u.id = p.user_id
+          where p.user_id = $1",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Sets a member's level with its history row, in the caller's transaction.
+pub async fn change_level(
+    conn: &mut PgConnection,
+    user_id: i64,
+    old_level_id: i32,
+    new_level_id: i32,
+    reason: &str,
+    note: Option<&str>,
+    actor_user_id: Option<i64>,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "with p as (
+             update member_profiles
+                set level_id = $3, last_level_change_at = $7, upgrade_due_at = null,
+                    updated_at = $7
+              where user_id = $1
+         )
+         insert into level_change_records
+                (user_id, old_level_id, new_level_id, change_reason, note, actor_user_id, change_date)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+        user_id,
+        old_level_id,
+        new_level_id,
+        reason,
+        note,
+        actor_user_id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records when a deferred upgrade may be applied (or clears it with `None`).
+pub async fn set_upgrade_due(
+    conn: &mut PgConnection,
+    user_id: i64,
+    due: Option<OffsetDateTime>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update member_profiles set upgrade_due_at = $2 where user_id = $1",
+        user_id,
+        due
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn due_upgrades(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "select user_id from member_profiles
+          where upgrade_due_at <= $1
+          order by upgrade_due_at
+          limit $2",
+        now,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn upgrade_due_at(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> sqlx::Result<Option<OffsetDateTime>> {
+    Ok(sqlx::query_scalar!(
+        "select upgrade_due_at from member_profiles where user_id = $1",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await?
+    .flatten())
+}
+
+pub async fn notify(
+    conn: &mut PgConnection,
+    user_id: i64,
+    kind: &str,
+    payload: &Value,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
+         values ($1, $2, $3, $4, $4)",
+        user_id,
+        kind,
+        payload,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn audit(
+    conn: &mut PgConnection,
+    actor_user_id: Option<i64>,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+    details: &Value,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into audit_log (actor_user_id, action, target_type, target_id, details, created_at)
+         values ($1, $2, $3, $4, $5, $6)",
+        actor_user_id,
+        action,
+        target_type,
+        target_id,
+        details,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sends one reminder per batch that expires within the window and has had none, as one
+/// notification per member listing the points and dates. Returns the batches covered.
+pub async fn send_expiry_reminders(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    until: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"with due as (
+               update point_batches
+                  set reminder_sent_at = $1
+                where id in (select id from point_batches
+                              where available_points > 0 and reminder_sent_at is null
+                                and expires_at > $1 and expires_at <= $2
+                              order by expires_at
+                              limit $3
+                              for update skip locked)
+               returning user_id, available_points, expires_at
+           ), n as (
+               insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
+               select user_id, 'points_expiry_reminder',
+                      jsonb_build_object(
+                          'points', sum(available_points),
+                          'batches', jsonb_agg(jsonb_build_object(
+                              'points', available_points, 'expires_at', expires_at)
+                              order by expires_at)),
+                      $1, $1
+                 from due
+                group by user_id
+           )
+           select count(*) as "batches!" from due"#,
+        now,
+        until,
+        limit
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn set_total_spent_for_tests(
+    conn: &mut PgConnection,
+    user_id: i64,
+    spent: Decimal,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update member_profiles set total_spent = $2 where user_id = $1",
+        user_id,
+        spent
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_api_key(
+    conn: &mut PgConnection,
+    name: &str,
+    key_hash: &str,
+    key_prefix: &str,
+    created_by: Option<i64>,
+    now: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        "insert into api_keys (name, key_hash, key_prefix, created_by, created_at)
+         values ($1, $2, $3, $4, $5) returning id",
+        name,
+        key_hash,
+        key_prefix,
+        created_by,
+        now
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The key's id when it exists and is not revoked; notes that it was used.
+pub async fn use_api_key(
+    conn: &mut PgConnection,
+    key_hash: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!(
+        "update api_keys set last_used_at = $2
+          where key_hash = $1 and revoked_at is null
+          returning id",
+        key_hash,
+        now
+    )
+    .fetch_optional(conn)
+    .await
+}

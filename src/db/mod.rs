@@ -1,0 +1,99 @@
+//! Data access: one file per table family. Functions take a connection or transaction
+//! from the caller, which owns the transaction boundaries (the services).
+
+pub mod levels;
+pub mod members;
+pub mod points;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::config::{Config, redact_url};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connection options with the query timeout of `DB_QUERY_TIMEOUT_SECS`.
+pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+    let timeout_ms = config.db_query_timeout.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(&config.database_url)
+        .with_context(|| {
+            format!(
+                "DATABASE_URL {} is not a valid PostgreSQL URL",
+                redact_url(&config.database_url)
+            )
+        })?
+        .options([("statement_timeout", timeout_ms.as_str())])
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// The pool of the application. A pooled connection is only ever used by a task that is
+/// not cancelled mid-transaction (see `service::run_to_completion`).
+pub async fn connect(config: &Config, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = connect_options(config)?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {}",
+                redact_url(&config.database_url)
+            )
+        })
+}
+
+/// Creates the database named in `DATABASE_URL` when it does not exist yet.
+pub async fn create_database_if_missing(config: &Config) -> anyhow::Result<()> {
+    let options = connect_options(config)?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let admin = options.clone().database("postgres");
+    let mut conn = PgConnection::connect_with(&admin).await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {} to create database {name}",
+            redact_url(&config.database_url)
+        )
+    })?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let sql = format!("create database \"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&sql).execute(&mut conn).await {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another process created it at the same moment.
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create database {name}")),
+        }
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("applying database migrations")
+}
+
+/// Checks that PostgreSQL knows `MEMBER_TIMEZONE`.
+pub async fn check_timezone(pool: &PgPool, tz: &str) -> anyhow::Result<()> {
+    let known: bool = sqlx::query_scalar!(
+        r#"select exists (select 1 from pg_timezone_names where name = $1) as "known!""#,
+        tz
+    )
+    .fetch_one(pool)
+    .await?;
+    anyhow::ensure!(
+        known,
+        "invalid MEMBER_TIMEZONE={tz:?}: expected an IANA time zone name such as Asia/Shanghai or UTC"
+    );
+    Ok(())
+}

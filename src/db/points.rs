@@ -1,0 +1,555 @@
+//! point_transactions, point_batches, batch_deductions.
+
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use time::{Date, OffsetDateTime};
+
+use crate::domain::{Batch, ExpiringPoints, Transaction};
+
+/// What `lock_member` returns: the member's row, locked, with due points already expired.
+#[derive(Debug, Clone)]
+pub struct LockedMember {
+    pub user_id: i64,
+    pub level_id: i32,
+    pub level_order: i32,
+    pub point_multiplier: Decimal,
+    pub next_min_points: Option<i32>,
+    pub total_spent: Decimal,
+    pub available_points: i64,
+    pub earned_today: i64,
+    pub business_date: Date,
+    pub last_level_change_at: Option<OffsetDateTime>,
+    pub expired: i64,
+}
+
+pub async fn lock_member(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+    tz: &str,
+) -> sqlx::Result<Option<LockedMember>> {
+    sqlx::query_as!(
+        LockedMember,
+        r#"select user_id as "user_id!", level_id as "level_id!", level_order as "level_order!",
+                  point_multiplier as "point_multiplier!", next_min_points,
+                  total_spent as "total_spent!", available_points as "available_points!",
+                  earned_today as "earned_today!", business_date as "business_date!",
+                  last_level_change_at, expired as "expired!"
+             from lock_member($1, $2, $3)"#,
+        user_id,
+        now,
+        tz
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// An earlier keyed transaction (earn, use, reverse, refund) and what it was asked for.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub tx: Transaction,
+    pub requested_points: Option<i64>,
+    pub amount: Option<Decimal>,
+    pub reversed_points: i64,
+    pub reversed_amount: Decimal,
+    pub refunded: bool,
+    pub batch_id: Option<i64>,
+}
+
+pub async fn find_keyed(
+    conn: &mut PgConnection,
+    kind: &str,
+    reference_type: &str,
+    reference_id: &str,
+    sub_reference: &str,
+) -> sqlx::Result<Option<Keyed>> {
+    let row = sqlx::query!(
+        r#"select t.id, t.user_id, t.transaction_type, t.points_change, t.balance_after,
+                  t.reference_type, t.reference_id, t.description, t.status, t.unrecovered,
+                  t.created_at, t.requested_points, t.amount, t.reversed_points,
+                  t.reversed_amount, t.refunded,
+                  (select b.id from point_batches b where b.transaction_id = t.id) as batch_id
+             from point_transactions t
+            where t.transaction_type = $1 and t.reference_type = $2 and t.reference_id = $3
+              and coalesce(t.sub_reference, '') = $4"#,
+        kind,
+        reference_type,
+        reference_id,
+        sub_reference
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| Keyed {
+        tx: Transaction {
+            id: r.id,
+            user_id: r.user_id,
+            transaction_type: r.transaction_type,
+            points_change: r.points_change,
+            balance_after: r.balance_after,
+            reference_type: r.reference_type,
+            reference_id: r.reference_id,
+            description: r.description,
+            status: r.status,
+            unrecovered: r.unrecovered,
+            created_at: r.created_at,
+        },
+        requested_points: r.requested_points,
+        amount: r.amount,
+        reversed_points: r.reversed_points,
+        reversed_amount: r.reversed_amount,
+        refunded: r.refunded,
+        batch_id: r.batch_id,
+    }))
+}
+
+pub struct NewEarn<'a> {
+    pub user_id: i64,
+    pub points: i64,
+    pub balance_after: i64,
+    pub multiplier: Decimal,
+    pub base_points: i64,
+    pub amount: Option<Decimal>,
+    pub source_type: &'a str,
+    pub source_id: &'a str,
+    pub description: &'a str,
+    pub now: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub business_date: Date,
+    pub earned_today: i64,
+}
+
+/// Writes an earn in one statement: transaction, batch, member totals.
+pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Result<Transaction> {
+    sqlx::query_as!(
+        Transaction,
+        r#"with t as (
+               insert into point_transactions
+                      (user_id, transaction_type, points_change, balance_after, multiplier,
+                       requested_points, amount, reference_type, reference_id, description,
+                       created_at)
+               values ($1, 'earn', $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               returning *
+           ), b as (
+               insert into point_batches
+                      (user_id, transaction_id, earned_points, available_points, expires_at, created_at)
+               select $1, t.id, $2, $2, $11, $10 from t
+           ), p as (
+               update member_profiles
+                  set available_points = available_points + $2,
+                      total_earned = total_earned + $2,
+                      total_spent = total_spent + coalesce($6, 0),
+                      daily_earned_date = $12,
+                      daily_earned_points = $13,
+                      updated_at = $10
+                where user_id = $1
+           )
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+                  points_change as "points_change!", balance_after as "balance_after!",
+                  reference_type, reference_id, description as "description!",
+                  status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
+             from t"#,
+        e.user_id,
+        e.points,
+        e.balance_after,
+        e.multiplier,
+        e.base_points,
+        e.amount,
+        e.source_type,
+        e.source_id,
+        e.description,
+        e.now,
+        e.expires_at,
+        e.business_date,
+        e.earned_today,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A debit of the member's points (use, negative adjustment, reversal): the transaction
+/// row and the member's totals in one statement. The batches are debited afterwards with
+/// [`consume_fifo`], which records what it took against this transaction.
+pub struct NewDebit<'a> {
+    pub user_id: i64,
+    pub kind: &'static str,
+    pub points: i64,
+    pub balance_after: i64,
+    pub requested_points: Option<i64>,
+    pub amount: Option<Decimal>,
+    pub reference_type: Option<&'a str>,
+    pub reference_id: Option<&'a str>,
+    pub sub_reference: Option<&'a str>,
+    pub unrecovered: i64,
+    pub description: &'a str,
+    pub actor_user_id: Option<i64>,
+    pub now: OffsetDateTime,
+    /// lowered from total_spent (reversal of an order amount)
+    pub spent_returned: Option<Decimal>,
+}
+
+pub async fn insert_debit(conn: &mut PgConnection, d: &NewDebit<'_>) -> sqlx::Result<Transaction> {
+    sqlx::query_as!(
+        Transaction,
+        r#"with p as (
+               update member_profiles
+                  set available_points = available_points - $3,
+                      total_used = total_used + case when $2 = 'use' then $3 else 0 end,
+                      total_adjusted = total_adjusted - case when $2 = 'adjust' then $3 else 0 end,
+                      total_reversed = total_reversed + case when $2 = 'reverse' then $3 else 0 end,
+                      total_spent = greatest(total_spent - coalesce($14::numeric, 0), 0),
+                      updated_at = $13
+                where user_id = $1
+           ), t as (
+               insert into point_transactions
+                      (user_id, transaction_type, points_change, balance_after, requested_points,
+                       amount, reference_type, reference_id, sub_reference, unrecovered,
+                       description, actor_user_id, created_at)
+               values ($1, $2, -$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               returning *
+           )
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+                  points_change as "points_change!", balance_after as "balance_after!",
+                  reference_type, reference_id, description as "description!",
+                  status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
+             from t"#,
+        d.user_id,
+        d.kind,
+        d.points,
+        d.balance_after,
+        d.requested_points,
+        d.amount,
+        d.reference_type,
+        d.reference_id,
+        d.sub_reference,
+        d.unrecovered,
+        d.description,
+        d.actor_user_id,
+        d.now,
+        d.spent_returned,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Takes `points` from the member's live batches (see `consume_fifo` in the migrations).
+pub async fn consume_fifo(
+    conn: &mut PgConnection,
+    user_id: i64,
+    points: i64,
+    now: OffsetDateTime,
+    tx_id: i64,
+    first_batch: Option<i64>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select consume_fifo($1, $2, $3, $4, $5) as "taken!""#,
+        user_id,
+        points,
+        now,
+        tx_id,
+        first_batch
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A staff credit: a transaction and a new batch, like an earn but outside the caps.
+pub async fn insert_credit_adjustment(
+    conn: &mut PgConnection,
+    user_id: i64,
+    points: i64,
+    balance_after: i64,
+    description: &str,
+    actor_user_id: Option<i64>,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> sqlx::Result<Transaction> {
+    sqlx::query_as!(
+        Transaction,
+        r#"with t as (
+               insert into point_transactions
+                      (user_id, transaction_type, points_change, balance_after, description,
+                       actor_user_id, created_at)
+               values ($1, 'adjust', $2, $3, $4, $5, $6)
+               returning *
+           ), b as (
+               insert into point_batches
+                      (user_id, transaction_id, earned_points, available_points, expires_at, created_at)
+               select $1, t.id, $2, $2, $7, $6 from t
+           ), p as (
+               update member_profiles
+                  set available_points = available_points + $2,
+                      total_adjusted = total_adjusted + $2,
+                      updated_at = $6
+                where user_id = $1
+           )
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+                  points_change as "points_change!", balance_after as "balance_after!",
+                  reference_type, reference_id, description as "description!",
+                  status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
+             from t"#,
+        user_id,
+        points,
+        balance_after,
+        description,
+        actor_user_id,
+        now,
+        expires_at,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Notes on an earn how much of it has been reversed.
+pub async fn mark_reversed(
+    conn: &mut PgConnection,
+    earn_id: i64,
+    points: i64,
+    amount: Option<Decimal>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update point_transactions
+            set reversed_points = reversed_points + $2,
+                reversed_amount = reversed_amount + coalesce($3::numeric, 0)
+          where id = $1",
+        earn_id,
+        points,
+        amount
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a use's points back into the batches it took them from, with their own expiry
+/// dates, records the return against `refund_tx` and marks the use refunded.
+pub async fn restore_use(
+    conn: &mut PgConnection,
+    use_id: i64,
+    refund_tx: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"with d as (
+               select batch_id, sum(points)::bigint as points
+                 from batch_deductions
+                where transaction_id = $1
+                group by batch_id
+           ), b as (
+               update point_batches pb
+                  set available_points = pb.available_points + d.points
+                 from d
+                where pb.id = d.batch_id
+           ), r as (
+               insert into batch_deductions (batch_id, transaction_id, points, created_at)
+               select batch_id, $2, -points, $3 from d
+           )
+           update point_transactions set refunded = true where id = $1"#,
+        use_id,
+        refund_tx,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_refund(
+    conn: &mut PgConnection,
+    user_id: i64,
+    points: i64,
+    balance_after: i64,
+    usage_type: &str,
+    reference_id: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<Transaction> {
+    sqlx::query_as!(
+        Transaction,
+        r#"with p as (
+               update member_profiles
+                  set available_points = available_points + $2,
+                      total_refunded = total_refunded + $2,
+                      updated_at = $6
+                where user_id = $1
+           ), t as (
+               insert into point_transactions
+                      (user_id, transaction_type, points_change, balance_after, reference_type,
+                       reference_id, description, created_at)
+               values ($1, 'refund', $2, $3, $4, $5, 'points returned: ' || $4 || ' ' || $5, $6)
+               returning *
+           )
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+                  points_change as "points_change!", balance_after as "balance_after!",
+                  reference_type, reference_id, description as "description!",
+                  status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
+             from t"#,
+        user_id,
+        points,
+        balance_after,
+        usage_type,
+        reference_id,
+        now
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Members with points due to expire, oldest expiry first (at most `limit` batches read).
+pub async fn members_with_due_batches(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<Vec<i64>> {
+    let mut ids = sqlx::query_scalar!(
+        "select user_id from point_batches
+          where available_points > 0 and expires_at <= $1
+          order by expires_at
+          limit $2",
+        now,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Locks the members (in id order, so concurrent sweeps cannot deadlock) and expires
+/// their due batches: one `expire` transaction per member. Returns the points expired.
+pub async fn expire_members(
+    conn: &mut PgConnection,
+    user_ids: &[i64],
+    now: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query!(
+        "select user_id from member_profiles where user_id = any($1) order by user_id for update",
+        user_ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query_scalar!(
+        r#"select coalesce(sum(expire_member_batches(u, $2)), 0)::bigint as "expired!"
+             from unnest($1::bigint[]) as u"#,
+        user_ids,
+        now
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Live batches of a member, first-expiring first.
+pub async fn live_batches(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<Batch>> {
+    sqlx::query_as!(
+        Batch,
+        "select id, earned_points, available_points, expires_at, created_at
+           from point_batches
+          where user_id = $1 and available_points > 0 and expires_at > $2
+          order by expires_at, id",
+        user_id,
+        now
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Every batch of a member in creation order (for tests and the ledger view).
+pub async fn all_batches(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Vec<Batch>> {
+    sqlx::query_as!(
+        Batch,
+        "select id, earned_points, available_points, expires_at, created_at
+           from point_batches where user_id = $1 order by id",
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The summary figures of a member's points, as seen at `now`.
+pub struct PointsRow {
+    pub available_points: i64,
+    pub unswept_expired: i64,
+    pub total_earned: i64,
+    pub total_used: i64,
+    pub total_expired: i64,
+    pub total_adjusted: i64,
+    pub total_reversed: i64,
+    pub total_refunded: i64,
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+pub async fn points_row(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<PointsRow>> {
+    sqlx::query_as!(
+        PointsRow,
+        r#"select p.available_points, p.total_earned, p.total_used, p.total_expired,
+                  p.total_adjusted, p.total_reversed, p.total_refunded,
+                  (select coalesce(sum(b.available_points), 0)::bigint from point_batches b
+                    where b.user_id = p.user_id and b.available_points > 0
+                      and b.expires_at <= $2) as "unswept_expired!",
+                  (select min(b.expires_at) from point_batches b
+                    where b.user_id = p.user_id and b.available_points > 0
+                      and b.expires_at > $2) as valid_until
+             from member_profiles p
+            where p.user_id = $1"#,
+        user_id,
+        now
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Points expiring within the window, grouped by expiry date and time.
+pub async fn expiring_soon(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+    until: OffsetDateTime,
+) -> sqlx::Result<Vec<ExpiringPoints>> {
+    sqlx::query_as!(
+        ExpiringPoints,
+        r#"select sum(available_points)::bigint as "points!", expires_at
+             from point_batches
+            where user_id = $1 and available_points > 0 and expires_at > $2 and expires_at <= $3
+            group by expires_at
+            order by expires_at"#,
+        user_id,
+        now,
+        until
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// One page of a member's history, newest first, after the cursor (a transaction id).
+pub async fn history(
+    conn: &mut PgConnection,
+    user_id: i64,
+    kind: Option<&str>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<Transaction>> {
+    sqlx::query_as!(
+        Transaction,
+        "select id, user_id, transaction_type, points_change, balance_after, reference_type,
+                reference_id, description, status, unrecovered, created_at
+           from point_transactions
+          where user_id = $1
+            and ($2::text is null or transaction_type = $2)
+            and id < coalesce($3, 9223372036854775807)
+          order by id desc
+          limit $4",
+        user_id,
+        kind,
+        before_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,398 @@
+//! Typed values the services work with. Input is parsed into these before a service sees
+//! it ("parse, don't validate"); outputs are what pages, the API and the CLI show.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::Error;
+
+/// A positive number of points, at most `MAX` (keeps every sum far from i64 overflow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Points(i64);
+
+impl Points {
+    pub const MAX: i64 = 1_000_000_000;
+
+    pub fn parse(field: &'static str, n: i64) -> Result<Self, Error> {
+        if n <= 0 {
+            return Err(Error::validation(
+                field,
+                format!("{field} must be greater than 0"),
+            ));
+        }
+        if n > Self::MAX {
+            return Err(Error::validation(
+                field,
+                format!("{field} must be at most {}", Self::MAX),
+            ));
+        }
+        Ok(Self(n))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// An order amount: positive, two decimal places at most, fits NUMERIC(12,2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Money(Decimal);
+
+impl Money {
+    pub fn parse(field: &'static str, d: Decimal) -> Result<Self, Error> {
+        if d <= Decimal::ZERO {
+            return Err(Error::validation(
+                field,
+                format!("{field} must be greater than 0"),
+            ));
+        }
+        if d.normalize().scale() > 2 {
+            return Err(Error::validation(
+                field,
+                format!("{field} may have at most 2 decimal places"),
+            ));
+        }
+        if d >= Decimal::from(10_000_000_000i64) {
+            return Err(Error::validation(
+                field,
+                format!("{field} must be less than 10000000000"),
+            ));
+        }
+        Ok(Self(d.round_dp(2)))
+    }
+
+    pub fn get(self) -> Decimal {
+        self.0
+    }
+}
+
+/// An idempotency reference such as an order number: 1–100 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Reference(String);
+
+impl Reference {
+    pub fn parse(field: &'static str, s: &str) -> Result<Self, Error> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(Error::validation(field, format!("{field} is required")));
+        }
+        if s.chars().count() > 100 {
+            return Err(Error::validation(
+                field,
+                format!("{field} must be at most 100 characters"),
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Error::validation(
+                field,
+                format!("{field} must not contain control characters"),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A reason or note a person typed: required, at most 500 characters.
+pub fn parse_reason(field: &'static str, s: &str) -> Result<String, Error> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(Error::validation(field, format!("{field} is required")));
+    }
+    if s.chars().count() > 500 {
+        return Err(Error::validation(
+            field,
+            format!("{field} must be at most 500 characters"),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// An email address, kept as typed but compared case-insensitively by the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let s = s.trim();
+        let valid = s.len() <= 254
+            && s.chars().all(|c| !c.is_whitespace() && !c.is_control())
+            && matches!(s.split_once('@'), Some((local, domain))
+                if !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+                    && !domain.ends_with('.') && !domain.contains('@'));
+        if !valid {
+            return Err(Error::validation(
+                "email",
+                "enter an email address such as name@example.com",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub fn parse_display_name(s: &str) -> Result<String, Error> {
+    let s = s.trim();
+    let n = s.chars().count();
+    if n == 0 || n > 100 || s.chars().any(char::is_control) {
+        return Err(Error::validation(
+            "display_name",
+            "display name must be 1 to 100 characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A password a person chose: 8–128 characters (NIST SP 800-63B lengths).
+pub fn parse_password(s: &str) -> Result<String, Error> {
+    let n = s.chars().count();
+    if !(8..=128).contains(&n) {
+        return Err(Error::validation(
+            "password",
+            "password must be 8 to 128 characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    pub id: i32,
+    pub level_name: String,
+    pub level_order: i32,
+    pub min_points: i32,
+    pub discount_rate: Decimal,
+    pub point_multiplier: Decimal,
+    pub benefits: Vec<String>,
+    pub is_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub id: i64,
+    pub user_id: i64,
+    pub transaction_type: String,
+    pub points_change: i64,
+    pub balance_after: i64,
+    pub reference_type: Option<String>,
+    pub reference_id: Option<String>,
+    pub description: String,
+    pub status: String,
+    /// reverse: points that could not be taken back
+    pub unrecovered: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeResult {
+    pub upgraded: bool,
+    pub old_level: String,
+    pub new_level: String,
+    pub upgrade_benefits: Vec<String>,
+}
+
+/// What a points operation did. `replayed` is true when an earlier identical request
+/// already did it (nothing new was written).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub transaction: Transaction,
+    pub replayed: bool,
+    pub upgrade: Option<UpgradeResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpiringPoints {
+    pub points: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The member's points as anyone sees them: only unexpired points count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointsSummary {
+    pub available: i64,
+    pub total_earned: i64,
+    pub total_used: i64,
+    pub total_expired: i64,
+    pub total_adjusted: i64,
+    pub total_reversed: i64,
+    pub total_refunded: i64,
+    pub expiring_soon: Vec<ExpiringPoints>,
+    /// The earliest expiry among live batches: a cached summary is stale from then on.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeProgress {
+    pub next_level: Option<String>,
+    pub required: Option<i32>,
+    pub current: Decimal,
+    pub remaining: Decimal,
+    /// 0–100, rounded down
+    pub percent: u8,
+}
+
+/// The member row as cached under `member_system:profile:{user_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub user_id: i64,
+    pub member_code: String,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub level_id: i32,
+    pub total_spent: Decimal,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_level_change_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    pub user_id: i64,
+    pub member_code: String,
+    pub email: String,
+    pub display_name: String,
+    pub total_spent: Decimal,
+    pub level: Level,
+    pub points: PointsSummary,
+    pub upgrade_progress: UpgradeProgress,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Batch {
+    pub id: i64,
+    pub earned_points: i64,
+    pub available_points: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// The progress towards `next`, from the levels above the member's current one.
+pub fn upgrade_progress(levels: &[Level], current: &Level, spent: Decimal) -> UpgradeProgress {
+    let next = levels
+        .iter()
+        .filter(|l| l.is_active && l.level_order > current.level_order)
+        .min_by_key(|l| l.level_order);
+    match next {
+        None => UpgradeProgress {
+            next_level: None,
+            required: None,
+            current: spent,
+            remaining: Decimal::ZERO,
+            percent: 100,
+        },
+        Some(next) => {
+            let required = Decimal::from(next.min_points);
+            let remaining = (required - spent).max(Decimal::ZERO);
+            let percent = if required <= Decimal::ZERO || spent >= required {
+                100
+            } else {
+                (spent * Decimal::from(100) / required)
+                    .floor()
+                    .try_into()
+                    .unwrap_or(0u8)
+                    .min(100)
+            };
+            UpgradeProgress {
+                next_level: Some(next.level_name.clone()),
+                required: Some(next.min_points),
+                current: spent,
+                remaining,
+                percent,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn level(id: i32, order: i32, min: i32, name: &str) -> Level {
+        Level {
+            id,
+            level_name: name.into(),
+            level_order: order,
+            min_points: min,
+            discount_rate: Decimal::ONE,
+            point_multiplier: Decimal::ONE,
+            benefits: vec![],
+            is_active: true,
+        }
+    }
+
+    #[test]
+    fn points_must_be_positive_and_bounded() {
+        assert!(Points::parse("points", 0).is_err());
+        assert!(Points::parse("points", -3).is_err());
+        assert!(Points::parse("points", Points::MAX + 1).is_err());
+        assert_eq!(Points::parse("points", 10).unwrap().get(), 10);
+    }
+
+    #[test]
+    fn money_has_two_places_at_most() {
+        assert!(Money::parse("amount", dec("0")).is_err());
+        assert!(Money::parse("amount", dec("-1.00")).is_err());
+        assert!(Money::parse("amount", dec("1.001")).is_err());
+        assert!(Money::parse("amount", dec("10000000000")).is_err());
+        assert_eq!(
+            Money::parse("amount", dec("300.50")).unwrap().get(),
+            dec("300.50")
+        );
+        assert_eq!(
+            Money::parse("amount", dec("1.100")).unwrap().get(),
+            dec("1.10")
+        );
+    }
+
+    #[test]
+    fn references_and_emails_are_checked() {
+        assert!(Reference::parse("source_id", "  ").is_err());
+        assert!(Reference::parse("source_id", &"x".repeat(101)).is_err());
+        assert!(Reference::parse("source_id", "a\u{0}b").is_err());
+        assert_eq!(
+            Reference::parse("source_id", " ORDER_1 ").unwrap().as_str(),
+            "ORDER_1"
+        );
+        assert!(Email::parse("nobody").is_err());
+        assert!(Email::parse("a@b").is_err());
+        assert!(Email::parse("a b@c.d").is_err());
+        assert!(Email::parse("A@Example.com").is_ok());
+        assert!(parse_reason("reason", "   ").is_err());
+        assert!(parse_password("short").is_err());
+    }
+
+    #[test]
+    fn upgrade_progress_counts_towards_the_next_level() {
+        let levels = vec![
+            level(1, 1, 0, "普通会员"),
+            level(2, 2, 1000, "银牌会员"),
+            level(3, 3, 5000, "金牌会员"),
+        ];
+        let p = upgrade_progress(&levels, &levels[0], dec("800"));
+        assert_eq!(p.next_level.as_deref(), Some("银牌会员"));
+        assert_eq!(p.required, Some(1000));
+        assert_eq!(p.remaining, dec("200"));
+        assert_eq!(p.percent, 80);
+        let top = upgrade_progress(&levels, &levels[2], dec("9000"));
+        assert_eq!(top.next_level, None);
+        assert_eq!(top.percent, 100);
+    }
+}

@@ -1,0 +1,169 @@
+//! The domain error: every failure a caller can act on has a code of SPEC §4.2; anything
+//! else is `Internal`, logged once and shown to nobody.
+
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("you do not have access to this")]
+    Forbidden,
+    #[error("member {user_id} not found")]
+    MemberNotFound { user_id: i64 },
+    #[error("level {level_id} not found")]
+    LevelNotFound { level_id: i32 },
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("not enough points: {required} required, {available} available")]
+    InsufficientPoints { required: i64, available: i64 },
+    #[error("a single transaction may credit at most {max} points; this one would credit {actual}")]
+    PointsPerTransactionExceeded { max: i64, actual: i64 },
+    #[error(
+        "the daily limit is {limit} points; {earned_today} already earned today, this would add {requested}"
+    )]
+    DailyPointsLimitExceeded {
+        limit: i64,
+        earned_today: i64,
+        requested: i64,
+    },
+    #[error("{message}")]
+    IdempotencyConflict { message: String },
+    #[error("another points operation for this member is in progress; retry shortly")]
+    ConcurrentOperation,
+    #[error("level {level_id} still has {members} members; move them before deactivating it")]
+    LevelInUse { level_id: i32, members: i64 },
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// Internal signal: a keyed insert lost a unique-key race to another transaction, which
+    /// has committed; the caller reads the winner to replay or report a conflict.
+    #[error("another points operation for this member is in progress; retry shortly")]
+    KeyRace,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The stable code of SPEC §4.2.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "VALIDATION_ERROR",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::MemberNotFound { .. } => "MEMBER_NOT_FOUND",
+            Self::LevelNotFound { .. } => "LEVEL_NOT_FOUND",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::InsufficientPoints { .. } => "INSUFFICIENT_POINTS",
+            Self::PointsPerTransactionExceeded { .. } => "POINTS_PER_TRANSACTION_EXCEEDED",
+            Self::DailyPointsLimitExceeded { .. } => "DAILY_POINTS_LIMIT_EXCEEDED",
+            Self::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
+            Self::ConcurrentOperation | Self::KeyRace => "CONCURRENT_OPERATION",
+            Self::LevelInUse { .. } => "LEVEL_IN_USE",
+            Self::EmailTaken => "EMAIL_TAKEN",
+            Self::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status of SPEC §4.2.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Validation { .. } => 422,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::MemberNotFound { .. } | Self::LevelNotFound { .. } | Self::NotFound { .. } => 404,
+            Self::InsufficientPoints { .. }
+            | Self::PointsPerTransactionExceeded { .. }
+            | Self::DailyPointsLimitExceeded { .. } => 422,
+            Self::IdempotencyConflict { .. }
+            | Self::ConcurrentOperation
+            | Self::KeyRace
+            | Self::LevelInUse { .. }
+            | Self::EmailTaken => 409,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// `{"code","message",…}` with the figures a client can act on; never internals.
+    pub fn body(&self) -> Value {
+        let mut body = json!({ "code": self.code(), "message": self.to_string() });
+        let extra = match self {
+            Self::Validation { field, .. } => json!({ "field": field }),
+            Self::InsufficientPoints {
+                required,
+                available,
+            } => {
+                json!({ "required": required, "available": available })
+            }
+            Self::PointsPerTransactionExceeded { max, actual } => {
+                json!({ "max": max, "actual": actual })
+            }
+            Self::DailyPointsLimitExceeded {
+                limit,
+                earned_today,
+                requested,
+            } => json!({ "limit": limit, "earned_today": earned_today, "requested": requested }),
+            Self::LevelInUse { members, .. } => json!({ "members": members }),
+            _ => json!({}),
+        };
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        body
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Internal(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The name of the constraint a database error violated, if any.
+pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
+    e.as_database_error().and_then(|d| d.constraint())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insufficient_points_carries_the_figures() {
+        let e = Error::InsufficientPoints {
+            required: 30,
+            available: 20,
+        };
+        assert_eq!(e.code(), "INSUFFICIENT_POINTS");
+        assert_eq!(e.status(), 422);
+        let body = e.body();
+        assert_eq!(body["required"], 30);
+        assert_eq!(body["available"], 20);
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e = Error::Internal(anyhow::anyhow!("connection refused to 10.0.0.3"));
+        assert_eq!(e.status(), 500);
+        assert!(!e.body().to_string().contains("10.0.0.3"));
+    }
+}

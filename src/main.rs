@@ -1,0 +1,167 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use member_portal::app::Application;
+use member_portal::config::Config;
+use member_portal::db;
+use member_portal::service::{Ctx, Services, accounts, demo, ledger};
+
+/// Member Portal: membership levels and points.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the portal (the default): creates the database and migrates it first.
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Create a staff account.
+    CreateStaff {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Create an API key for an integration; prints only the key (it is stored hashed).
+    CreateApiKey {
+        #[arg(long)]
+        name: String,
+    },
+    /// Expire points past their expiry now.
+    ExpirePoints,
+    /// Check every ledger invariant; exit 1 with a report on any violation.
+    VerifyLedger,
+    /// Create demo members with months of history, for trying the portal.
+    SeedDemo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn services(config: Config) -> anyhow::Result<Services> {
+    db::create_database_if_missing(&config).await?;
+    let pool = db::connect(&config, 5).await?;
+    db::migrate(&pool).await?;
+    Ok(Services::new(Ctx::with_system_clock(pool, config)?))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            tracing::info!(addr = %app.local_addr()?, "member portal listening");
+            app.run_until(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            services(config).await?;
+            println!("migrations applied");
+        }
+        Command::CreateStaff {
+            email,
+            password,
+            name,
+        } => {
+            let s = services(config).await?;
+            let id = accounts::create_staff(&s.ctx, &email, &password, name.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            println!("staff user {id} created: {email}");
+        }
+        Command::CreateApiKey { name } => {
+            let s = services(config).await?;
+            let key = accounts::create_api_key(&s.ctx, &name, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            println!("{key}");
+        }
+        Command::ExpirePoints => {
+            let s = services(config).await?;
+            let report = s.points.expire_points().await.context("expiry sweep")?;
+            println!(
+                "expired {} points of {} members",
+                report.points, report.members
+            );
+        }
+        Command::VerifyLedger => {
+            let s = services(config).await?;
+            let violations = ledger::verify_ledger(&s.ctx.pool).await?;
+            if violations.is_empty() {
+                println!("ledger ok: every invariant holds");
+            } else {
+                for v in &violations {
+                    println!("{v}");
+                }
+                println!("{} violation(s)", violations.len());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::SeedDemo => {
+            let s = services(config.clone()).await?;
+            let emails = demo::seed_demo(s.ctx.pool.clone(), config).await?;
+            for e in &emails {
+                println!("{e}");
+            }
+            println!(
+                "{} demo members created; password: {}",
+                emails.len(),
+                demo::DEMO_PASSWORD
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

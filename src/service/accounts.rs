@@ -1,0 +1,151 @@
+//! Passwords, staff accounts and API keys.
+
+use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
+use rand::RngCore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Ctx, members::insert_user};
+use crate::db::members as db;
+use crate::domain::{Email, parse_display_name, parse_password};
+use crate::error::{Error, Result};
+
+/// Stored for accounts that have no password: no argon2 hash ever verifies against it.
+pub const NO_PASSWORD: &str = "!";
+
+/// argon2id with the crate's defaults, which are OWASP's (m=19 MiB, t=2, p=1), computed
+/// off the async threads.
+pub async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(anyhow::anyhow!("hashing password: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?
+}
+
+pub async fn verify_password(password: String, hash: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        Ok(PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?
+}
+
+/// The hex SHA-256 under which an API key is stored (keys are 256 random bits, so a fast
+/// hash is enough; the key itself is never stored).
+pub fn api_key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Creates a staff user (CLI `create-staff`).
+pub async fn create_staff(
+    ctx: &Ctx,
+    email: &str,
+    password: &str,
+    display_name: Option<&str>,
+) -> Result<i64> {
+    let email = Email::parse(email)?;
+    let password = parse_password(password)?;
+    let name = parse_display_name(
+        display_name.unwrap_or_else(|| email.as_str().split('@').next().unwrap_or("staff")),
+    )?;
+    let hash = hash_password(password).await?;
+    let now = ctx.clock.now();
+    let mut tx = ctx.pool.begin().await?;
+    let id = insert_user(&mut tx, &email, &hash, "staff", &name, now).await?;
+    db::audit(
+        &mut tx,
+        None,
+        "staff.create",
+        "user",
+        &id.to_string(),
+        &json!({ "email": email.as_str() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Creates an API key and returns it; only its hash is kept.
+pub async fn create_api_key(ctx: &Ctx, name: &str, created_by: Option<i64>) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::validation(
+            "name",
+            "key name must be 1 to 100 characters",
+        ));
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let key = format!("mp_{}", hex::encode(secret));
+    let now = ctx.clock.now();
+    let mut tx = ctx.pool.begin().await?;
+    let id = db::insert_api_key(
+        &mut tx,
+        name,
+        &api_key_hash(&key),
+        &key[..11],
+        created_by,
+        now,
+    )
+    .await?;
+    db::audit(
+        &mut tx,
+        created_by,
+        "api_key.create",
+        "api_key",
+        &id.to_string(),
+        &json!({ "name": name }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(key)
+}
+
+/// The id of a valid (unrevoked) key.
+pub async fn authenticate_api_key(ctx: &Ctx, key: &str) -> Result<i64> {
+    let mut conn = ctx.pool.acquire().await?;
+    db::use_api_key(&mut conn, &api_key_hash(key), ctx.clock.now())
+        .await?
+        .ok_or(Error::Unauthorized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_hash_with_argon2id_owasp_parameters() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            verify_password("correct horse".into(), hash.clone())
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password("wrong horse".into(), hash).await.unwrap());
+        assert!(
+            !verify_password("anything".into(), NO_PASSWORD.into())
+                .await
+                .unwrap()
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! `verify_ledger`: every invariant of SPEC §3.7, checked over the whole database with
+//! set queries, each violation reported with its member and figures.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::error::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub user_id: Option<i64>,
+    pub invariant: &'static str,
+    pub details: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.user_id {
+            Some(u) => write!(f, "member {u}: {}: {}", self.invariant, self.details),
+            None => write!(f, "{}: {}", self.invariant, self.details),
+        }
+    }
+}
+
+/// Checks the ledger; an empty list means every invariant holds.
+pub async fn verify_ledger(pool: &PgPool) -> Result<Vec<Violation>> {
+    let mut out = Vec::new();
+    let mut conn = pool.acquire().await?;
+
+    for r in sqlx::query!(
+        r#"select p.user_id, p.available_points,
+                  coalesce(b.left_points, 0)::bigint as "batches!",
+                  coalesce(t.net, 0)::bigint as "ledger!",
+                  p.total_earned - p.total_used - p.total_expired + p.total_adjusted
+                    - p.total_reversed + p.total_refunded as "counters!",
+                  coalesce(t.earned, 0)::bigint as "earned!", p.total_earned,
+                  coalesce(t.used, 0)::bigint as "used!", p.total_used,
+                  coalesce(t.expired, 0)::bigint as "expired!", p.total_expired,
+                  coalesce(t.adjusted, 0)::bigint as "adjusted!", p.total_adjusted,
+                  coalesce(t.reversed, 0)::bigint as "reversed!", p.total_reversed,
+                  coalesce(t.refunded, 0)::bigint as "refunded!", p.total_refunded,
+                  (select balance_after from point_transactions x
+                    where x.user_id = p.user_id order by x.id desc limit 1) as last_balance
+             from member_profiles p
+             left join (select user_id, sum(available_points) as left_points
+                          from point_batches group by user_id) b on b.user_id = p.user_id
+             left join (select user_id, sum(points_change) as net,
+                               sum(points_change) filter (where transaction_type = 'earn') as earned,
+                               -sum(points_change) filter (where transaction_type = 'use') as used,
+                               -sum(points_change) filter (where transaction_type = 'expire') as expired,
+                               sum(points_change) filter (where transaction_type = 'adjust') as adjusted,
+                               -sum(points_change) filter (where transaction_type = 'reverse') as reversed,
+                               sum(points_change) filter (where transaction_type = 'refund') as refunded
+                          from point_transactions group by user_id) t on t.user_id = p.user_id
+            order by p.user_id"#
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let mut flag = |invariant: &'static str, details: String| {
+            out.push(Violation { user_id: Some(r.user_id), invariant, details })
+        };
+        let a = r.available_points;
+        if a != r.batches {
+            flag("available = Σ batch points left", format!("available {a}, batches hold {}", r.batches));
+        }
+        if a != r.ledger {
+            flag("available = Σ points_change", format!("available {a}, transactions sum to {}", r.ledger));
+        }
+        if a != r.counters {
+            flag("earned − used − expired ± adjusted − reversed + refunded = available",
+                format!("counters give {}, available {a}", r.counters));
+        }
+        for (name, by_tx, counter) in [
+            ("total_earned", r.earned, r.total_earned),
+            ("total_used", r.used, r.total_used),
+            ("total_expired", r.expired, r.total_expired),
+            ("total_adjusted", r.adjusted, r.total_adjusted),
+            ("total_reversed", r.reversed, r.total_reversed),
+            ("total_refunded", r.refunded, r.total_refunded),
+        ] {
+            if by_tx != counter {
+                flag("counters match transactions", format!("{name} is {counter}, transactions give {by_tx}"));
+            }
+        }
+        if let Some(last) = r.last_balance {
+            if last != a {
+                flag("last balance_after = available", format!("last balance_after {last}, available {a}"));
+            }
+        }
+    }
+
+    for r in sqlx::query!(
+        r#"select b.id, b.user_id, b.earned_points, b.available_points,
+                  coalesce(d.taken, 0)::bigint as "taken!"
+             from point_batches b
+             left join (select batch_id, sum(points) as taken from batch_deductions group by batch_id) d
+                    on d.batch_id = b.id
+            where b.available_points < 0 or b.available_points > b.earned_points
+               or b.earned_points - b.available_points <> coalesce(d.taken, 0)
+            order by b.id"#
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.push(Violation {
+            user_id: Some(r.user_id),
+            invariant: "0 ≤ batch points ≤ earned, and deductions add up to what it lost",
+            details: format!(
+                "batch {}: earned {}, left {}, deductions {}",
+                r.id, r.earned_points, r.available_points, r.taken
+            ),
+        });
+    }
+
+    for r in sqlx::query!(
+        r#"select t.id, t.user_id, t.transaction_type, t.points_change,
+                  coalesce(d.taken, 0)::bigint as "taken!"
+             from point_transactions t
+             left join (select transaction_id, sum(points) as taken from batch_deductions
+                         group by transaction_id) d on d.transaction_id = t.id
+            where (t.transaction_type in ('use', 'expire', 'reverse', 'refund')
+                   or (t.transaction_type = 'adjust' and t.points_change < 0))
+              and t.points_change <> -coalesce(d.taken, 0)
+            order by t.id"#
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.push(Violation {
+            user_id: Some(r.user_id),
+            invariant: "a transaction's batch movements equal its points_change",
+            details: format!(
+                "{} transaction {}: points_change {}, batches moved {}",
+                r.transaction_type, r.id, r.points_change, -r.taken
+            ),
+        });
+    }
+
+    for r in sqlx::query!(
+        r#"select t.id, t.user_id, t.points_change, b.earned_points as "earned?"
+             from point_transactions t
+             left join point_batches b on b.transaction_id = t.id
+            where (t.transaction_type = 'earn' or (t.transaction_type = 'adjust' and t.points_change > 0))
+              and (b.id is null or b.earned_points <> t.points_change)
+            order by t.id"#
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.push(Violation {
+            user_id: Some(r.user_id),
+            invariant: "every credit has its batch",
+            details: format!(
+                "transaction {}: credited {}, batch holds {:?}",
+                r.id, r.points_change, r.earned
+            ),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,310 @@
+//! MemberService of the seed: sign-up, profile, and the level engine
+//! (`check_level_upgrade`, deferred upgrades, manual level changes) of SPEC §3.2 and §3.6.
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+
+use super::{Ctx, accounts, levels, run_to_completion};
+use crate::db::levels as level_db;
+use crate::db::members as db;
+use crate::db::points::{self as points_db, LockedMember};
+use crate::domain::{
+    Email, MemberRecord, Profile, UpgradeProgress, UpgradeResult, parse_display_name, parse_reason,
+    upgrade_progress,
+};
+use crate::error::{Error, Result, violated_constraint};
+
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub email: Email,
+    pub display_name: String,
+    /// `None`: the member cannot log in until a password is set (API sign-ups).
+    pub password: Option<String>,
+}
+
+impl NewMember {
+    pub fn parse(email: &str, display_name: &str, password: Option<&str>) -> Result<Self> {
+        Ok(Self {
+            email: Email::parse(email)?,
+            display_name: parse_display_name(display_name)?,
+            password: password.map(crate::domain::parse_password).transpose()?,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct MemberService {
+    ctx: Ctx,
+}
+
+impl MemberService {
+    pub fn new(ctx: Ctx) -> Self {
+        Self { ctx }
+    }
+
+    /// Creates a user with a member profile on the entry level, 0 points, 0.00 spent. The
+    /// member code is `M` + business date + the day's gap-free sequence.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_member(&self, new: NewMember) -> Result<MemberRecord> {
+        let hash = match &new.password {
+            Some(p) => accounts::hash_password(p.clone()).await?,
+            None => accounts::NO_PASSWORD.to_owned(),
+        };
+        let this = self.clone();
+        run_to_completion(async move {
+            let now = this.ctx.clock.now();
+            let mut tx = this.ctx.pool.begin().await?;
+            let user_id =
+                insert_user(&mut tx, &new.email, &hash, "member", &new.display_name, now).await?;
+            let day = db::business_date(&mut tx, now, &this.ctx.config.member_timezone).await?;
+            let seq = db::next_member_seq(&mut tx, day).await?;
+            let code = format!(
+                "M{:04}{:02}{:02}{seq:05}",
+                day.year(),
+                u8::from(day.month()),
+                day.day()
+            );
+            let level_id = db::entry_level_id(&mut tx).await?;
+            db::insert_profile(&mut tx, user_id, &code, level_id, now).await?;
+            let record = db::member_record(&mut tx, user_id)
+                .await?
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("profile vanished after insert")))?;
+            tx.commit().await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// The member row (cached under `member_system:profile:{user_id}`).
+    pub async fn record(&self, user_id: i64) -> Result<MemberRecord> {
+        let key = self.ctx.cache.keys.profile(user_id);
+        if let Some(r) = self.ctx.cache.get::<MemberRecord>(&key).await {
+            return Ok(r);
+        }
+        let mut conn = self.ctx.pool.acquire().await?;
+        let record = db::member_record(&mut conn, user_id)
+            .await?
+            .ok_or(Error::MemberNotFound { user_id })?;
+        drop(conn);
+        self.ctx
+            .cache
+            .set(&key, &record, self.ctx.config.member_cache_ttl)
+            .await;
+        Ok(record)
+    }
+
+    /// Everything a member's page or the API shows about them (seed: `get_member_profile`).
+    pub async fn get_member_profile(&self, user_id: i64) -> Result<Profile> {
+        let record = self.record(user_id).await?;
+        let levels = levels::LevelService::new(self.ctx.clone()).list().await?;
+        let points = super::PointService::new(self.ctx.clone())
+            .summary(user_id)
+            .await?;
+        let level = levels
+            .iter()
+            .find(|l| l.id == record.level_id)
+            .cloned()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("level {} missing", record.level_id)))?;
+        let upgrade_progress = upgrade_progress(&levels, &level, record.total_spent);
+        Ok(Profile {
+            user_id: record.user_id,
+            member_code: record.member_code,
+            email: record.email,
+            display_name: record.display_name,
+            total_spent: record.total_spent,
+            level,
+            points,
+            upgrade_progress,
+        })
+    }
+
+    pub async fn upgrade_progress(&self, user_id: i64) -> Result<UpgradeProgress> {
+        Ok(self.get_member_profile(user_id).await?.upgrade_progress)
+    }
+
+    /// Upgrades the member to the highest active level their spend qualifies for, unless the
+    /// cooldown since their last level change defers it (seed: `check_level_upgrade`).
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn check_level_upgrade(&self, user_id: i64) -> Result<Option<UpgradeResult>> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let result = this
+                .ctx
+                .guarded(user_id, || async {
+                    let now = this.ctx.clock.now();
+                    let mut tx = this.ctx.pool.begin().await?;
+                    let m = points_db::lock_member(
+                        &mut tx,
+                        user_id,
+                        now,
+                        &this.ctx.config.member_timezone,
+                    )
+                    .await?
+                    .ok_or(Error::MemberNotFound { user_id })?;
+                    let spent = m.total_spent;
+                    let result = upgrade_locked(&this.ctx, &mut tx, &m, spent, now).await?;
+                    tx.commit().await?;
+                    Ok(result)
+                })
+                .await?;
+            if let Some(up) = &result {
+                metrics::counter!("member_system_level_upgrades_total",
+                    "from_level" => up.old_level.clone(), "to_level" => up.new_level.clone())
+                .increment(1);
+            }
+            Ok(result)
+        })
+        .await
+    }
+
+    /// Applies the upgrades whose cooldown has ended (the background job).
+    pub async fn apply_due_upgrades(&self) -> Result<usize> {
+        let now = self.ctx.clock.now();
+        let mut applied = 0;
+        loop {
+            let ids = {
+                let mut conn = self.ctx.pool.acquire().await?;
+                db::due_upgrades(&mut conn, now, self.ctx.config.batch_size).await?
+            };
+            if ids.is_empty() {
+                return Ok(applied);
+            }
+            for id in &ids {
+                if self.check_level_upgrade(*id).await?.is_some() {
+                    applied += 1;
+                }
+            }
+            if (ids.len() as i64) < self.ctx.config.batch_size {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// When a deferred upgrade of this member becomes due, if one is pending.
+    pub async fn upgrade_due_at(&self, user_id: i64) -> Result<Option<OffsetDateTime>> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(db::upgrade_due_at(&mut conn, user_id).await?)
+    }
+
+    /// A staff member sets a level by hand (reason `manual`, note required), audited.
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn set_level(
+        &self,
+        user_id: i64,
+        level_id: i32,
+        note: &str,
+        actor_user_id: Option<i64>,
+    ) -> Result<()> {
+        let note = parse_reason("note", note)?;
+        let this = self.clone();
+        run_to_completion(async move {
+            this.ctx
+                .guarded(user_id, || async {
+                    let now = this.ctx.clock.now();
+                    let mut tx = this.ctx.pool.begin().await?;
+                    let m = points_db::lock_member(&mut tx, user_id, now, &this.ctx.config.member_timezone)
+                        .await?
+                        .ok_or(Error::MemberNotFound { user_id })?;
+                    let level = level_db::by_id(&mut tx, level_id)
+                        .await?
+                        .filter(|l| l.is_active)
+                        .ok_or_else(|| Error::validation("level_id", "choose an active level"))?;
+                    if level.id == m.level_id {
+                        return Err(Error::validation("level_id", "the member is already on this level"));
+                    }
+                    db::change_level(&mut tx, user_id, m.level_id, level.id, "manual", Some(&note), actor_user_id, now)
+                        .await?;
+                    db::notify(
+                        &mut tx,
+                        user_id,
+                        "level_changed",
+                        &json!({ "new_level": level.level_name, "benefits": level.benefits }),
+                        now,
+                    )
+                    .await?;
+                    db::audit(
+                        &mut tx,
+                        actor_user_id,
+                        "member.set_level",
+                        "member",
+                        &user_id.to_string(),
+                        &json!({ "old_level_id": m.level_id, "new_level_id": level.id, "note": note }),
+                        now,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
+        })
+        .await
+    }
+}
+
+pub(super) async fn insert_user(
+    conn: &mut PgConnection,
+    email: &Email,
+    password_hash: &str,
+    role: &str,
+    display_name: &str,
+    now: OffsetDateTime,
+) -> Result<i64> {
+    db::insert_user(conn, email.as_str(), password_hash, role, display_name, now)
+        .await
+        .map_err(|e| match violated_constraint(&e) {
+            Some("users_email_key") => Error::EmailTaken,
+            _ => e.into(),
+        })
+}
+
+/// The level engine inside a points transaction that holds the member's row lock: jump to
+/// the highest qualifying active level, or defer until the cooldown ends.
+pub(super) async fn upgrade_locked(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    m: &LockedMember,
+    spent: Decimal,
+    now: OffsetDateTime,
+) -> Result<Option<UpgradeResult>> {
+    if !ctx.config.auto_upgrade {
+        return Ok(None);
+    }
+    let Some(target) = level_db::upgrade_target(conn, spent, m.level_order).await? else {
+        db::set_upgrade_due(conn, m.user_id, None).await?;
+        return Ok(None);
+    };
+    let cooldown = Duration::try_from(ctx.config.level_upgrade_cooldown).unwrap_or(Duration::MAX);
+    if let Some(last) = m.last_level_change_at {
+        let ready = last.saturating_add(cooldown);
+        if ready > now {
+            db::set_upgrade_due(conn, m.user_id, Some(ready)).await?;
+            return Ok(None);
+        }
+    }
+    let old = level_db::by_id(conn, m.level_id)
+        .await?
+        .ok_or(Error::LevelNotFound {
+            level_id: m.level_id,
+        })?;
+    db::change_level(
+        conn,
+        m.user_id,
+        m.level_id,
+        target.id,
+        "auto_upgrade",
+        None,
+        None,
+        now,
+    )
+    .await?;
+    let result = UpgradeResult {
+        upgraded: true,
+        old_level: old.level_name,
+        new_level: target.level_name,
+        upgrade_benefits: target.benefits,
+    };
+    db::notify(conn, m.user_id, "level_upgraded", &json!(result), now).await?;
+    Ok(Some(result))
+}

@@ -1,0 +1,114 @@
+//! The seed's services: rules and transactions. Pages, the JSON API, the CLI and the
+//! background jobs all come through here.
+
+pub mod accounts;
+pub mod demo;
+pub mod ledger;
+pub mod levels;
+pub mod members;
+pub mod points;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::cache::{Cache, Keys, Locker, RedisConn};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+pub use levels::LevelService;
+pub use members::MemberService;
+pub use points::PointService;
+
+/// What every service shares; cheap to clone.
+#[derive(Clone)]
+pub struct Ctx {
+    pub pool: PgPool,
+    pub cache: Cache,
+    pub locker: Locker,
+    pub clock: SharedClock,
+    pub config: Arc<Config>,
+}
+
+impl Ctx {
+    /// Redis cache and lock when `REDIS_URL` is set (connected lazily, so a Redis that is
+    /// down does not stop start-up), in-process ones otherwise.
+    pub fn new(pool: PgPool, config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let keys = Keys::new(&config.redis_key_prefix);
+        let (cache, locker) = match &config.redis_url {
+            Some(url) => {
+                let conn = RedisConn::new(url, config.redis_operation_timeout)?;
+                (
+                    Cache::redis(conn.clone(), keys.clone()),
+                    Locker::redis(conn, keys, config.lock_wait, config.lock_ttl),
+                )
+            }
+            None => (
+                Cache::local(keys.clone()),
+                Locker::local(keys, config.lock_wait),
+            ),
+        };
+        Ok(Self {
+            pool,
+            cache,
+            locker,
+            clock,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn with_system_clock(pool: PgPool, config: Config) -> anyhow::Result<Self> {
+        Self::new(pool, config, Arc::new(SystemClock))
+    }
+
+    /// Runs a points operation under the member's lock and drops the member's cached
+    /// entries once it has committed.
+    async fn guarded<T, F, Fut>(&self, user_id: i64, op: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let guard = self.locker.acquire(user_id).await?;
+        let result = op().await;
+        self.locker.release(guard).await;
+        if result.is_ok() {
+            self.cache.invalidate_members(&[user_id]).await;
+        }
+        result
+    }
+}
+
+/// The services of the seed, over one shared context.
+#[derive(Clone)]
+pub struct Services {
+    pub ctx: Ctx,
+    pub members: MemberService,
+    pub points: PointService,
+    pub levels: LevelService,
+}
+
+impl Services {
+    pub fn new(ctx: Ctx) -> Self {
+        Self {
+            members: MemberService::new(ctx.clone()),
+            points: PointService::new(ctx.clone()),
+            levels: LevelService::new(ctx.clone()),
+            ctx,
+        }
+    }
+}
+
+/// Runs `work` on its own task and waits for it. Dropping the caller (a client that
+/// disconnects, a timeout) does not cancel the work: a transaction once begun runs to its
+/// commit or rollback, and its connection goes back to the pool clean. This is what keeps
+/// sqlx's non-cancel-safe `begin` (DEPENDENCIES.md) from ever being cancelled.
+pub async fn run_to_completion<T, F>(work: F) -> Result<T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("points operation task failed: {e}")))?
+}

@@ -1,0 +1,757 @@
+//! PointService of the seed: earn, use, reverse, refund, adjust, expire (SPEC §3.3–3.5).
+//! Each operation is one PostgreSQL transaction that starts by locking the member's row
+//! (`lock_member`, which also expires what is due), runs on its own task to the end, and
+//! drops the member's cache entries after commit.
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::json;
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+
+use super::{Ctx, members, run_to_completion};
+use crate::db::members as member_db;
+use crate::db::points::{self as db, Keyed, LockedMember, NewDebit, NewEarn};
+use crate::domain::{
+    Batch, Money, Outcome, Points, PointsSummary, Reference, Transaction, parse_reason,
+};
+use crate::error::{Error, Result, violated_constraint};
+
+const IDEMPOTENCY_KEY: &str = "point_transactions_idempotency_key";
+
+#[derive(Debug, Clone)]
+pub struct EarnRequest {
+    pub user_id: i64,
+    pub base_points: Points,
+    pub source_type: Reference,
+    pub source_id: Reference,
+    pub amount: Option<Money>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UseRequest {
+    pub user_id: i64,
+    pub points: Points,
+    pub usage_type: Reference,
+    pub reference_id: Reference,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReverseRequest {
+    pub user_id: i64,
+    pub source_type: Reference,
+    pub source_id: Reference,
+    pub refund_id: Option<Reference>,
+    pub amount: Option<Money>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub user_id: i64,
+    pub usage_type: Reference,
+    pub reference_id: Reference,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdjustRequest {
+    pub user_id: i64,
+    /// positive credits a new batch, negative takes points first-expiring-first
+    pub points: i64,
+    pub reason: String,
+    pub actor_user_id: Option<i64>,
+}
+
+impl AdjustRequest {
+    pub fn parse(user_id: i64, points: i64, reason: &str, actor: Option<i64>) -> Result<Self> {
+        if points == 0 || points.abs() > Points::MAX {
+            return Err(Error::validation(
+                "points",
+                format!(
+                    "points must be a non-zero whole number between -{0} and {0}",
+                    Points::MAX
+                ),
+            ));
+        }
+        Ok(Self {
+            user_id,
+            points,
+            reason: parse_reason("reason", reason)?,
+            actor_user_id: actor,
+        })
+    }
+}
+
+/// What an expiry sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    pub members: usize,
+    pub points: i64,
+}
+
+#[derive(Clone)]
+pub struct PointService {
+    ctx: Ctx,
+}
+
+impl PointService {
+    pub fn new(ctx: Ctx) -> Self {
+        Self { ctx }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.ctx.clock.now()
+    }
+
+    async fn lock(
+        &self,
+        conn: &mut PgConnection,
+        user_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<LockedMember> {
+        db::lock_member(conn, user_id, now, &self.ctx.config.member_timezone)
+            .await?
+            .ok_or(Error::MemberNotFound { user_id })
+    }
+
+    /// Credits points for an order or other source (seed: `earn_points`).
+    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    pub async fn earn_points(&self, req: EarnRequest) -> Result<Outcome> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let outcome = match this.ctx.guarded(req.user_id, || this.earn_tx(&req)).await {
+                Err(Error::KeyRace) => {
+                    // Another member's earn with this key committed first.
+                    this.replay_after_race("earn", &req.source_type, &req.source_id, "", |k| {
+                        same_earn(k, &req)
+                    })
+                    .await?
+                }
+                other => other?,
+            };
+            if !outcome.replayed {
+                record("earn", outcome.transaction.points_change);
+                if let Some(up) = &outcome.upgrade {
+                    metrics::counter!("member_system_level_upgrades_total",
+                        "from_level" => up.old_level.clone(), "to_level" => up.new_level.clone())
+                    .increment(1);
+                }
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn earn_tx(&self, req: &EarnRequest) -> Result<Outcome> {
+        let cfg = &self.ctx.config;
+        let now = self.now();
+        let mut tx = self.ctx.pool.begin().await?;
+        let m = self.lock(&mut tx, req.user_id, now).await?;
+        if let Some(k) = db::find_keyed(
+            &mut tx,
+            "earn",
+            req.source_type.as_str(),
+            req.source_id.as_str(),
+            "",
+        )
+        .await?
+        {
+            let same = same_earn(&k, req);
+            return replay_or_conflict(k, same);
+        }
+        let actual = (Decimal::from(req.base_points.get()) * m.point_multiplier)
+            .floor()
+            .to_i64()
+            .unwrap_or(i64::MAX);
+        if actual > cfg.max_points_per_transaction {
+            return Err(Error::PointsPerTransactionExceeded {
+                max: cfg.max_points_per_transaction,
+                actual,
+            });
+        }
+        if m.earned_today + actual > cfg.daily_points_limit {
+            return Err(Error::DailyPointsLimitExceeded {
+                limit: cfg.daily_points_limit,
+                earned_today: m.earned_today,
+                requested: actual,
+            });
+        }
+        let amount = req.amount.map(Money::get);
+        let description = format!("{} {}", req.source_type.as_str(), req.source_id.as_str());
+        let inserted = db::insert_earn(
+            &mut tx,
+            &NewEarn {
+                user_id: req.user_id,
+                points: actual,
+                balance_after: m.available_points + actual,
+                multiplier: m.point_multiplier,
+                base_points: req.base_points.get(),
+                amount,
+                source_type: req.source_type.as_str(),
+                source_id: req.source_id.as_str(),
+                description: &description,
+                now,
+                expires_at: now + Duration::days(cfg.points_expiry_days),
+                business_date: m.business_date,
+                earned_today: m.earned_today + actual,
+            },
+        )
+        .await;
+        let transaction = match inserted {
+            Ok(t) => t,
+            Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => {
+                return Err(Error::KeyRace);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let spent = m.total_spent + amount.unwrap_or_default();
+        let upgrade =
+            if amount.is_some() && m.next_min_points.is_some_and(|n| spent >= Decimal::from(n)) {
+                members::upgrade_locked(&self.ctx, &mut tx, &m, spent, now).await?
+            } else {
+                None
+            };
+        tx.commit().await?;
+        Ok(Outcome {
+            transaction,
+            replayed: false,
+            upgrade,
+        })
+    }
+
+    /// Spends points, first-expiring first (seed: `use_points`).
+    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    pub async fn use_points(&self, req: UseRequest) -> Result<Outcome> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let outcome = match this.ctx.guarded(req.user_id, || this.use_tx(&req)).await {
+                Err(Error::KeyRace) => {
+                    this.replay_after_race("use", &req.usage_type, &req.reference_id, "", |k| {
+                        k.tx.user_id == req.user_id && k.requested_points == Some(req.points.get())
+                    })
+                    .await?
+                }
+                other => other?,
+            };
+            if !outcome.replayed {
+                record("use", -outcome.transaction.points_change);
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn use_tx(&self, req: &UseRequest) -> Result<Outcome> {
+        let now = self.now();
+        let points = req.points.get();
+        let mut tx = self.ctx.pool.begin().await?;
+        let m = self.lock(&mut tx, req.user_id, now).await?;
+        if let Some(k) = db::find_keyed(
+            &mut tx,
+            "use",
+            req.usage_type.as_str(),
+            req.reference_id.as_str(),
+            "",
+        )
+        .await?
+        {
+            let same = k.tx.user_id == req.user_id && k.requested_points == Some(points);
+            return replay_or_conflict(k, same);
+        }
+        if m.available_points < points {
+            return Err(Error::InsufficientPoints {
+                required: points,
+                available: m.available_points,
+            });
+        }
+        let description = format!("{} {}", req.usage_type.as_str(), req.reference_id.as_str());
+        let debit = NewDebit {
+            user_id: req.user_id,
+            kind: "use",
+            points,
+            balance_after: m.available_points - points,
+            requested_points: Some(points),
+            amount: None,
+            reference_type: Some(req.usage_type.as_str()),
+            reference_id: Some(req.reference_id.as_str()),
+            sub_reference: None,
+            unrecovered: 0,
+            description: &description,
+            actor_user_id: None,
+            now,
+            spent_returned: None,
+        };
+        let transaction = match db::insert_debit(&mut tx, &debit).await {
+            Ok(t) => t,
+            Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => {
+                return Err(Error::KeyRace);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        take_exactly(&mut tx, req.user_id, points, now, transaction.id, None).await?;
+        tx.commit().await?;
+        Ok(Outcome {
+            transaction,
+            replayed: false,
+            upgrade: None,
+        })
+    }
+
+    /// Takes back the points of a returned order, in full or in proportion to the amount
+    /// returned; never below a zero balance (what is missing is `unrecovered`).
+    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    pub async fn reverse_points(&self, req: ReverseRequest) -> Result<Outcome> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let outcome = this
+                .ctx
+                .guarded(req.user_id, || this.reverse_tx(&req))
+                .await?;
+            if !outcome.replayed {
+                record("reverse", -outcome.transaction.points_change);
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn reverse_tx(&self, req: &ReverseRequest) -> Result<Outcome> {
+        let now = self.now();
+        let mut tx = self.ctx.pool.begin().await?;
+        let m = self.lock(&mut tx, req.user_id, now).await?;
+        let (st, sid) = (req.source_type.as_str(), req.source_id.as_str());
+        let earn = match db::find_keyed(&mut tx, "earn", st, sid, "").await? {
+            Some(e) if e.tx.user_id == req.user_id => e,
+            _ => {
+                return Err(Error::NotFound {
+                    what: "an earn of this member for this source",
+                });
+            }
+        };
+        let sub = req.refund_id.as_ref().map(Reference::as_str);
+        let asked = req.amount.map(Money::get);
+        if let Some(k) = db::find_keyed(&mut tx, "reverse", st, sid, sub.unwrap_or("")).await? {
+            let same = k.tx.user_id == req.user_id && (asked.is_none() || k.amount == asked);
+            return replay_or_conflict(k, same);
+        }
+
+        let earned = earn.tx.points_change;
+        let points_left = earned - earn.reversed_points;
+        let amount_left = earn.amount.map(|a| a - earn.reversed_amount);
+        let (take, returned) = match (sub, asked) {
+            (None, Some(a)) if Some(a) != amount_left => {
+                return Err(Error::validation(
+                    "refund_id",
+                    "a partial return needs a refund_id; without one the whole order is reversed",
+                ));
+            }
+            (None, _) | (Some(_), None) => {
+                (points_left, amount_left.filter(|a| *a > Decimal::ZERO))
+            }
+            (Some(_), Some(a)) => {
+                let (Some(order), Some(left)) = (earn.amount, amount_left) else {
+                    return Err(Error::validation(
+                        "amount",
+                        "this earn has no order amount, so it can only be reversed in full",
+                    ));
+                };
+                if a > left {
+                    return Err(Error::validation(
+                        "amount",
+                        format!("amount exceeds what is left of the order ({left})"),
+                    ));
+                }
+                let share = if a == left {
+                    points_left
+                } else {
+                    (Decimal::from(earned) * a / order)
+                        .floor()
+                        .to_i64()
+                        .unwrap_or(0)
+                        .min(points_left)
+                };
+                (share, Some(a))
+            }
+        };
+        if take == 0 && returned.is_none() {
+            return Err(Error::validation(
+                "source_id",
+                "this earn has already been reversed in full",
+            ));
+        }
+        let recovered = take.min(m.available_points);
+        let description = format!("reversal of {st} {sid}");
+        let transaction = db::insert_debit(
+            &mut tx,
+            &NewDebit {
+                user_id: req.user_id,
+                kind: "reverse",
+                points: recovered,
+                balance_after: m.available_points - recovered,
+                requested_points: Some(take),
+                amount: returned,
+                reference_type: Some(st),
+                reference_id: Some(sid),
+                sub_reference: sub,
+                unrecovered: take - recovered,
+                description: &description,
+                actor_user_id: None,
+                now,
+                spent_returned: returned,
+            },
+        )
+        .await?;
+        if recovered > 0 {
+            take_exactly(
+                &mut tx,
+                req.user_id,
+                recovered,
+                now,
+                transaction.id,
+                earn.batch_id,
+            )
+            .await?;
+        }
+        db::mark_reversed(&mut tx, earn.tx.id, take, returned).await?;
+        tx.commit().await?;
+        Ok(Outcome {
+            transaction,
+            replayed: false,
+            upgrade: None,
+        })
+    }
+
+    /// Cancels a use: its points go back into the batches they came from, with those
+    /// batches' own expiry dates.
+    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    pub async fn refund_points(&self, req: RefundRequest) -> Result<Outcome> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let outcome = this
+                .ctx
+                .guarded(req.user_id, || this.refund_tx(&req))
+                .await?;
+            if !outcome.replayed {
+                record("refund", outcome.transaction.points_change);
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn refund_tx(&self, req: &RefundRequest) -> Result<Outcome> {
+        let now = self.now();
+        let mut tx = self.ctx.pool.begin().await?;
+        let m = self.lock(&mut tx, req.user_id, now).await?;
+        let (ut, rid) = (req.usage_type.as_str(), req.reference_id.as_str());
+        if let Some(k) = db::find_keyed(&mut tx, "refund", ut, rid, "").await? {
+            let same = k.tx.user_id == req.user_id;
+            return replay_or_conflict(k, same);
+        }
+        let used = match db::find_keyed(&mut tx, "use", ut, rid, "").await? {
+            Some(u) if u.tx.user_id == req.user_id => u,
+            _ => {
+                return Err(Error::NotFound {
+                    what: "a use of this member for this reference",
+                });
+            }
+        };
+        let points = -used.tx.points_change;
+        let transaction = db::insert_refund(
+            &mut tx,
+            req.user_id,
+            points,
+            m.available_points + points,
+            ut,
+            rid,
+            now,
+        )
+        .await?;
+        db::restore_use(&mut tx, used.tx.id, transaction.id, now).await?;
+        tx.commit().await?;
+        Ok(Outcome {
+            transaction,
+            replayed: false,
+            upgrade: None,
+        })
+    }
+
+    /// A staff adjustment: credits a new batch, or takes points first-expiring first and
+    /// never below zero. Audited in the same transaction.
+    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    pub async fn adjust_points(&self, req: AdjustRequest) -> Result<Transaction> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let t = this
+                .ctx
+                .guarded(req.user_id, || this.adjust_tx(&req))
+                .await?;
+            record("adjust", t.points_change.abs());
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn adjust_tx(&self, req: &AdjustRequest) -> Result<Transaction> {
+        let now = self.now();
+        let mut tx = self.ctx.pool.begin().await?;
+        let m = self.lock(&mut tx, req.user_id, now).await?;
+        let transaction = if req.points > 0 {
+            let expires_at = now + Duration::days(self.ctx.config.points_expiry_days);
+            db::insert_credit_adjustment(
+                &mut tx,
+                req.user_id,
+                req.points,
+                m.available_points + req.points,
+                &req.reason,
+                req.actor_user_id,
+                now,
+                expires_at,
+            )
+            .await?
+        } else {
+            let points = -req.points;
+            if m.available_points < points {
+                return Err(Error::InsufficientPoints {
+                    required: points,
+                    available: m.available_points,
+                });
+            }
+            let t = db::insert_debit(
+                &mut tx,
+                &NewDebit {
+                    user_id: req.user_id,
+                    kind: "adjust",
+                    points,
+                    balance_after: m.available_points - points,
+                    requested_points: Some(points),
+                    amount: None,
+                    reference_type: None,
+                    reference_id: None,
+                    sub_reference: None,
+                    unrecovered: 0,
+                    description: &req.reason,
+                    actor_user_id: req.actor_user_id,
+                    now,
+                    spent_returned: None,
+                },
+            )
+            .await?;
+            take_exactly(&mut tx, req.user_id, points, now, t.id, None).await?;
+            t
+        };
+        member_db::audit(
+            &mut tx,
+            req.actor_user_id,
+            "points.adjust",
+            "member",
+            &req.user_id.to_string(),
+            &json!({ "points": req.points, "reason": req.reason, "transaction_id": transaction.id }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(transaction)
+    }
+
+    /// Expires every batch past its expiry: one `expire` transaction per member, in
+    /// transactions of `BATCH_SIZE` batches' members, caches dropped per chunk.
+    #[tracing::instrument(skip_all)]
+    pub async fn expire_points(&self) -> Result<SweepReport> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let now = this.now();
+            let mut report = SweepReport::default();
+            loop {
+                let mut tx = this.ctx.pool.begin().await?;
+                let ids =
+                    db::members_with_due_batches(&mut tx, now, this.ctx.config.batch_size).await?;
+                if ids.is_empty() {
+                    break;
+                }
+                let points = db::expire_members(&mut tx, &ids, now).await?;
+                tx.commit().await?;
+                this.ctx.cache.invalidate_members(&ids).await;
+                report.members += ids.len();
+                report.points += points;
+                record("expire", points);
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Queues one reminder per batch expiring within `POINTS_EXPIRY_REMINDER_DAYS`.
+    pub async fn send_expiry_reminders(&self) -> Result<i64> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let now = this.now();
+            let until = now + Duration::days(this.ctx.config.points_expiry_reminder_days);
+            let mut total = 0;
+            loop {
+                let mut conn = this.ctx.pool.acquire().await?;
+                let n = member_db::send_expiry_reminders(
+                    &mut conn,
+                    now,
+                    until,
+                    this.ctx.config.batch_size,
+                )
+                .await?;
+                total += n;
+                if n < this.ctx.config.batch_size {
+                    return Ok(total);
+                }
+            }
+        })
+        .await
+    }
+
+    /// The member's points as anyone may see them (cached under `member_system:points`).
+    pub async fn summary(&self, user_id: i64) -> Result<PointsSummary> {
+        let now = self.now();
+        let key = self.ctx.cache.keys.points(user_id);
+        if let Some(s) = self.ctx.cache.get::<PointsSummary>(&key).await {
+            if s.valid_until.is_none_or(|t| t > now) {
+                return Ok(s);
+            }
+        }
+        let mut conn = self.ctx.pool.acquire().await?;
+        let row = db::points_row(&mut conn, user_id, now)
+            .await?
+            .ok_or(Error::MemberNotFound { user_id })?;
+        let soon = now + Duration::days(self.ctx.config.points_expiry_reminder_days);
+        let expiring_soon = db::expiring_soon(&mut conn, user_id, now, soon).await?;
+        drop(conn);
+        let summary = PointsSummary {
+            available: row.available_points - row.unswept_expired,
+            total_earned: row.total_earned,
+            total_used: row.total_used,
+            total_expired: row.total_expired + row.unswept_expired,
+            total_adjusted: row.total_adjusted,
+            total_reversed: row.total_reversed,
+            total_refunded: row.total_refunded,
+            expiring_soon,
+            valid_until: row.valid_until,
+        };
+        self.ctx
+            .cache
+            .set(&key, &summary, self.ctx.config.points_cache_ttl)
+            .await;
+        Ok(summary)
+    }
+
+    /// Live batches, first-expiring first.
+    pub async fn batches(&self, user_id: i64) -> Result<Vec<Batch>> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        member_exists(&mut conn, user_id).await?;
+        Ok(db::live_batches(&mut conn, user_id, self.now()).await?)
+    }
+
+    /// History newest first; `cursor` is the id of the last item of the previous page.
+    pub async fn history(
+        &self,
+        user_id: i64,
+        kind: Option<&str>,
+        cursor: Option<i64>,
+        limit: i64,
+    ) -> Result<(Vec<Transaction>, Option<i64>)> {
+        let limit = limit.clamp(1, 100);
+        let mut conn = self.ctx.pool.acquire().await?;
+        let mut items = db::history(&mut conn, user_id, kind, cursor, limit + 1).await?;
+        if items.is_empty() {
+            member_exists(&mut conn, user_id).await?;
+        }
+        let next = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|t| t.id)
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    /// After a unique-key race with another member's transaction: the winner is committed,
+    /// so it is either the same request (a replay) or a conflict.
+    async fn replay_after_race(
+        &self,
+        kind: &str,
+        reference_type: &Reference,
+        reference_id: &Reference,
+        sub: &str,
+        same: impl FnOnce(&Keyed) -> bool,
+    ) -> Result<Outcome> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        match db::find_keyed(
+            &mut conn,
+            kind,
+            reference_type.as_str(),
+            reference_id.as_str(),
+            sub,
+        )
+        .await?
+        {
+            Some(k) => {
+                let s = same(&k);
+                replay_or_conflict(k, s)
+            }
+            None => Err(Error::ConcurrentOperation),
+        }
+    }
+}
+
+async fn member_exists(conn: &mut PgConnection, user_id: i64) -> Result<()> {
+    member_db::member_record(conn, user_id)
+        .await?
+        .map(|_| ())
+        .ok_or(Error::MemberNotFound { user_id })
+}
+
+fn same_earn(k: &Keyed, req: &EarnRequest) -> bool {
+    k.tx.user_id == req.user_id
+        && k.requested_points == Some(req.base_points.get())
+        && k.amount == req.amount.map(Money::get)
+}
+
+/// The same key again: the original transaction if the request is the same, else a
+/// conflict that names the key.
+fn replay_or_conflict(k: Keyed, same: bool) -> Result<Outcome> {
+    if same {
+        Ok(Outcome {
+            transaction: k.tx,
+            replayed: true,
+            upgrade: None,
+        })
+    } else {
+        Err(Error::IdempotencyConflict {
+            message: format!(
+                "{} {} {} was already recorded with different details",
+                k.tx.transaction_type,
+                k.tx.reference_type.as_deref().unwrap_or(""),
+                k.tx.reference_id.as_deref().unwrap_or("")
+            ),
+        })
+    }
+}
+
+/// Debits exactly `points` from live batches; anything else means the ledger and the
+/// member's balance disagree, and the transaction is rolled back.
+async fn take_exactly(
+    conn: &mut PgConnection,
+    user_id: i64,
+    points: i64,
+    now: OffsetDateTime,
+    tx_id: i64,
+    first_batch: Option<i64>,
+) -> Result<()> {
+    let taken = db::consume_fifo(conn, user_id, points, now, tx_id, first_batch).await?;
+    if taken != points {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "ledger mismatch for member {user_id}: balance covers {points} points but batches gave {taken}"
+        )));
+    }
+    Ok(())
+}
+
+fn record(kind: &'static str, points: i64) {
+    metrics::counter!("member_system_points_transactions_total", "type" => kind).increment(1);
+    metrics::histogram!("member_system_points_amount", "type" => kind).record(points as f64);
+}
