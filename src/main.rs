@@ -121,7 +121,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::VerifyLedger => {
             let s = services(config).await?;
-            let violations = ledger::verify_ledger(&s.ctx.pool).await?;
+            let violations = ledger::verify_ledger(&s.ctx.pool, None).await?;
             if violations.is_empty() {
                 println!("ledger ok: every invariant holds");
             } else {

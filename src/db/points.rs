@@ -478,13 +478,17 @@ pub struct PointsRow {
     pub total_adjusted: i64,
     pub total_reversed: i64,
     pub total_refunded: i64,
-    pub valid_until: Option<OffsetDateTime>,
+    pub next_expiry: Option<OffsetDateTime>,
+    pub entering_window: Option<OffsetDateTime>,
 }
 
+/// `window_end` is the end of the "expiring soon" window: `entering_window` is the first
+/// expiry beyond it, the next batch to enter the window.
 pub async fn points_row(
     conn: &mut PgConnection,
     user_id: i64,
     now: OffsetDateTime,
+    window_end: OffsetDateTime,
 ) -> sqlx::Result<Option<PointsRow>> {
     sqlx::query_as!(
         PointsRow,
@@ -495,11 +499,15 @@ pub async fn points_row(
                       and b.expires_at <= $2) as "unswept_expired!",
                   (select min(b.expires_at) from point_batches b
                     where b.user_id = p.user_id and b.available_points > 0
-                      and b.expires_at > $2) as valid_until
+                      and b.expires_at > $2) as next_expiry,
+                  (select min(b.expires_at) from point_batches b
+                    where b.user_id = p.user_id and b.available_points > 0
+                      and b.expires_at > $3) as entering_window
              from member_profiles p
             where p.user_id = $1"#,
         user_id,
-        now
+        now,
+        window_end
     )
     .fetch_optional(conn)
     .await

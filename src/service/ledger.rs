@@ -22,8 +22,8 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// Checks the ledger; an empty list means every invariant holds.
-pub async fn verify_ledger(pool: &PgPool) -> Result<Vec<Violation>> {
+/// Checks the ledger of every member, or of one; an empty list means every invariant holds.
+pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Violation>> {
     let mut out = Vec::new();
     let mut conn = pool.acquire().await?;
 
@@ -52,7 +52,9 @@ pub async fn verify_ledger(pool: &PgPool) -> Result<Vec<Violation>> {
                                -sum(points_change) filter (where transaction_type = 'reverse') as reversed,
                                sum(points_change) filter (where transaction_type = 'refund') as refunded
                           from point_transactions group by user_id) t on t.user_id = p.user_id
-            order by p.user_id"#
+            where $1::bigint is null or p.user_id = $1
+            order by p.user_id"#,
+        only
     )
     .fetch_all(&mut *conn)
     .await?
@@ -96,9 +98,11 @@ pub async fn verify_ledger(pool: &PgPool) -> Result<Vec<Violation>> {
              from point_batches b
              left join (select batch_id, sum(points) as taken from batch_deductions group by batch_id) d
                     on d.batch_id = b.id
-            where b.available_points < 0 or b.available_points > b.earned_points
-               or b.earned_points - b.available_points <> coalesce(d.taken, 0)
-            order by b.id"#
+            where ($1::bigint is null or b.user_id = $1)
+              and (b.available_points < 0 or b.available_points > b.earned_points
+                   or b.earned_points - b.available_points <> coalesce(d.taken, 0))
+            order by b.id"#,
+        only
     )
     .fetch_all(&mut *conn)
     .await?
@@ -122,7 +126,9 @@ pub async fn verify_ledger(pool: &PgPool) -> Result<Vec<Violation>> {
             where (t.transaction_type in ('use', 'expire', 'reverse', 'refund')
                    or (t.transaction_type = 'adjust' and t.points_change < 0))
               and t.points_change <> -coalesce(d.taken, 0)
-            order by t.id"#
+              and ($1::bigint is null or t.user_id = $1)
+            order by t.id"#,
+        only
     )
     .fetch_all(&mut *conn)
     .await?
@@ -143,7 +149,9 @@ pub async fn verify_ledger(pool: &PgPool) -> Result<Vec<Violation>> {
              left join point_batches b on b.transaction_id = t.id
             where (t.transaction_type = 'earn' or (t.transaction_type = 'adjust' and t.points_change > 0))
               and (b.id is null or b.earned_points <> t.points_change)
-            order by t.id"#
+              and ($1::bigint is null or t.user_id = $1)
+            order by t.id"#,
+        only
     )
     .fetch_all(&mut *conn)
     .await?

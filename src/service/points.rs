@@ -614,11 +614,12 @@ impl PointService {
                 return Ok(s);
             }
         }
+        let window = Duration::days(self.ctx.config.points_expiry_reminder_days);
+        let soon = now + window;
         let mut conn = self.ctx.pool.acquire().await?;
-        let row = db::points_row(&mut conn, user_id, now)
+        let row = db::points_row(&mut conn, user_id, now, soon)
             .await?
             .ok_or(Error::MemberNotFound { user_id })?;
-        let soon = now + Duration::days(self.ctx.config.points_expiry_reminder_days);
         let expiring_soon = db::expiring_soon(&mut conn, user_id, now, soon).await?;
         drop(conn);
         let summary = PointsSummary {
@@ -630,7 +631,11 @@ impl PointService {
             total_reversed: row.total_reversed,
             total_refunded: row.total_refunded,
             expiring_soon,
-            valid_until: row.valid_until,
+            // stale when a batch expires or another one enters the window
+            valid_until: [row.next_expiry, row.entering_window.map(|t| t - window)]
+                .into_iter()
+                .flatten()
+                .min(),
         };
         self.ctx
             .cache

@@ -1,0 +1,184 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::harness::*;
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn ttl(key: &str) -> i64 {
+    redis::cmd("TTL")
+        .arg(key)
+        .query_async(&mut redis().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redis_keys_and_ttls_follow_the_seed() {
+    let h = Harness::with(Backend::Redis, |_| {}).await;
+    let user = h.member().await;
+    h.s.members.get_member_profile(user).await.unwrap();
+    let keys = &h.s.ctx.cache.keys;
+    let p = ttl(&keys.profile(user)).await;
+    let pts = ttl(&keys.points(user)).await;
+    let lv = ttl(&keys.levels()).await;
+    assert!(
+        keys.profile(user)
+            .ends_with(&format!("member_system:profile:{user}"))
+    );
+    assert!((1790..=1800).contains(&p), "profile ttl {p}");
+    assert!((590..=600).contains(&pts), "points ttl {pts}");
+    assert!((7190..=7200).contains(&lv), "levels ttl {lv}");
+    h.s.members.get_member_profile(user).await.unwrap();
+    assert!(
+        h.s.ctx.cache.stats.hits.load(Ordering::Relaxed) >= 3,
+        "second read is served from Redis"
+    );
+}
+
+#[tokio::test]
+async fn a_read_after_a_write_never_shows_the_old_value() {
+    for backend in [Backend::Redis, Backend::Local] {
+        let h = Harness::with(backend, |_| {}).await;
+        let user = h.member().await;
+        assert_eq!(
+            h.s.members
+                .get_member_profile(user)
+                .await
+                .unwrap()
+                .points
+                .available,
+            0
+        );
+        h.s.points
+            .earn_points(earn_req(user, 10, "O1", Some("1000")))
+            .await
+            .unwrap();
+        let p = h.s.members.get_member_profile(user).await.unwrap();
+        assert_eq!(p.points.available, 10, "{backend:?}");
+        assert_eq!(p.level.level_name, "银牌会员", "{backend:?}");
+        assert_eq!(p.total_spent, dec("1000.00"), "{backend:?}");
+        h.spend(user, 4, "PAY").await.unwrap();
+        assert_eq!(
+            h.s.members
+                .get_member_profile(user)
+                .await
+                .unwrap()
+                .points
+                .available,
+            6
+        );
+        // a level edit shows at once in profiles
+        let silver = h.s.levels.list().await.unwrap()[1].clone();
+        h.s.levels
+            .update(
+                silver.id,
+                member_portal::service::levels::LevelInput::parse(
+                    "Silver",
+                    2,
+                    1000,
+                    dec("0.97"),
+                    dec("1.2"),
+                    vec![],
+                    true,
+                )
+                .unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        let p = h.s.members.get_member_profile(user).await.unwrap();
+        assert_eq!(
+            (p.level.level_name.as_str(), p.level.discount_rate),
+            ("Silver", dec("0.970"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_members_are_invalidated_in_one_pipeline() {
+    let h = Harness::with(Backend::Redis, |_| {}).await;
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        let u = h.member().await;
+        h.s.members.get_member_profile(u).await.unwrap();
+        users.push(u);
+    }
+    let keys: Vec<String> = users
+        .iter()
+        .flat_map(|&u| [h.s.ctx.cache.keys.profile(u), h.s.ctx.cache.keys.points(u)])
+        .collect();
+    let exists = |keys: Vec<String>| async move {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(keys)
+            .query_async(&mut redis().await)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(exists(keys.clone()).await, 6);
+    h.s.ctx.cache.invalidate_members(&users).await;
+    assert_eq!(exists(keys).await, 0);
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_earn_use_and_profile_still_work_and_stay_correct() {
+    let h = Harness::with(Backend::RedisDown, |_| {}).await;
+    let user = h.member().await;
+    h.s.points
+        .earn_points(earn_req(user, 300, "O1", Some("1200")))
+        .await
+        .unwrap();
+    h.spend(user, 100, "PAY").await.unwrap();
+    let p = h.s.members.get_member_profile(user).await.unwrap();
+    assert_eq!(p.points.available, 200);
+    assert_eq!(p.level.level_name, "银牌会员");
+    assert_eq!(
+        h.spend(user, 201, "PAY2").await.unwrap_err().code(),
+        "INSUFFICIENT_POINTS"
+    );
+    assert!(
+        h.s.ctx.cache.stats.redis_fallbacks.load(Ordering::Relaxed) > 0,
+        "fallbacks are counted"
+    );
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_held_redis_lock_makes_others_wait_then_concurrent_operation() {
+    let h = Harness::with(Backend::Redis, |c| c.lock_wait = Duration::from_millis(300)).await;
+    let user = h.member().await;
+    h.earn(user, 10, "O1").await.unwrap();
+    let key = h.s.ctx.cache.keys.points_lock(user);
+    assert_eq!(ttl(&key).await, -2, "released after the operation");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("someone-else")
+        .arg("EX")
+        .arg(30)
+        .query_async(&mut redis().await)
+        .await
+        .unwrap();
+    let e = h.spend(user, 1, "PAY").await.unwrap_err();
+    assert_eq!(e.code(), "CONCURRENT_OPERATION");
+    assert_eq!(e.status(), 409);
+    // compare-and-delete: our release never removes another holder's lock
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut redis().await)
+        .await
+        .unwrap();
+    assert_eq!(holder.as_deref(), Some("someone-else"));
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis().await)
+        .await
+        .unwrap();
+    h.spend(user, 1, "PAY").await.unwrap();
+}

@@ -1,0 +1,212 @@
+use member_portal::service::points::EarnRequest;
+use time::Duration;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn seed_example_spent_800_order_300_earns_300_and_becomes_silver() {
+    let h = Harness::new().await;
+    let user = h.member_with_spent("800").await;
+    let out =
+        h.s.points
+            .earn_points(earn_req(user, 300, "ORDER_001", Some("300")))
+            .await
+            .unwrap();
+    assert_eq!(out.transaction.points_change, 300);
+    assert_eq!(out.transaction.transaction_type, "earn");
+    let up = out.upgrade.expect("the order crosses the 1000 threshold");
+    assert!(up.upgraded);
+    assert_eq!(up.old_level, "普通会员");
+    assert_eq!(up.new_level, "银牌会员");
+    assert!(!up.upgrade_benefits.is_empty());
+    let p = h.s.members.get_member_profile(user).await.unwrap();
+    assert_eq!(p.level.level_name, "银牌会员");
+    assert_eq!(p.total_spent, dec("1100.00"));
+    assert_eq!(p.points.available, 300);
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn earn_multiplies_by_the_level_rate_and_rounds_down() {
+    let h = Harness::new().await;
+    let user = h.member_with_spent("1000").await;
+    h.s.members
+        .check_level_upgrade(user)
+        .await
+        .unwrap()
+        .expect("silver");
+    // silver ×1.20: 7 × 1.2 = 8.4 → 8
+    let out = h.earn(user, 7, "O1").await.unwrap();
+    assert_eq!(out.transaction.points_change, 8);
+    let m: rust_decimal::Decimal =
+        sqlx::query_scalar("select multiplier from point_transactions where id = $1")
+            .bind(out.transaction.id)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(m, dec("1.20"), "the rate of the day is kept for reversals");
+}
+
+#[tokio::test]
+async fn earn_creates_a_batch_expiring_after_points_expiry_days() {
+    let h = Harness::with(Backend::Local, |c| c.points_expiry_days = 30).await;
+    let user = h.member().await;
+    h.earn(user, 50, "O1").await.unwrap();
+    let batches = h.s.points.batches(user).await.unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].earned_points, 50);
+    assert_eq!(batches[0].available_points, 50);
+    assert_eq!(batches[0].expires_at, START + Duration::days(30));
+}
+
+#[tokio::test]
+async fn points_per_transaction_exceeded_is_rejected_and_writes_nothing() {
+    let h = Harness::with(Backend::Local, |c| c.max_points_per_transaction = 100).await;
+    let user = h.member().await;
+    let e = h.earn(user, 101, "O1").await.unwrap_err();
+    assert_eq!(e.code(), "POINTS_PER_TRANSACTION_EXCEEDED");
+    assert_eq!(e.status(), 422);
+    assert_eq!(e.body()["actual"], 101);
+    assert_eq!(h.count("select count(*) from point_transactions").await, 0);
+    assert_eq!(h.count("select count(*) from point_batches").await, 0);
+    assert_eq!(h.available(user).await, 0);
+    // the same key can then be used with a valid amount
+    assert_eq!(
+        h.earn(user, 100, "O1")
+            .await
+            .unwrap()
+            .transaction
+            .points_change,
+        100
+    );
+}
+
+#[tokio::test]
+async fn daily_points_limit_counts_the_business_day_and_resets_the_next() {
+    let h = Harness::new().await; // limit 5000, Asia/Shanghai
+    let user = h.member().await;
+    h.earn(user, 3000, "O1").await.unwrap();
+    h.earn(user, 2000, "O2").await.unwrap();
+    let e = h.earn(user, 1, "O3").await.unwrap_err();
+    assert_eq!(e.code(), "DAILY_POINTS_LIMIT_EXCEEDED");
+    assert_eq!(e.body()["earned_today"], 5000);
+    assert_eq!(
+        h.count("select count(*) from point_transactions").await,
+        2,
+        "a rejected earn writes nothing"
+    );
+    // 02:00 UTC + 14h = 16:00 UTC = 00:00 the next day in Shanghai
+    h.clock.advance(Duration::hours(13) + Duration::minutes(59));
+    assert_eq!(
+        h.earn(user, 1, "O3").await.unwrap_err().code(),
+        "DAILY_POINTS_LIMIT_EXCEEDED"
+    );
+    h.clock.advance(Duration::minutes(1));
+    assert_eq!(
+        h.earn(user, 5000, "O3")
+            .await
+            .unwrap()
+            .transaction
+            .points_change,
+        5000
+    );
+    assert_eq!(h.available(user).await, 10_000);
+}
+
+#[tokio::test]
+async fn earn_is_idempotent_a_replay_returns_the_original_and_credits_nothing() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    let first =
+        h.s.points
+            .earn_points(earn_req(user, 100, "O1", Some("100.50")))
+            .await
+            .unwrap();
+    let again =
+        h.s.points
+            .earn_points(earn_req(user, 100, "O1", Some("100.50")))
+            .await
+            .unwrap();
+    assert!(!first.replayed);
+    assert!(again.replayed);
+    assert_eq!(again.transaction, first.transaction);
+    assert_eq!(h.available(user).await, 100);
+    let p = h.s.members.get_member_profile(user).await.unwrap();
+    assert_eq!(p.total_spent, dec("100.50"));
+}
+
+#[tokio::test]
+async fn idempotency_conflict_when_the_same_key_carries_a_different_payload() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    let other = h.member().await;
+    h.s.points
+        .earn_points(earn_req(user, 100, "O1", Some("100")))
+        .await
+        .unwrap();
+    for req in [
+        earn_req(user, 101, "O1", Some("100")),
+        earn_req(user, 100, "O1", Some("99")),
+        earn_req(user, 100, "O1", None),
+        earn_req(other, 100, "O1", Some("100")),
+    ] {
+        let e = h.s.points.earn_points(req).await.unwrap_err();
+        assert_eq!(e.code(), "IDEMPOTENCY_CONFLICT");
+        assert_eq!(e.status(), 409);
+    }
+    assert_eq!(h.available(user).await, 100);
+    assert_eq!(h.available(other).await, 0);
+}
+
+#[tokio::test]
+async fn earn_with_amount_adds_to_total_spent_without_amount_does_not() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    h.s.points
+        .earn_points(earn_req(user, 10, "O1", Some("12.34")))
+        .await
+        .unwrap();
+    h.s.points
+        .earn_points(earn_req(user, 10, "SIGNUP", None))
+        .await
+        .unwrap();
+    let p = h.s.members.get_member_profile(user).await.unwrap();
+    assert_eq!(p.total_spent, dec("12.34"));
+    assert_eq!(p.points.total_earned, 20);
+}
+
+#[tokio::test]
+async fn earn_input_is_validated_before_the_service_sees_it() {
+    use member_portal::domain::{Money, Points, Reference};
+    assert_eq!(
+        Points::parse("base_points", 0).unwrap_err().code(),
+        "VALIDATION_ERROR"
+    );
+    assert_eq!(
+        Points::parse("base_points", -5).unwrap_err().code(),
+        "VALIDATION_ERROR"
+    );
+    assert_eq!(
+        Money::parse("amount", dec("0.001")).unwrap_err().code(),
+        "VALIDATION_ERROR"
+    );
+    assert_eq!(
+        Reference::parse("source_id", "").unwrap_err().code(),
+        "VALIDATION_ERROR"
+    );
+    // and a well-formed request for a member goes through
+    let h = Harness::new().await;
+    let user = h.member().await;
+    let req = EarnRequest {
+        ..earn_req(user, 1, "OK", Some("0.01"))
+    };
+    assert_eq!(
+        h.s.points
+            .earn_points(req)
+            .await
+            .unwrap()
+            .transaction
+            .points_change,
+        1
+    );
+}

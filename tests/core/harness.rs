@@ -1,0 +1,269 @@
+//! Test harness: a fresh PostgreSQL database per test, cloned from a template migrated
+//! once per migration set; services on a manual clock; real Redis with per-test keys.
+
+use std::sync::Arc;
+
+use member_portal::clock::ManualClock;
+use member_portal::config::Config;
+use member_portal::db::MIGRATOR;
+use member_portal::domain::{Money, Points, Reference};
+use member_portal::service::members::NewMember;
+use member_portal::service::points::{EarnRequest, UseRequest};
+use member_portal::service::{Ctx, Services, ledger};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// 2025-09-18 10:00 in Shanghai: the seed's date.
+pub const START: OffsetDateTime = datetime!(2025-09-18 02:00 UTC);
+
+fn server() -> String {
+    std::env::var("TEST_POSTGRES_SERVER").unwrap_or_else(|_| SERVER.to_owned())
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server()))
+            .await
+            .expect("PostgreSQL must run on 127.0.0.1:5432 (see README)");
+        let template = template_name();
+        // One process at a time builds the template; the others wait, then clone it.
+        sqlx::query("select pg_advisory_lock(7201)")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(&template)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        if !exists {
+            // Templates of earlier migration sets are of no further use.
+            let old: Vec<String> = sqlx::query_scalar(
+                "select datname from pg_database where datname like 'mp\\_template\\_%'",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            for db in old {
+                sqlx::query(&format!("drop database if exists {db} with (force)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok();
+            }
+            let building = format!("{template}_building");
+            sqlx::query(&format!("drop database if exists {building}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            sqlx::query(&format!("create database {building}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&format!("{}/{building}", server()))
+                .await
+                .unwrap();
+            MIGRATOR.run(&pool).await.unwrap();
+            pool.close().await;
+            sqlx::query(&format!("alter database {building} rename to {template}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        sqlx::query("select pg_advisory_unlock(7201)")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let name = format!("mp_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("create database {name} template {template}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let url = format!("{}/{name}", server());
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; a short-lived runtime on its own thread does the work.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let mut admin = PgConnection::connect(&format!("{}/postgres", server()))
+                    .await
+                    .ok()?;
+                sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Template per migration set, so a changed migration gets a fresh template.
+fn template_name() -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for m in MIGRATOR.iter() {
+        for b in m.checksum.iter() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("mp_template_{h:016x}")
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    Local,
+    Redis,
+    /// REDIS_URL points at a port where nothing listens.
+    RedisDown,
+}
+
+pub struct Harness {
+    pub db: TestDb,
+    pub clock: ManualClock,
+    pub s: Services,
+    pub pool: PgPool,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with(Backend::Local, |_| {}).await
+    }
+
+    pub async fn with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::with_pool_size(backend, 10, tweak).await
+    }
+
+    pub async fn with_pool_size(
+        backend: Backend,
+        size: u32,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let db = TestDb::new().await;
+        let mut config = Config::default();
+        config.database_url = db.url.clone();
+        config.redis_key_prefix = format!("{}:", db.name);
+        config.redis_url = match backend {
+            Backend::Local => None,
+            Backend::Redis => Some(REDIS.to_owned()),
+            Backend::RedisDown => Some("redis://127.0.0.1:1".to_owned()),
+        };
+        if backend == Backend::RedisDown {
+            config.redis_operation_timeout = std::time::Duration::from_millis(300);
+        }
+        tweak(&mut config);
+        let pool = member_portal::db::connect(&config, size).await.unwrap();
+        let clock = ManualClock::new(START);
+        let s =
+            Services::new(Ctx::new(pool.clone(), config.clone(), Arc::new(clock.clone())).unwrap());
+        Self { db, clock, s, pool }
+    }
+
+    /// A new member with a unique email.
+    pub async fn member(&self) -> i64 {
+        let email = format!("m{}@example.com", uuid::Uuid::new_v4().simple());
+        self.s
+            .members
+            .create_member(NewMember::parse(&email, "Member", None).unwrap())
+            .await
+            .unwrap()
+            .user_id
+    }
+
+    /// A member with `total_spent` already at `spent` (as the seed's test helper).
+    pub async fn member_with_spent(&self, spent: &str) -> i64 {
+        let id = self.member().await;
+        let mut conn = self.pool.acquire().await.unwrap();
+        member_portal::db::members::set_total_spent_for_tests(
+            &mut conn,
+            id,
+            spent.parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        self.s.ctx.cache.invalidate_members(&[id]).await;
+        id
+    }
+
+    pub async fn earn(
+        &self,
+        user: i64,
+        base: i64,
+        source_id: &str,
+    ) -> member_portal::error::Result<member_portal::domain::Outcome> {
+        self.s
+            .points
+            .earn_points(earn_req(user, base, source_id, None))
+            .await
+    }
+
+    pub async fn spend(
+        &self,
+        user: i64,
+        points: i64,
+        reference: &str,
+    ) -> member_portal::error::Result<member_portal::domain::Outcome> {
+        self.s
+            .points
+            .use_points(use_req(user, points, reference))
+            .await
+    }
+
+    pub async fn available(&self, user: i64) -> i64 {
+        self.s.points.summary(user).await.unwrap().available
+    }
+
+    /// Fails the test with the report when any ledger invariant is broken.
+    pub async fn assert_ledger_clean(&self) {
+        let v = ledger::verify_ledger(&self.pool, None).await.unwrap();
+        assert!(v.is_empty(), "ledger violations: {v:#?}");
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+}
+
+pub fn earn_req(user: i64, base: i64, source_id: &str, amount: Option<&str>) -> EarnRequest {
+    EarnRequest {
+        user_id: user,
+        base_points: Points::parse("base_points", base).unwrap(),
+        source_type: Reference::parse("source_type", "order_complete").unwrap(),
+        source_id: Reference::parse("source_id", source_id).unwrap(),
+        amount: amount.map(|a| Money::parse("amount", a.parse().unwrap()).unwrap()),
+    }
+}
+
+pub fn use_req(user: i64, points: i64, reference: &str) -> UseRequest {
+    UseRequest {
+        user_id: user,
+        points: Points::parse("points", points).unwrap(),
+        usage_type: Reference::parse("usage_type", "checkout").unwrap(),
+        reference_id: Reference::parse("reference_id", reference).unwrap(),
+    }
+}
+
+pub fn dec(s: &str) -> rust_decimal::Decimal {
+    s.parse().unwrap()
+}

@@ -1,0 +1,14 @@
+//! Tests of the core ledger (SPEC §3) against the real PostgreSQL and Redis.
+
+mod harness;
+
+mod cache;
+mod cancellation;
+mod concurrency;
+mod earn;
+mod expiry;
+mod levels;
+mod members;
+mod model;
+mod reverse_refund;
+mod use_points;
