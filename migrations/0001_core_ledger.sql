@@ -103,10 +103,11 @@ create table point_transactions (
     check (transaction_type <> 'use' or points_change < 0)
 );
 -- Idempotency: one earn per source, one use per usage reference, one refund per use,
--- one reversal per (source, refund id).
+-- one reversal per (source, refund id). Not partial: lookups pass the type as a parameter,
+-- and a generic plan could not prove a partial predicate. Rows without a reference
+-- (expire, adjust) never collide, as NULLs are distinct.
 create unique index point_transactions_idempotency_key
-    on point_transactions (transaction_type, reference_type, reference_id, coalesce(sub_reference, ''))
-    where transaction_type in ('earn', 'use', 'reverse', 'refund');
+    on point_transactions (transaction_type, reference_type, reference_id, coalesce(sub_reference, ''));
 -- History by member, newest first, keyset on id.
 create index point_transactions_user_id_idx on point_transactions (user_id, id desc);
 create index point_transactions_user_type_idx on point_transactions (user_id, transaction_type, id desc);

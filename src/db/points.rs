@@ -536,6 +536,7 @@ pub async fn expiring_soon(
 }
 
 /// One page of a member's history, newest first, after the cursor (a transaction id).
+/// Each form walks its own index, so a page costs the same however long the history.
 pub async fn history(
     conn: &mut PgConnection,
     user_id: i64,
@@ -543,21 +544,40 @@ pub async fn history(
     before_id: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<Transaction>> {
-    sqlx::query_as!(
-        Transaction,
-        "select id, user_id, transaction_type, points_change, balance_after, reference_type,
-                reference_id, description, status, unrecovered, created_at
-           from point_transactions
-          where user_id = $1
-            and ($2::text is null or transaction_type = $2)
-            and id < coalesce($3, 9223372036854775807)
-          order by id desc
-          limit $4",
-        user_id,
-        kind,
-        before_id,
-        limit
-    )
-    .fetch_all(conn)
-    .await
+    let before = before_id.unwrap_or(i64::MAX);
+    match kind {
+        None => {
+            sqlx::query_as!(
+                Transaction,
+                "select id, user_id, transaction_type, points_change, balance_after,
+                        reference_type, reference_id, description, status, unrecovered, created_at
+                   from point_transactions
+                  where user_id = $1 and id < $2
+                  order by id desc
+                  limit $3",
+                user_id,
+                before,
+                limit
+            )
+            .fetch_all(conn)
+            .await
+        }
+        Some(kind) => {
+            sqlx::query_as!(
+                Transaction,
+                "select id, user_id, transaction_type, points_change, balance_after,
+                        reference_type, reference_id, description, status, unrecovered, created_at
+                   from point_transactions
+                  where user_id = $1 and transaction_type = $2 and id < $3
+                  order by id desc
+                  limit $4",
+                user_id,
+                kind,
+                before,
+                limit
+            )
+            .fetch_all(conn)
+            .await
+        }
+    }
 }

@@ -2,8 +2,10 @@
 
 mod harness;
 
+mod accounts;
 mod cache;
 mod cancellation;
+mod cli;
 mod concurrency;
 mod earn;
 mod expiry;

@@ -1,0 +1,167 @@
+//! The binary: CLI commands and `serve`, as an operator runs them.
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use crate::harness::*;
+
+fn cli(url: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_member-portal"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn verify_ledger_exits_1_with_a_report_on_a_broken_invariant() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    h.earn(user, 100, "O1").await.unwrap();
+    let (code, out) = cli(&h.db.url, &["verify-ledger"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ledger ok"), "{out}");
+    // someone edits a balance by hand
+    sqlx::query("update member_profiles set available_points = 90 where user_id = $1")
+        .bind(user)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let (code, out) = cli(&h.db.url, &["verify-ledger"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("member {user}")) && out.contains("available 90"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn cli_commands_do_what_they_say() {
+    let h = Harness::new().await;
+    let (code, key) = cli(&h.db.url, &["create-api-key", "--name", "shop"]);
+    assert_eq!(code, 0, "{key}");
+    let key = key.trim();
+    assert!(
+        key.starts_with("mp_") && !key.contains(' '),
+        "prints only the key: {key}"
+    );
+    assert_eq!(h.count("select count(*) from api_keys").await, 1);
+    let (code, out) = cli(
+        &h.db.url,
+        &[
+            "create-staff",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "a strong one",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        h.count("select count(*) from users where role = 'staff'")
+            .await,
+        1
+    );
+    let (code, out) = cli(&h.db.url, &["seed-demo"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(h.count("select count(*) from member_profiles").await >= 5);
+    assert!(
+        h.count("select count(distinct level_id) from member_profiles")
+            .await
+            >= 3,
+        "across levels"
+    );
+    assert!(
+        h.count("select count(*) from point_transactions").await >= 20,
+        "with history"
+    );
+    assert!(
+        h.count("select count(*) from point_batches where available_points > 0 and expires_at < now() + interval '30 days'").await > 0,
+        "some points expiring soon"
+    );
+    let (code, out) = cli(&h.db.url, &["verify-ledger"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(&h.db.url, &["expire-points"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("expired 0 points"), "{out}");
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_start_up_naming_the_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_member-portal"))
+        .arg("migrate")
+        .env("MEMBER_POINTS_EXPIRY_DAYS", "a year")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MEMBER_POINTS_EXPIRY_DAYS") && err.contains("whole number"),
+        "{err}"
+    );
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn serve_creates_a_missing_database_migrates_and_answers_health_checks() {
+    let name = format!("mp_test_serve_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{SERVER}/{name}");
+    let mut config = member_portal::config::Config::default();
+    config.database_url = url.clone();
+    config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    let app = member_portal::app::Application::build(config)
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    let pool = app.services.ctx.pool.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let health = tokio::task::spawn_blocking(move || {
+        (http_get(addr, "/healthz"), http_get(addr, "/readyz"))
+    })
+    .await
+    .unwrap();
+    assert!(health.0.starts_with("HTTP/1.1 200"), "{}", health.0);
+    assert!(health.1.starts_with("HTTP/1.1 200"), "{}", health.1);
+    assert!(
+        health.1.contains(r#""postgres":"up""#) && health.1.contains(r#""redis":"not configured""#),
+        "{}",
+        health.1
+    );
+    let levels: i64 = sqlx::query_scalar("select count(*) from member_levels")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(levels, 4, "migrated with the default levels");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{SERVER}/postgres"))
+            .await
+            .unwrap();
+    sqlx::query(&format!("drop database {name} with (force)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
