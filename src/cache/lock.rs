@@ -172,3 +172,29 @@ fn warn_fallback(e: &RedisFailure) {
     metrics::counter!("member_system_redis_fallbacks_total", "op" => "lock").increment(1);
     tracing::warn!(error = %e, "redis lock unavailable; relying on the row lock");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_in_process_lock_serialises_one_member_and_times_out() {
+        let locker = Locker::local(Keys::new(""), Duration::from_millis(50));
+        let held = locker.acquire(7).await.unwrap();
+        // another member is not held up
+        let other = locker.acquire(8).await.unwrap();
+        let err = locker.acquire(7).await.err().expect("held");
+        assert_eq!(err.code(), "CONCURRENT_OPERATION");
+        locker.release(held).await;
+        locker.release(other).await;
+        let again = locker.acquire(7).await.unwrap();
+        locker.release(again).await;
+        let Backend::Local(map) = &locker.backend else {
+            unreachable!()
+        };
+        assert!(
+            map.lock().unwrap().is_empty(),
+            "released mutexes are forgotten"
+        );
+    }
+}

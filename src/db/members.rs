@@ -105,17 +105,19 @@ pub async fn member_record(
     .await
 }
 
+pub struct LevelChange<'a> {
+    pub user_id: i64,
+    pub old_level_id: i32,
+    pub new_level_id: i32,
+    /// `auto_upgrade` or `manual`
+    pub reason: &'a str,
+    pub note: Option<&'a str>,
+    pub actor_user_id: Option<i64>,
+    pub now: OffsetDateTime,
+}
+
 /// Sets a member's level with its history row, in the caller's transaction.
-pub async fn change_level(
-    conn: &mut PgConnection,
-    user_id: i64,
-    old_level_id: i32,
-    new_level_id: i32,
-    reason: &str,
-    note: Option<&str>,
-    actor_user_id: Option<i64>,
-    now: OffsetDateTime,
-) -> sqlx::Result<()> {
+pub async fn change_level(conn: &mut PgConnection, c: &LevelChange<'_>) -> sqlx::Result<()> {
     sqlx::query!(
         "with p as (
              update member_profiles
@@ -126,13 +128,13 @@ pub async fn change_level(
          insert into level_change_records
                 (user_id, old_level_id, new_level_id, change_reason, note, actor_user_id, change_date)
          values ($1, $2, $3, $4, $5, $6, $7)",
-        user_id,
-        old_level_id,
-        new_level_id,
-        reason,
-        note,
-        actor_user_id,
-        now
+        c.user_id,
+        c.old_level_id,
+        c.new_level_id,
+        c.reason,
+        c.note,
+        c.actor_user_id,
+        c.now
     )
     .execute(conn)
     .await?;

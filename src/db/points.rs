@@ -252,16 +252,20 @@ pub async fn consume_fifo(
     .await
 }
 
+pub struct NewCredit<'a> {
+    pub user_id: i64,
+    pub points: i64,
+    pub balance_after: i64,
+    pub description: &'a str,
+    pub actor_user_id: Option<i64>,
+    pub now: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
 /// A staff credit: a transaction and a new batch, like an earn but outside the caps.
 pub async fn insert_credit_adjustment(
     conn: &mut PgConnection,
-    user_id: i64,
-    points: i64,
-    balance_after: i64,
-    description: &str,
-    actor_user_id: Option<i64>,
-    now: OffsetDateTime,
-    expires_at: OffsetDateTime,
+    c: &NewCredit<'_>,
 ) -> sqlx::Result<Transaction> {
     sqlx::query_as!(
         Transaction,
@@ -287,13 +291,13 @@ pub async fn insert_credit_adjustment(
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
              from t"#,
-        user_id,
-        points,
-        balance_after,
-        description,
-        actor_user_id,
-        now,
-        expires_at,
+        c.user_id,
+        c.points,
+        c.balance_after,
+        c.description,
+        c.actor_user_id,
+        c.now,
+        c.expires_at,
     )
     .fetch_one(conn)
     .await

@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{Ctx, accounts, levels, run_to_completion};
 use crate::db::levels as level_db;
-use crate::db::members as db;
+use crate::db::members::{self as db, LevelChange};
 use crate::db::points::{self as points_db, LockedMember};
 use crate::domain::{
     Email, MemberRecord, Profile, UpgradeProgress, UpgradeResult, parse_display_name, parse_reason,
@@ -214,8 +214,19 @@ impl MemberService {
                     if level.id == m.level_id {
                         return Err(Error::validation("level_id", "the member is already on this level"));
                     }
-                    db::change_level(&mut tx, user_id, m.level_id, level.id, "manual", Some(&note), actor_user_id, now)
-                        .await?;
+                    db::change_level(
+                        &mut tx,
+                        &LevelChange {
+                            user_id,
+                            old_level_id: m.level_id,
+                            new_level_id: level.id,
+                            reason: "manual",
+                            note: Some(&note),
+                            actor_user_id,
+                            now,
+                        },
+                    )
+                    .await?;
                     db::notify(
                         &mut tx,
                         user_id,
@@ -290,13 +301,15 @@ pub(super) async fn upgrade_locked(
         })?;
     db::change_level(
         conn,
-        m.user_id,
-        m.level_id,
-        target.id,
-        "auto_upgrade",
-        None,
-        None,
-        now,
+        &LevelChange {
+            user_id: m.user_id,
+            old_level_id: m.level_id,
+            new_level_id: target.id,
+            reason: "auto_upgrade",
+            note: None,
+            actor_user_id: None,
+            now,
+        },
     )
     .await?;
     let result = UpgradeResult {

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{Ctx, members, run_to_completion};
 use crate::db::members as member_db;
-use crate::db::points::{self as db, Keyed, LockedMember, NewDebit, NewEarn};
+use crate::db::points::{self as db, Keyed, LockedMember, NewCredit, NewDebit, NewEarn};
 use crate::domain::{
     Batch, Money, Outcome, Points, PointsSummary, Reference, Transaction, parse_reason,
 };
@@ -499,13 +499,15 @@ impl PointService {
             let expires_at = now + Duration::days(self.ctx.config.points_expiry_days);
             db::insert_credit_adjustment(
                 &mut tx,
-                req.user_id,
-                req.points,
-                m.available_points + req.points,
-                &req.reason,
-                req.actor_user_id,
-                now,
-                expires_at,
+                &NewCredit {
+                    user_id: req.user_id,
+                    points: req.points,
+                    balance_after: m.available_points + req.points,
+                    description: &req.reason,
+                    actor_user_id: req.actor_user_id,
+                    now,
+                    expires_at,
+                },
             )
             .await?
         } else {

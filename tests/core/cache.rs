@@ -182,3 +182,32 @@ async fn a_held_redis_lock_makes_others_wait_then_concurrent_operation() {
         .unwrap();
     h.spend(user, 1, "PAY").await.unwrap();
 }
+
+#[tokio::test]
+async fn with_redis_hanging_reads_and_writes_time_out_and_fall_back_to_postgres() {
+    // A server that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let h = Harness::with(Backend::Local, |c| {
+        c.redis_url = Some(format!("redis://{addr}"));
+        c.redis_operation_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let user = h.member().await;
+    h.s.points
+        .earn_points(earn_req(user, 50, "O1", Some("50")))
+        .await
+        .unwrap();
+    h.spend(user, 20, "PAY").await.unwrap();
+    let p = h.s.members.get_member_profile(user).await.unwrap();
+    assert_eq!(p.points.available, 30);
+    assert_eq!(p.total_spent, dec("50.00"));
+    assert!(h.s.ctx.cache.stats.redis_fallbacks.load(Ordering::Relaxed) >= 3);
+    h.assert_ledger_clean().await;
+}

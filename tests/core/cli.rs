@@ -125,9 +125,11 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 async fn serve_creates_a_missing_database_migrates_and_answers_health_checks() {
     let name = format!("mp_test_serve_{}", uuid::Uuid::new_v4().simple());
     let url = format!("{SERVER}/{name}");
-    let mut config = member_portal::config::Config::default();
-    config.database_url = url.clone();
-    config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    let config = member_portal::config::Config {
+        database_url: url.clone(),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
     let app = member_portal::app::Application::build(config)
         .await
         .unwrap();
@@ -164,4 +166,20 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health_checks() {
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_member_timezone_stops_serve_naming_the_variable() {
+    let db = TestDb::new().await;
+    let config = member_portal::config::Config {
+        database_url: db.url.clone(),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        member_timezone: "Mars/Olympus_Mons".into(),
+        ..Default::default()
+    };
+    let err = member_portal::app::Application::build(config)
+        .await
+        .err()
+        .expect("must not start");
+    assert!(err.to_string().contains("MEMBER_TIMEZONE"), "{err:#}");
 }

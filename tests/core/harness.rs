@@ -161,13 +161,15 @@ impl Harness {
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
         let db = TestDb::new().await;
-        let mut config = Config::default();
-        config.database_url = db.url.clone();
-        config.redis_key_prefix = format!("{}:", db.name);
-        config.redis_url = match backend {
-            Backend::Local => None,
-            Backend::Redis => Some(REDIS.to_owned()),
-            Backend::RedisDown => Some("redis://127.0.0.1:1".to_owned()),
+        let mut config = Config {
+            database_url: db.url.clone(),
+            redis_key_prefix: format!("{}:", db.name),
+            redis_url: match backend {
+                Backend::Local => None,
+                Backend::Redis => Some(REDIS.to_owned()),
+                Backend::RedisDown => Some("redis://127.0.0.1:1".to_owned()),
+            },
+            ..Default::default()
         };
         if backend == Backend::RedisDown {
             config.redis_operation_timeout = std::time::Duration::from_millis(300);
