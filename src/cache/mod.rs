@@ -39,6 +39,15 @@ impl Keys {
         format!("{}member_system:levels", self.prefix)
     }
 
+    /// The token every cached entry of the member is stamped with; replaced on each write.
+    pub fn member_version(&self, user_id: i64) -> String {
+        format!("{}member_system:version:{user_id}", self.prefix)
+    }
+
+    pub fn levels_version(&self) -> String {
+        format!("{}member_system:levels:version", self.prefix)
+    }
+
     pub fn points_lock(&self, user_id: i64) -> String {
         format!("{}lock:points:{user_id}", self.prefix)
     }
@@ -111,26 +120,52 @@ pub struct Cache {
     backend: Backend,
     pub keys: Keys,
     pub stats: Arc<CacheStats>,
+    /// How long version tokens live: longer than any entry, so an entry never outlives
+    /// the token it was checked against.
+    version_ttl: Duration,
+}
+
+/// The version token a read saw. An entry is stored with the token that was current
+/// *before* its data was read from PostgreSQL; a write that commits in between replaces
+/// the token, so that entry is never served (the race where a slow reader stores a value
+/// older than the latest write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp(String);
+
+#[derive(serde::Serialize)]
+struct EnvelopeOut<'a, T> {
+    v: &'a str,
+    d: &'a T,
+}
+
+#[derive(serde::Deserialize)]
+struct EnvelopeIn<T> {
+    v: String,
+    d: T,
 }
 
 impl Cache {
-    pub fn redis(conn: RedisConn, keys: Keys) -> Self {
+    /// `longest_ttl`: the longest TTL any entry is given.
+    pub fn redis(conn: RedisConn, keys: Keys, longest_ttl: Duration) -> Self {
         Self {
             backend: Backend::Redis(conn),
             keys,
             stats: Arc::default(),
+            version_ttl: longest_ttl + Duration::from_secs(3600),
         }
     }
 
-    pub fn local(keys: Keys) -> Self {
+    pub fn local(keys: Keys, longest_ttl: Duration) -> Self {
         let store = moka::future::Cache::builder()
             .max_capacity(200_000)
+            // bounds entries and version tokens alike, so tokens still outlive entries
             .time_to_live(Duration::from_secs(24 * 3600))
             .build();
         Self {
             backend: Backend::Local(store),
             keys,
             stats: Arc::default(),
+            version_ttl: longest_ttl + Duration::from_secs(3600),
         }
     }
 
@@ -145,34 +180,53 @@ impl Cache {
         }
     }
 
-    /// A cached value; `None` on a miss, on a value that no longer parses, or when Redis
-    /// fails (then a warning and a fallback are recorded and the caller reads PostgreSQL).
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let raw: Option<Arc<str>> = match &self.backend {
-            Backend::Local(store) => match store.get(key).await {
-                Some((v, deadline)) if deadline > Instant::now() => Some(v),
-                _ => None,
-            },
+    /// A cached value if it was stored under the current version token, and the token to
+    /// store a fresh value with (one round trip: `MGET key version`). `None` on a miss, a
+    /// stale or unreadable entry, or when Redis fails (then a warning and a fallback are
+    /// recorded and the caller reads PostgreSQL).
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        version_key: &str,
+    ) -> (Option<T>, Stamp) {
+        let (raw, version): (Option<Arc<str>>, Option<Arc<str>>) = match &self.backend {
+            Backend::Local(store) => {
+                let live = |e: Option<(Arc<str>, Instant)>| {
+                    e.filter(|(_, d)| *d > Instant::now()).map(|(v, _)| v)
+                };
+                (
+                    live(store.get(key).await),
+                    live(store.get(version_key).await),
+                )
+            }
             Backend::Redis(conn) => {
-                let k = key.to_owned();
+                let keys = [key.to_owned(), version_key.to_owned()];
                 match conn
                     .run(|mut c| async move {
-                        redis::cmd("GET")
-                            .arg(k)
-                            .query_async::<Option<String>>(&mut c)
+                        redis::cmd("MGET")
+                            .arg(&keys)
+                            .query_async::<Vec<Option<String>>>(&mut c)
                             .await
                     })
                     .await
                 {
-                    Ok(v) => v.map(Arc::from),
+                    Ok(mut v) if v.len() == 2 => {
+                        let version = v.pop().flatten().map(Arc::from);
+                        (v.pop().flatten().map(Arc::from), version)
+                    }
+                    Ok(_) => (None, None),
                     Err(e) => {
                         self.fallback("get", &e);
-                        None
+                        (None, None)
                     }
                 }
             }
         };
-        let value = raw.and_then(|r| serde_json::from_str(&r).ok());
+        let stamp = Stamp(version.as_deref().unwrap_or("").to_owned());
+        let value = raw
+            .and_then(|r| serde_json::from_str::<EnvelopeIn<T>>(&r).ok())
+            .filter(|e| e.v == stamp.0)
+            .map(|e| e.d);
         let counter = if value.is_some() {
             metrics::counter!("member_system_cache_hits_total").increment(1);
             &self.stats.hits
@@ -181,11 +235,15 @@ impl Cache {
             &self.stats.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        value
+        (value, stamp)
     }
 
-    pub async fn set<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) {
-        let Ok(raw) = serde_json::to_string(value) else {
+    /// Stores a value read after `get` returned `stamp`.
+    pub async fn set<T: Serialize>(&self, key: &str, stamp: &Stamp, value: &T, ttl: Duration) {
+        let Ok(raw) = serde_json::to_string(&EnvelopeOut {
+            v: &stamp.0,
+            d: value,
+        }) else {
             return;
         };
         match &self.backend {
@@ -215,21 +273,39 @@ impl Cache {
         }
     }
 
-    /// Deletes keys in one pipeline (one round trip however many members).
-    pub async fn invalidate(&self, keys: Vec<String>) {
-        if keys.is_empty() {
+    /// Deletes entries and replaces version tokens, in one pipeline (one round trip
+    /// however many members).
+    pub async fn invalidate(&self, keys: Vec<String>, version_keys: Vec<String>) {
+        if keys.is_empty() && version_keys.is_empty() {
             return;
         }
+        let tokens: Vec<(String, String)> = version_keys
+            .into_iter()
+            .map(|k| (k, uuid::Uuid::new_v4().simple().to_string()))
+            .collect();
         match &self.backend {
             Backend::Local(store) => {
+                let deadline = Instant::now() + self.version_ttl;
+                for (k, token) in tokens {
+                    store.insert(k, (Arc::from(token), deadline)).await;
+                }
                 for k in keys {
                     store.invalidate(&k).await;
                 }
             }
             Backend::Redis(conn) => {
+                let secs = self.version_ttl.as_secs().max(1);
                 let result = conn
                     .run(|mut c| async move {
                         let mut pipe = redis::pipe();
+                        for (k, token) in &tokens {
+                            pipe.cmd("SET")
+                                .arg(k)
+                                .arg(token)
+                                .arg("EX")
+                                .arg(secs)
+                                .ignore();
+                        }
                         for k in &keys {
                             pipe.del(k).ignore();
                         }
@@ -250,7 +326,16 @@ impl Cache {
             .iter()
             .flat_map(|&u| [self.keys.profile(u), self.keys.points(u)])
             .collect();
-        self.invalidate(keys).await;
+        let versions = user_ids
+            .iter()
+            .map(|&u| self.keys.member_version(u))
+            .collect();
+        self.invalidate(keys, versions).await;
+    }
+
+    pub async fn invalidate_levels(&self) {
+        self.invalidate(vec![self.keys.levels()], vec![self.keys.levels_version()])
+            .await;
     }
 
     fn fallback(&self, op: &'static str, e: &RedisFailure) {

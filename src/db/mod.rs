@@ -97,3 +97,11 @@ pub async fn check_timezone(pool: &PgPool, tz: &str) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Whether PostgreSQL answers.
+pub async fn ping(pool: &PgPool) -> bool {
+    sqlx::query_scalar!(r#"select 1 as "one!""#)
+        .fetch_one(pool)
+        .await
+        .is_ok()
+}

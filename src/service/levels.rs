@@ -148,8 +148,12 @@ impl LevelService {
 
     /// Every level by level_order (cached under `member_system:levels`).
     pub async fn list(&self) -> Result<Vec<Level>> {
-        let key = self.ctx.cache.keys.levels();
-        if let Some(levels) = self.ctx.cache.get::<Vec<Level>>(&key).await {
+        let cache = &self.ctx.cache;
+        let key = cache.keys.levels();
+        let (cached, stamp) = cache
+            .get::<Vec<Level>>(&key, &cache.keys.levels_version())
+            .await;
+        if let Some(levels) = cached {
             return Ok(levels);
         }
         let mut conn = self.ctx.pool.acquire().await?;
@@ -157,7 +161,7 @@ impl LevelService {
         drop(conn);
         self.ctx
             .cache
-            .set(&key, &levels, self.ctx.config.level_cache_ttl)
+            .set(&key, &stamp, &levels, self.ctx.config.level_cache_ttl)
             .await;
         Ok(levels)
     }
@@ -267,10 +271,7 @@ impl LevelService {
                 .ok_or(Error::LevelNotFound { level_id: id })
         })
         .await?;
-        self.ctx
-            .cache
-            .invalidate(vec![self.ctx.cache.keys.levels()])
-            .await;
+        self.ctx.cache.invalidate_levels().await;
         Ok(level)
     }
 }

@@ -79,8 +79,12 @@ impl MemberService {
 
     /// The member row (cached under `member_system:profile:{user_id}`).
     pub async fn record(&self, user_id: i64) -> Result<MemberRecord> {
-        let key = self.ctx.cache.keys.profile(user_id);
-        if let Some(r) = self.ctx.cache.get::<MemberRecord>(&key).await {
+        let cache = &self.ctx.cache;
+        let key = cache.keys.profile(user_id);
+        let (cached, stamp) = cache
+            .get::<MemberRecord>(&key, &cache.keys.member_version(user_id))
+            .await;
+        if let Some(r) = cached {
             return Ok(r);
         }
         let mut conn = self.ctx.pool.acquire().await?;
@@ -90,7 +94,7 @@ impl MemberService {
         drop(conn);
         self.ctx
             .cache
-            .set(&key, &record, self.ctx.config.member_cache_ttl)
+            .set(&key, &stamp, &record, self.ctx.config.member_cache_ttl)
             .await;
         Ok(record)
     }

@@ -36,16 +36,20 @@ impl Ctx {
     /// down does not stop start-up), in-process ones otherwise.
     pub fn new(pool: PgPool, config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let keys = Keys::new(&config.redis_key_prefix);
+        let longest_ttl = config
+            .member_cache_ttl
+            .max(config.points_cache_ttl)
+            .max(config.level_cache_ttl);
         let (cache, locker) = match &config.redis_url {
             Some(url) => {
                 let conn = RedisConn::new(url, config.redis_operation_timeout)?;
                 (
-                    Cache::redis(conn.clone(), keys.clone()),
+                    Cache::redis(conn.clone(), keys.clone(), longest_ttl),
                     Locker::redis(conn, keys, config.lock_wait, config.lock_ttl),
                 )
             }
             None => (
-                Cache::local(keys.clone()),
+                Cache::local(keys.clone(), longest_ttl),
                 Locker::local(keys, config.lock_wait),
             ),
         };

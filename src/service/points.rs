@@ -610,11 +610,13 @@ impl PointService {
     /// The member's points as anyone may see them (cached under `member_system:points`).
     pub async fn summary(&self, user_id: i64) -> Result<PointsSummary> {
         let now = self.now();
-        let key = self.ctx.cache.keys.points(user_id);
-        if let Some(s) = self.ctx.cache.get::<PointsSummary>(&key).await {
-            if s.valid_until.is_none_or(|t| t > now) {
-                return Ok(s);
-            }
+        let cache = &self.ctx.cache;
+        let key = cache.keys.points(user_id);
+        let (cached, stamp) = cache
+            .get::<PointsSummary>(&key, &cache.keys.member_version(user_id))
+            .await;
+        if let Some(s) = cached.filter(|s| s.valid_until.is_none_or(|t| t > now)) {
+            return Ok(s);
         }
         let window = Duration::days(self.ctx.config.points_expiry_reminder_days);
         let soon = now + window;
@@ -641,7 +643,7 @@ impl PointService {
         };
         self.ctx
             .cache
-            .set(&key, &summary, self.ctx.config.points_cache_ttl)
+            .set(&key, &stamp, &summary, self.ctx.config.points_cache_ttl)
             .await;
         Ok(summary)
     }

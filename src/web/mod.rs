@@ -22,10 +22,7 @@ async fn healthz() -> impl IntoResponse {
 
 /// Ready when PostgreSQL answers; Redis is reported (the portal works without it).
 async fn readyz(State(s): State<Services>) -> impl IntoResponse {
-    let postgres = sqlx::query_scalar::<_, i32>("select 1")
-        .fetch_one(&s.ctx.pool)
-        .await
-        .is_ok();
+    let postgres = crate::db::ping(&s.ctx.pool).await;
     let redis = match s.ctx.cache.redis_conn() {
         None => "not configured",
         Some(conn) if conn.ping().await => "up",

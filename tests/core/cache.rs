@@ -211,3 +211,37 @@ async fn with_redis_hanging_reads_and_writes_time_out_and_fall_back_to_postgres(
     assert!(h.s.ctx.cache.stats.redis_fallbacks.load(Ordering::Relaxed) >= 3);
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_value_read_before_a_write_but_stored_after_it_is_never_served() {
+    for backend in [Backend::Redis, Backend::Local] {
+        let h = Harness::with(backend, |_| {}).await;
+        let user = h.member().await;
+        let cache = &h.s.ctx.cache;
+        let (key, version) = (cache.keys.points(user), cache.keys.member_version(user));
+        // a slow reader looks in the cache and reads PostgreSQL: 0 points...
+        let (miss, stamp) = cache.get::<i64>(&key, &version).await;
+        assert_eq!(miss, None);
+        // ...meanwhile an earn commits and drops the member's entries...
+        h.earn(user, 10, "O1").await.unwrap();
+        // ...then the reader stores what it read, which is already old
+        cache
+            .set(&key, &stamp, &0i64, Duration::from_secs(600))
+            .await;
+        let (served, fresh) = cache.get::<i64>(&key, &version).await;
+        assert_eq!(
+            served, None,
+            "{backend:?}: the old value must not be served"
+        );
+        assert_eq!(h.available(user).await, 10);
+        // a value stored with the current stamp is served
+        cache
+            .set(&key, &fresh, &42i64, Duration::from_secs(600))
+            .await;
+        assert_eq!(
+            cache.get::<i64>(&key, &version).await.0,
+            Some(42),
+            "{backend:?}"
+        );
+    }
+}
