@@ -7,6 +7,16 @@ use sqlx::{Connection, PgConnection};
 
 use crate::harness::*;
 
+/// Whether the pool's next borrower finds itself inside a transaction someone else began
+/// (simple protocol: in an implicit transaction now() is the statement's own start time).
+async fn in_stale_transaction(pool: &sqlx::PgPool) -> bool {
+    let row = sqlx::raw_sql("select now() = statement_timestamp()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    !sqlx::Row::get::<bool, _>(&row, 0)
+}
+
 /// Polls `fut` until it finishes or `after` has passed, then drops it. Unlike
 /// `tokio::time::timeout`, whose timer rounds up to whole milliseconds, this drops at
 /// microsecond precision, so drops land inside short windows such as a BEGIN round trip.
@@ -69,14 +79,7 @@ async fn operations_dropped_at_random_moments_leave_no_open_transaction_and_lose
             Ok(Err(e)) => panic!("unexpected error {e:?}"),
             Err(_) => {
                 dropped += 1;
-                // The next borrower of the one connection must not find itself inside a
-                // transaction someone else began (simple protocol: in an implicit
-                // transaction now() is the statement's own start time).
-                let row = sqlx::raw_sql("select now() = statement_timestamp()")
-                    .fetch_one(&h.pool)
-                    .await
-                    .unwrap();
-                if !sqlx::Row::get::<bool, _>(&row, 0) {
+                if in_stale_transaction(&h.pool).await {
                     stale += 1;
                 }
             }
@@ -158,11 +161,7 @@ where
             .is_err()
         {
             dropped += 1;
-            let row = sqlx::raw_sql("select now() = statement_timestamp()")
-                .fetch_one(&h.pool)
-                .await
-                .unwrap();
-            if !sqlx::Row::get::<bool, _>(&row, 0) {
+            if in_stale_transaction(&h.pool).await {
                 stale += 1;
                 sqlx::raw_sql("rollback").execute(&h.pool).await.unwrap();
             }

@@ -16,6 +16,10 @@ fn input(name: &str, order: i64, min: i64, active: bool) -> LevelInput {
     .unwrap()
 }
 
+async fn refused(h: &Harness, level: LevelInput) -> member_portal::error::Error {
+    h.s.levels.create(level, None).await.unwrap_err()
+}
+
 #[tokio::test]
 async fn default_levels_are_created_by_the_first_migration() {
     let h = Harness::new().await;
@@ -221,36 +225,20 @@ async fn level_configuration_keeps_the_ladder_valid() {
         "cache dropped after change"
     );
     // thresholds must rise with order
-    let e =
-        h.s.levels
-            .create(input("Odd", 6, 40000, true), None)
-            .await
-            .unwrap_err();
+    let e = refused(&h, input("Odd", 6, 40000, true)).await;
     assert_eq!(
         (e.code(), e.body()["field"].as_str()),
         ("VALIDATION_ERROR", Some("min_points"))
     );
     // a second entry level
     assert_eq!(
-        h.s.levels
-            .create(input("Zero", 0, 0, true), None)
-            .await
-            .unwrap_err()
-            .code(),
+        refused(&h, input("Zero", 0, 0, true)).await.code(),
         "VALIDATION_ERROR"
     );
     // duplicate name and order name their field
-    let e =
-        h.s.levels
-            .create(input("银牌会员", 7, 60000, true), None)
-            .await
-            .unwrap_err();
+    let e = refused(&h, input("银牌会员", 7, 60000, true)).await;
     assert_eq!(e.body()["field"], "level_name");
-    let e =
-        h.s.levels
-            .create(input("Other", 5, 60000, true), None)
-            .await
-            .unwrap_err();
+    let e = refused(&h, input("Other", 5, 60000, true)).await;
     assert_eq!(e.body()["field"], "level_order");
     // an inactive level may sit anywhere
     h.s.levels
