@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::clock::SystemClock;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::db;
 use crate::service::{Ctx, Services};
@@ -19,6 +19,11 @@ pub struct Application {
 impl Application {
     /// Creates the database if it is missing, applies migrations, binds the address.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As `build`, with a clock of the caller's (tests move it to expire sessions).
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         db::create_database_if_missing(&config).await?;
         let pool = db::connect(&config, 20).await?;
         db::migrate(&pool).await?;
@@ -26,7 +31,10 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on BIND_ADDR={}", config.bind_addr))?;
-        let services = Services::new(Ctx::new(pool, config, Arc::new(SystemClock))?);
+        let offset = db::utc_offset(&pool, &config.member_timezone).await?;
+        let mut ctx = Ctx::new(pool, config, clock)?;
+        ctx.display_offset = offset;
+        let services = Services::new(ctx);
         Ok(Self { services, listener })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod levels;
 pub mod members;
+pub mod notifications;
 pub mod points;
 
 use std::str::FromStr;
@@ -104,4 +105,15 @@ pub async fn ping(pool: &PgPool) -> bool {
         .fetch_one(pool)
         .await
         .is_ok()
+}
+
+/// The current UTC offset of a time zone, from PostgreSQL's zone data.
+pub async fn utc_offset(pool: &PgPool, tz: &str) -> anyhow::Result<time::UtcOffset> {
+    let secs: i32 = sqlx::query_scalar!(
+        r#"select extract(epoch from (now() at time zone $1) - (now() at time zone 'UTC'))::int as "secs!""#,
+        tz
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(time::UtcOffset::from_whole_seconds(secs)?)
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Ctx, members::insert_user};
 use crate::db::members as db;
+use crate::db::notifications as login_db;
 use crate::domain::{Email, parse_display_name, parse_password};
 use crate::error::{Error, Result};
 
@@ -42,6 +43,70 @@ pub async fn verify_password(password: String, hash: String) -> Result<bool> {
     })
     .await
     .map_err(|e| Error::Internal(e.into()))?
+}
+
+/// Failed logins allowed per email within [`LOGIN_WINDOW`] (OWASP ASVS allows at most 100
+/// an hour; this is far stricter).
+pub const MAX_LOGIN_FAILURES: i32 = 5;
+pub const LOGIN_WINDOW: time::Duration = time::Duration::minutes(15);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    Ok {
+        user_id: i64,
+        role: String,
+        display_name: String,
+    },
+    /// Unknown email and wrong password look the same.
+    Invalid,
+    Throttled {
+        minutes: i64,
+    },
+}
+
+/// A real argon2id hash of nothing in particular: checking a password against it for an
+/// unknown email takes as long as for a real account.
+static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// Checks a login. Failures are counted per email whether or not the account exists.
+pub async fn login(ctx: &Ctx, email: &str, password: &str) -> Result<Login> {
+    let key = email.trim().to_lowercase();
+    let now = ctx.clock.now();
+    let mut conn = ctx.pool.acquire().await?;
+    if let Some((start, failures)) = login_db::login_failures(&mut conn, &key).await? {
+        let ends = start + LOGIN_WINDOW;
+        if failures >= MAX_LOGIN_FAILURES && ends > now {
+            let minutes = ((ends - now).whole_seconds() + 59) / 60;
+            return Ok(Login::Throttled {
+                minutes: minutes.max(1),
+            });
+        }
+    }
+    let account = login_db::credentials(&mut conn, &key).await?;
+    drop(conn);
+    let hash = match &account {
+        Some(a) if a.password_hash != NO_PASSWORD => a.password_hash.clone(),
+        _ => DUMMY_HASH
+            .get_or_try_init(|| hash_password("dummy password for timing".into()))
+            .await?
+            .clone(),
+    };
+    let verified = verify_password(password.to_owned(), hash).await?;
+    let mut conn = ctx.pool.acquire().await?;
+    match account {
+        Some(a) if verified => {
+            login_db::clear_login_failures(&mut conn, &key).await?;
+            Ok(Login::Ok {
+                user_id: a.id,
+                role: a.role,
+                display_name: a.display_name,
+            })
+        }
+        _ => {
+            login_db::record_login_failure(&mut conn, &key, now, now - LOGIN_WINDOW).await?;
+            Ok(Login::Invalid)
+        }
+    }
 }
 
 /// The hex SHA-256 under which an API key is stored (keys are 256 random bits, so a fast

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod ledger;
 pub mod levels;
 pub mod members;
+pub mod notifications;
 pub mod points;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 
 pub use levels::LevelService;
 pub use members::MemberService;
+pub use notifications::NotificationService;
 pub use points::PointService;
 
 /// What every service shares; cheap to clone.
@@ -29,6 +31,9 @@ pub struct Ctx {
     pub locker: Locker,
     pub clock: SharedClock,
     pub config: Arc<Config>,
+    /// UTC offset of `MEMBER_TIMEZONE` for showing times (resolved by PostgreSQL's zone
+    /// data at start-up; see `db::utc_offset`).
+    pub display_offset: time::UtcOffset,
 }
 
 impl Ctx {
@@ -53,12 +58,19 @@ impl Ctx {
                 Locker::local(keys, config.lock_wait),
             ),
         };
+        let display_offset = match config.member_timezone.as_str() {
+            "Asia/Shanghai" | "Asia/Hong_Kong" | "Asia/Taipei" | "Asia/Singapore" => {
+                time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC)
+            }
+            _ => time::UtcOffset::UTC,
+        };
         Ok(Self {
             pool,
             cache,
             locker,
             clock,
             config: Arc::new(config),
+            display_offset,
         })
     }
 
@@ -90,6 +102,7 @@ pub struct Services {
     pub members: MemberService,
     pub points: PointService,
     pub levels: LevelService,
+    pub notifications: NotificationService,
 }
 
 impl Services {
@@ -98,6 +111,7 @@ impl Services {
             members: MemberService::new(ctx.clone()),
             points: PointService::new(ctx.clone()),
             levels: LevelService::new(ctx.clone()),
+            notifications: NotificationService::new(ctx.clone()),
             ctx,
         }
     }

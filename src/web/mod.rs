@@ -1,40 +1,89 @@
-//! HTTP: routes and handlers. No SQL here; handlers call the services.
+//! HTTP: routes, extractors, view structs. No SQL here; handlers call the services.
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+pub mod csrf;
+pub mod error;
+pub mod health;
+pub mod i18n;
+pub mod page;
+pub mod pages;
+pub mod session;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::service::Services;
 
+const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
+                   frame-ancestors 'none'; form-action 'self'";
+
 pub fn router(services: Services) -> Router {
+    let pool = services.ctx.pool.clone();
+    let secure = services.ctx.config.cookie_secure;
+    let pages = Router::new()
+        .route("/", get(pages::member::home))
+        .route(
+            "/login",
+            get(pages::auth::login_form).post(pages::auth::login),
+        )
+        .route(
+            "/register",
+            get(pages::auth::register_form).post(pages::auth::register),
+        )
+        .route("/logout", post(pages::auth::logout))
+        .route("/lang", post(pages::auth::set_language))
+        .route("/profile", get(pages::member::profile))
+        .route("/points", get(pages::member::points))
+        .route("/upgrade", get(pages::member::upgrade))
+        .route("/notifications", get(pages::member::notifications))
+        .route(
+            "/notifications/read-all",
+            post(pages::member::mark_all_read),
+        )
+        .route("/notifications/{id}/read", post(pages::member::mark_read))
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn(csrf::require_token))
+        .layer(session::layer(pool, secure));
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest_service(
+            "/static",
+            tower::ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                ))
+                .service(ServeDir::new(static_dir())),
+        )
+        .merge(pages)
         .with_state(services)
+        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
-/// Ready when PostgreSQL answers; Redis is reported (the portal works without it).
-async fn readyz(State(s): State<Services>) -> impl IntoResponse {
-    let postgres = crate::db::ping(&s.ctx.pool).await;
-    let redis = match s.ctx.cache.redis_conn() {
-        None => "not configured",
-        Some(conn) if conn.ping().await => "up",
-        Some(_) => "down",
-    };
-    let status = if postgres {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({ "postgres": if postgres { "up" } else { "down" }, "redis": redis })),
-    )
+/// `static/` next to the binary's crate (a checkout), or `STATIC_DIR`.
+fn static_dir() -> std::path::PathBuf {
+    std::env::var_os("STATIC_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static"))
+}
+
+/// `?v=` for a stylesheet URL: changes whenever the file does.
+pub fn asset_version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let css = std::fs::read(static_dir().join("app.css")).unwrap_or_default();
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&css);
+        hex::encode(&digest[..4])
+    });
+    &VERSION
 }

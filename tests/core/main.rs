@@ -14,3 +14,6 @@ mod members;
 mod model;
 mod reverse_refund;
 mod use_points;
+mod web_auth;
+mod web_harness;
+mod web_pages;

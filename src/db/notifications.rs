@@ -1,0 +1,121 @@
+//! notifications (the outbox) as members read them, and login_failures.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+pub struct NotificationRow {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Value,
+    pub created_at: OffsetDateTime,
+    pub read_at: Option<OffsetDateTime>,
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    user_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<NotificationRow>> {
+    sqlx::query_as!(
+        NotificationRow,
+        "select id, kind, payload, created_at, read_at from notifications
+          where user_id = $1 order by id desc limit $2",
+        user_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn unread_count(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from notifications where user_id = $1 and read_at is null"#,
+        user_id
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Marks one (or, with `None`, every) unread notification of the user as read.
+pub async fn mark_read(
+    conn: &mut PgConnection,
+    user_id: i64,
+    id: Option<i64>,
+    now: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "update notifications set read_at = $3
+          where user_id = $1 and read_at is null and ($2::bigint is null or id = $2)",
+        user_id,
+        id,
+        now
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+pub struct Credentials {
+    pub id: i64,
+    pub role: String,
+    pub display_name: String,
+    pub password_hash: String,
+}
+
+pub async fn credentials(
+    conn: &mut PgConnection,
+    email: &str,
+) -> sqlx::Result<Option<Credentials>> {
+    sqlx::query_as!(
+        Credentials,
+        "select id, role, display_name, password_hash from users where lower(email) = lower($1)",
+        email
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// (window start, failures) for this email key.
+pub async fn login_failures(
+    conn: &mut PgConnection,
+    key: &str,
+) -> sqlx::Result<Option<(OffsetDateTime, i32)>> {
+    Ok(sqlx::query!(
+        "select window_start, failures from login_failures where email_key = $1",
+        key
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(|r| (r.window_start, r.failures)))
+}
+
+/// Counts a failure; a window that has ended starts again.
+pub async fn record_login_failure(
+    conn: &mut PgConnection,
+    key: &str,
+    now: OffsetDateTime,
+    window_ends_before: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into login_failures (email_key, window_start, failures) values ($1, $2, 1)
+         on conflict (email_key) do update
+            set failures = case when login_failures.window_start > $3
+                                then login_failures.failures + 1 else 1 end,
+                window_start = case when login_failures.window_start > $3
+                                    then login_failures.window_start else $2 end",
+        key,
+        now,
+        window_ends_before
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_login_failures(conn: &mut PgConnection, key: &str) -> sqlx::Result<()> {
+    sqlx::query!("delete from login_failures where email_key = $1", key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Errors as pages: a message a person can act on, and for anything unexpected a request
+//! id that is also in the log. Internals are never shown.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::i18n::Lang;
+use super::page::PageCtx;
+use crate::error::Error;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/error.html")]
+pub struct ErrorPage {
+    pub ctx: PageCtx,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+pub fn error_page(
+    status: StatusCode,
+    lang: Lang,
+    message: &str,
+    request_id: Option<String>,
+) -> Response {
+    let page = ErrorPage {
+        ctx: PageCtx::bare(lang),
+        message: message.to_owned(),
+        request_id,
+    };
+    (status, page).into_response()
+}
+
+/// An error on a page, rendered in the reader's language.
+pub struct PageError {
+    pub lang: Lang,
+    pub error: Error,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match &self.error {
+            Error::Internal(e) => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                tracing::error!(request_id = %id, error = ?e, "page failed");
+                error_page(status, self.lang, self.lang.t("error.internal"), Some(id))
+            }
+            Error::Forbidden => error_page(status, self.lang, self.lang.t("error.forbidden"), None),
+            Error::NotFound { .. } | Error::MemberNotFound { .. } | Error::LevelNotFound { .. } => {
+                error_page(
+                    StatusCode::NOT_FOUND,
+                    self.lang,
+                    self.lang.t("error.not_found"),
+                    None,
+                )
+            }
+            other => error_page(status, self.lang, &other.to_string(), None),
+        }
+    }
+}
+
+pub trait InLang<T> {
+    fn in_lang(self, lang: Lang) -> Result<T, PageError>;
+}
+
+impl<T> InLang<T> for Result<T, Error> {
+    fn in_lang(self, lang: Lang) -> Result<T, PageError> {
+        self.map_err(|error| PageError { lang, error })
+    }
+}

@@ -1,0 +1,271 @@
+//! UI text in Simplified Chinese and English. Level names and other data show as entered.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.starts_with("zh") {
+            Some(Lang::Zh)
+        } else if s.starts_with("en") {
+            Some(Lang::En)
+        } else {
+            None
+        }
+    }
+
+    /// The best of zh and en by an `Accept-Language` header's q-values; Chinese when
+    /// neither is asked for.
+    pub fn from_accept_language(header: &str) -> Lang {
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("");
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if let Some(lang) = Lang::parse(tag) {
+                if best.is_none_or(|(bq, _)| q > bq) {
+                    best = Some((q, lang));
+                }
+            }
+        }
+        best.map(|(_, l)| l).unwrap_or_default()
+    }
+
+    pub fn t(self, key: &str) -> &'static str {
+        match TEXT.get(key) {
+            Some((zh, en)) => match self {
+                Lang::Zh => zh,
+                Lang::En => en,
+            },
+            None => {
+                tracing::warn!(key, "missing UI text");
+                "?"
+            }
+        }
+    }
+}
+
+static TEXT: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> =
+    LazyLock::new(|| ENTRIES.iter().map(|(k, zh, en)| (*k, (*zh, *en))).collect());
+
+/// (key, 简体中文, English)
+pub const ENTRIES: &[(&str, &str, &str)] = &[
+    ("app.name", "会员中心", "Member Portal"),
+    ("nav.profile", "我的会员", "My membership"),
+    ("nav.points", "积分明细", "Points"),
+    ("nav.upgrade", "升级进度", "Upgrade"),
+    ("nav.notifications", "消息", "Messages"),
+    ("nav.admin", "管理后台", "Admin"),
+    ("nav.logout", "退出登录", "Log out"),
+    ("nav.login", "登录", "Log in"),
+    ("nav.register", "注册", "Sign up"),
+    ("nav.language", "语言", "Language"),
+    ("nav.skip", "跳到主要内容", "Skip to main content"),
+    ("login.title", "登录", "Log in"),
+    ("login.email", "邮箱", "Email"),
+    ("login.password", "密码", "Password"),
+    ("login.submit", "登录", "Log in"),
+    (
+        "login.invalid",
+        "邮箱或密码不正确。",
+        "Email or password is incorrect.",
+    ),
+    (
+        "login.throttled",
+        "登录失败次数过多，请稍后再试（约 {minutes} 分钟）。",
+        "Too many failed attempts. Try again in about {minutes} minutes.",
+    ),
+    ("login.no_account", "还没有账号？", "No account yet?"),
+    (
+        "login.expired",
+        "登录已过期，请重新登录。",
+        "Your session has ended. Please log in again.",
+    ),
+    ("register.title", "注册会员", "Become a member"),
+    ("register.display_name", "昵称", "Display name"),
+    (
+        "register.password_hint",
+        "至少 8 个字符",
+        "At least 8 characters",
+    ),
+    ("register.confirm", "确认密码", "Confirm password"),
+    (
+        "register.mismatch",
+        "两次输入的密码不一致。",
+        "The passwords do not match.",
+    ),
+    (
+        "register.taken",
+        "该邮箱已注册。",
+        "An account with this email already exists.",
+    ),
+    ("register.submit", "注册", "Sign up"),
+    ("register.have_account", "已有账号？", "Already a member?"),
+    (
+        "error.email",
+        "请输入有效的邮箱地址，例如 name@example.com。",
+        "Enter an email address such as name@example.com.",
+    ),
+    (
+        "error.display_name",
+        "昵称需为 1 到 100 个字符。",
+        "Display name must be 1 to 100 characters.",
+    ),
+    (
+        "error.password",
+        "密码需为 8 到 128 个字符。",
+        "Password must be 8 to 128 characters.",
+    ),
+    ("profile.title", "我的会员", "My membership"),
+    ("profile.member_code", "会员编号", "Member code"),
+    ("profile.level", "会员等级", "Level"),
+    ("profile.discount", "折扣", "Discount"),
+    ("profile.no_discount", "无折扣", "No discount"),
+    ("profile.multiplier", "积分倍率", "Points multiplier"),
+    ("profile.benefits", "等级权益", "Benefits"),
+    ("profile.balance", "可用积分", "Points available"),
+    ("profile.total_spent", "累计消费", "Total spent"),
+    ("profile.total_earned", "累计获得", "Earned"),
+    ("profile.total_used", "累计使用", "Used"),
+    ("profile.total_expired", "已过期", "Expired"),
+    ("profile.expiring_soon", "即将过期", "Expiring soon"),
+    (
+        "profile.expiring_none",
+        "30 天内没有即将过期的积分。",
+        "No points expire in the next 30 days.",
+    ),
+    ("profile.expires_on", "到期", "expire on"),
+    ("profile.next_level", "距离下一等级", "To the next level"),
+    ("points.title", "积分明细", "Points history"),
+    ("points.batches", "积分批次", "Points by batch"),
+    ("points.batch_earned", "获得", "Earned"),
+    ("points.batch_left", "剩余", "Left"),
+    ("points.batch_expires", "到期时间", "Expires"),
+    (
+        "points.no_batches",
+        "暂无可用积分。",
+        "No points available.",
+    ),
+    ("points.filter", "类型", "Type"),
+    ("points.filter_all", "全部", "All"),
+    ("points.apply", "筛选", "Filter"),
+    ("points.date", "时间", "Date"),
+    ("points.type", "类型", "Type"),
+    ("points.change", "变动", "Change"),
+    ("points.balance", "余额", "Balance"),
+    ("points.details", "说明", "Details"),
+    ("points.load_more", "加载更多", "Load more"),
+    ("points.empty", "暂无积分记录。", "No points activity yet."),
+    ("points.unrecovered", "未能扣回", "not recovered"),
+    ("type.earn", "获得", "Earned"),
+    ("type.use", "使用", "Used"),
+    ("type.expire", "过期", "Expired"),
+    ("type.adjust", "调整", "Adjusted"),
+    ("type.reverse", "退货扣回", "Reversed"),
+    ("type.refund", "退回", "Refunded"),
+    ("upgrade.title", "升级进度", "Upgrade progress"),
+    ("upgrade.current", "当前等级", "Current level"),
+    ("upgrade.next", "下一等级", "Next level"),
+    ("upgrade.spent", "累计消费", "Spent so far"),
+    ("upgrade.remaining", "还需消费", "Still to spend"),
+    (
+        "upgrade.top",
+        "您已是最高等级。",
+        "You are at the highest level.",
+    ),
+    ("upgrade.ladder", "等级一览", "All levels"),
+    ("upgrade.threshold", "消费门槛", "Spend threshold"),
+    ("upgrade.you", "当前", "You"),
+    ("notifications.title", "消息", "Messages"),
+    ("notifications.empty", "暂无消息。", "No messages."),
+    ("notifications.mark_read", "标为已读", "Mark as read"),
+    ("notifications.mark_all", "全部标为已读", "Mark all as read"),
+    ("notifications.unread", "未读", "unread"),
+    (
+        "notify.level_upgraded",
+        "恭喜！您已升级为 {level}。",
+        "Congratulations! You are now {level}.",
+    ),
+    (
+        "notify.level_changed",
+        "您的会员等级已调整为 {level}。",
+        "Your level is now {level}.",
+    ),
+    (
+        "notify.points_expiry_reminder",
+        "您有 {points} 积分将于 {date} 起陆续过期。",
+        "{points} points expire from {date}.",
+    ),
+    ("error.title", "出错了", "Something went wrong"),
+    (
+        "error.forbidden",
+        "您没有权限访问此页面。",
+        "You do not have access to this page.",
+    ),
+    (
+        "error.not_found",
+        "页面不存在。",
+        "This page does not exist.",
+    ),
+    (
+        "error.csrf",
+        "页面已过期，请返回刷新后重试。",
+        "This form has expired. Go back, reload the page and try again.",
+    ),
+    (
+        "error.internal",
+        "服务器出错了，我们已记录此问题。",
+        "Something went wrong on our side; it has been logged.",
+    ),
+    ("error.request_id", "请求编号", "Request id"),
+    ("error.back", "返回首页", "Back to the start"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_preferred_of_zh_and_en() {
+        assert_eq!(
+            Lang::from_accept_language("en-US,en;q=0.9,zh;q=0.8"),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"),
+            Lang::Zh
+        );
+        assert_eq!(Lang::from_accept_language("fr-FR, en;q=0.5"), Lang::En);
+        assert_eq!(Lang::from_accept_language("de"), Lang::Zh);
+        assert_eq!(Lang::from_accept_language(""), Lang::Zh);
+    }
+
+    #[test]
+    fn every_key_is_unique_and_has_both_languages() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, zh, en) in ENTRIES {
+            assert!(seen.insert(k), "duplicate key {k}");
+            assert!(!zh.is_empty() && !en.is_empty(), "{k}");
+        }
+        assert_eq!(Lang::En.t("nav.points"), "Points");
+        assert_eq!(Lang::Zh.t("nav.points"), "积分明细");
+    }
+}

@@ -1,0 +1,297 @@
+//! What every page needs: language, CSRF token, the logged-in user for the navigation,
+//! and helpers the templates call.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use rust_decimal::Decimal;
+use time::{OffsetDateTime, UtcOffset};
+use tower_sessions::Session;
+
+use super::error::{InLang, PageError};
+use super::i18n::Lang;
+use super::session::{self, CurrentUser};
+use crate::service::Services;
+
+#[derive(Debug, Clone)]
+pub struct NavUser {
+    pub display_name: String,
+    pub is_staff: bool,
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PageCtx {
+    pub lang: Lang,
+    pub csrf: String,
+    pub user: Option<NavUser>,
+    /// path and query of this request, for "back here" links
+    pub here: String,
+    pub htmx: bool,
+    pub offset: UtcOffset,
+}
+
+impl PageCtx {
+    /// For pages rendered without a session (errors from middleware).
+    pub fn bare(lang: Lang) -> Self {
+        Self {
+            lang,
+            csrf: String::new(),
+            user: None,
+            here: "/".into(),
+            htmx: false,
+            offset: UtcOffset::UTC,
+        }
+    }
+
+    pub fn t(&self, key: &str) -> &'static str {
+        self.lang.t(key)
+    }
+
+    pub fn lang_code(&self) -> &'static str {
+        self.lang.code()
+    }
+
+    pub fn is_en(&self) -> bool {
+        self.lang == Lang::En
+    }
+
+    pub fn css_version(&self) -> &'static str {
+        super::asset_version()
+    }
+
+    /// `2025-09-18 10:00` in the business time zone.
+    pub fn datetime(&self, t: &OffsetDateTime) -> String {
+        let t = t.to_offset(self.offset);
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        )
+    }
+
+    pub fn date(&self, t: &OffsetDateTime) -> String {
+        self.datetime(t)[..10].to_owned()
+    }
+
+    /// 0.950 → "95折" / "5% off"; 1 → "no discount".
+    pub fn discount(&self, rate: &Decimal) -> String {
+        let rate = *rate;
+        if rate >= Decimal::ONE {
+            return self.t("profile.no_discount").to_owned();
+        }
+        match self.lang {
+            Lang::Zh => format!("{}折", (rate * Decimal::from(100)).normalize()),
+            Lang::En => format!(
+                "{}% off",
+                ((Decimal::ONE - rate) * Decimal::from(100)).normalize()
+            ),
+        }
+    }
+
+    pub fn type_label(&self, kind: &str) -> &'static str {
+        match kind {
+            "earn" => self.t("type.earn"),
+            "use" => self.t("type.use"),
+            "expire" => self.t("type.expire"),
+            "adjust" => self.t("type.adjust"),
+            "reverse" => self.t("type.reverse"),
+            "refund" => self.t("type.refund"),
+            _ => "?",
+        }
+    }
+
+    pub fn signed(&self, n: &i64) -> String {
+        let n = *n;
+        if n > 0 {
+            format!("+{n}")
+        } else {
+            n.to_string()
+        }
+    }
+}
+
+fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.get("hx-request").is_some_and(|v| v == "true")
+}
+
+/// A page for anyone: the session, the user if logged in, and the page context.
+pub struct Page {
+    pub ctx: PageCtx,
+    pub session: Session,
+    pub user: Option<CurrentUser>,
+    pub services: Services,
+}
+
+impl FromRequestParts<Services> for Page {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Services,
+    ) -> Result<Self, Self::Rejection> {
+        let accept = parts
+            .headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let header_lang = Lang::from_accept_language(accept);
+        let session = session::from_parts(parts, services)
+            .await
+            .in_lang(header_lang)?;
+        let chosen: Option<String> = session.get(session::LANG).await.ok().flatten();
+        let lang = chosen
+            .as_deref()
+            .and_then(Lang::parse)
+            .unwrap_or(header_lang);
+        let now = services.ctx.clock.now();
+        let user = session::current_user(&session, now).await.in_lang(lang)?;
+        let csrf = session::csrf_token(&session).await.in_lang(lang)?;
+        let nav = match &user {
+            None => None,
+            Some(u) => {
+                let name: Option<String> = session.get(session::NAME).await.ok().flatten();
+                Some(NavUser {
+                    display_name: name.unwrap_or_default(),
+                    is_staff: u.is_staff(),
+                    unread: services
+                        .notifications
+                        .unread_count(u.user_id)
+                        .await
+                        .in_lang(lang)?,
+                })
+            }
+        };
+        let here = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        Ok(Page {
+            ctx: PageCtx {
+                lang,
+                csrf,
+                user: nav,
+                here,
+                htmx: is_htmx(&parts.headers),
+                offset: services.ctx.display_offset,
+            },
+            session,
+            user,
+            services: services.clone(),
+        })
+    }
+}
+
+/// A page that needs a logged-in user: others go to the login page (htmx requests are
+/// told to go there with `HX-Redirect`).
+pub struct UserPage {
+    pub ctx: PageCtx,
+    pub session: Session,
+    pub user: CurrentUser,
+    pub services: Services,
+}
+
+pub enum LoginRequired {
+    Error(PageError),
+    Redirect { htmx: bool, next: String },
+}
+
+impl IntoResponse for LoginRequired {
+    fn into_response(self) -> Response {
+        match self {
+            LoginRequired::Error(e) => e.into_response(),
+            LoginRequired::Redirect { htmx, next } => {
+                let target = format!("/login?next={}", encode(&next));
+                if htmx {
+                    let mut r = StatusCode::UNAUTHORIZED.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&target) {
+                        r.headers_mut().insert("hx-redirect", v);
+                    }
+                    r
+                } else {
+                    Redirect::to(&target).into_response()
+                }
+            }
+        }
+    }
+}
+
+impl FromRequestParts<Services> for UserPage {
+    type Rejection = LoginRequired;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Services,
+    ) -> Result<Self, Self::Rejection> {
+        let page = Page::from_request_parts(parts, services)
+            .await
+            .map_err(LoginRequired::Error)?;
+        match page.user {
+            Some(user) => Ok(UserPage {
+                ctx: page.ctx,
+                session: page.session,
+                user,
+                services: page.services,
+            }),
+            None => Err(LoginRequired::Redirect {
+                htmx: page.ctx.htmx,
+                next: page.ctx.here,
+            }),
+        }
+    }
+}
+
+pub fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Only a path on this site: `/x`, never `//host`, `/\host` or a scheme.
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    let n = next?.trim();
+    let ok = n.starts_with('/')
+        && !n.starts_with("//")
+        && !n.starts_with("/\\")
+        && !n.chars().any(|c| c.is_control() || c == '\\');
+    ok.then(|| n.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_after_login_stay_on_this_site() {
+        assert_eq!(
+            safe_next(Some("/points?type=use")).as_deref(),
+            Some("/points?type=use")
+        );
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "evil",
+            "",
+            "/a\\b",
+            "/\r\nx",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(safe_next(None), None);
+    }
+
+    #[test]
+    fn discounts_read_naturally_in_both_languages() {
+        let zh = PageCtx::bare(Lang::Zh);
+        let en = PageCtx::bare(Lang::En);
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(zh.discount(&d("0.950")), "95折");
+        assert_eq!(en.discount(&d("0.950")), "5% off");
+        assert_eq!(en.discount(&d("0.980")), "2% off");
+        assert_eq!(zh.discount(&d("1.000")), "无折扣");
+    }
+}

@@ -1,0 +1,230 @@
+//! The member's own pages: profile, points, upgrade progress, notifications. Every page
+//! shows the logged-in user's data only; no user id is taken from the URL.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::domain::{Batch, Level, Profile, Transaction};
+use crate::error::Error;
+use crate::service::notifications::Notification;
+use crate::web::error::{InLang, PageError};
+use crate::web::page::{Page, PageCtx, UserPage};
+
+pub async fn home(page: Page) -> Response {
+    match &page.user {
+        None => Redirect::to("/login").into_response(),
+        Some(u) if u.is_staff() => Redirect::to("/notifications").into_response(),
+        Some(_) => Redirect::to("/profile").into_response(),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/member/profile.html")]
+pub struct ProfilePage {
+    pub ctx: PageCtx,
+    pub p: Profile,
+}
+
+pub async fn profile(page: UserPage) -> Result<Response, PageError> {
+    let p = page
+        .services
+        .members
+        .get_member_profile(page.user.user_id)
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok(ProfilePage { ctx: page.ctx, p }.into_response())
+}
+
+pub const TYPES: [&str; 6] = ["earn", "use", "expire", "adjust", "reverse", "refund"];
+const PAGE_SIZE: i64 = 20;
+
+#[derive(Deserialize)]
+pub struct PointsQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/member/points.html")]
+pub struct PointsPage {
+    pub ctx: PageCtx,
+    pub batches: Vec<Batch>,
+    pub rows: HistoryRows,
+}
+
+/// The rows of the history table and the "load more" link after them: the whole answer
+/// to an htmx "load more", and part of the full page.
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/member/history_rows.html")]
+pub struct HistoryRows {
+    pub ctx: PageCtx,
+    pub items: Vec<Transaction>,
+    pub kind: String,
+    pub next_cursor: Option<i64>,
+}
+
+impl HistoryRows {
+    pub fn is_kind(&self, k: &str) -> bool {
+        self.kind == k
+    }
+
+    pub fn more_href(&self, cursor: &i64) -> String {
+        if self.kind.is_empty() {
+            format!("/points?cursor={cursor}")
+        } else {
+            format!("/points?type={}&cursor={cursor}", self.kind)
+        }
+    }
+}
+
+pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let kind = q.kind.filter(|k| TYPES.contains(&k.as_str()));
+    let cursor = match q.cursor.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(c)) if c > 0 => Some(c),
+        Some(_) => {
+            return Err(PageError {
+                lang,
+                error: Error::validation("cursor", "invalid cursor"),
+            });
+        }
+    };
+    let user = page.user.user_id;
+    let (items, next_cursor) = page
+        .services
+        .points
+        .history(user, kind.as_deref(), cursor, PAGE_SIZE)
+        .await
+        .in_lang(lang)?;
+    let rows = HistoryRows {
+        ctx: page.ctx.clone(),
+        items,
+        kind: kind.unwrap_or_default(),
+        next_cursor,
+    };
+    if page.ctx.htmx && cursor.is_some() {
+        return Ok(rows.into_response());
+    }
+    let batches = page.services.points.batches(user).await.in_lang(lang)?;
+    Ok(PointsPage {
+        ctx: page.ctx,
+        batches,
+        rows,
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/member/upgrade.html")]
+pub struct UpgradePage {
+    pub ctx: PageCtx,
+    pub p: Profile,
+    pub ladder: Vec<Level>,
+}
+
+pub async fn upgrade(page: UserPage) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let p = page
+        .services
+        .members
+        .get_member_profile(page.user.user_id)
+        .await
+        .in_lang(lang)?;
+    let ladder = page
+        .services
+        .levels
+        .list()
+        .await
+        .in_lang(lang)?
+        .into_iter()
+        .filter(|l| l.is_active)
+        .collect();
+    Ok(UpgradePage {
+        ctx: page.ctx,
+        p,
+        ladder,
+    }
+    .into_response())
+}
+
+pub struct NotificationView {
+    pub id: i64,
+    pub text: String,
+    pub created_at: time::OffsetDateTime,
+    pub read: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/member/notifications.html")]
+pub struct NotificationsPage {
+    pub ctx: PageCtx,
+    pub items: Vec<NotificationView>,
+}
+
+fn describe(ctx: &PageCtx, n: &Notification) -> String {
+    let level = n.payload["new_level"].as_str().unwrap_or("");
+    match n.kind.as_str() {
+        "level_upgraded" => ctx.t("notify.level_upgraded").replace("{level}", level),
+        "level_changed" => ctx.t("notify.level_changed").replace("{level}", level),
+        "points_expiry_reminder" => {
+            let first = n.payload["batches"][0]["expires_at"].as_str().unwrap_or("");
+            ctx.t("notify.points_expiry_reminder")
+                .replace("{points}", &n.payload["points"].to_string())
+                .replace("{date}", first.get(..10).unwrap_or(first))
+        }
+        other => other.to_owned(),
+    }
+}
+
+pub async fn notifications(page: UserPage) -> Result<Response, PageError> {
+    let list = page
+        .services
+        .notifications
+        .list(page.user.user_id, 100)
+        .await
+        .in_lang(page.ctx.lang)?;
+    let items = list
+        .iter()
+        .map(|n| NotificationView {
+            id: n.id,
+            text: describe(&page.ctx, n),
+            created_at: n.created_at,
+            read: n.read,
+        })
+        .collect();
+    Ok(NotificationsPage {
+        ctx: page.ctx,
+        items,
+    }
+    .into_response())
+}
+
+pub async fn mark_read(page: UserPage, Path(id): Path<String>) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let id: i64 = id.parse().map_err(|_| PageError {
+        lang,
+        error: Error::NotFound {
+            what: "notification",
+        },
+    })?;
+    page.services
+        .notifications
+        .mark_read(page.user.user_id, Some(id))
+        .await
+        .in_lang(lang)?;
+    Ok(Redirect::to("/notifications").into_response())
+}
+
+pub async fn mark_all_read(page: UserPage) -> Result<Response, PageError> {
+    page.services
+        .notifications
+        .mark_read(page.user.user_id, None)
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok(Redirect::to("/notifications").into_response())
+}

@@ -1,0 +1,324 @@
+//! Sessions, login, throttling, CSRF, redirects, language: over HTTP.
+
+use member_portal::service::accounts::MAX_LOGIN_FAILURES;
+use time::Duration;
+
+use crate::web_harness::*;
+
+#[tokio::test]
+async fn login_then_logout() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    let r = app.get("/profile").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/login?next=%2Fprofile");
+    let r = app.login("Ann@Example.com", PASSWORD).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/profile");
+    let page = app.text("/profile").await;
+    assert!(page.contains("id=\"member-code\""), "{page}");
+    let r = app.post("/logout", &[]).await;
+    assert_eq!(
+        (r.status().as_u16(), location(&r).as_str()),
+        (303, "/login")
+    );
+    assert_eq!(app.get("/profile").await.status(), 303, "logged out");
+}
+
+#[tokio::test]
+async fn session_id_is_cycled_at_login_and_the_cookie_is_httponly_lax() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    let first = app.get("/login").await;
+    let raw = first
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Lax"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("Secure"),
+        "Secure only with COOKIE_SECURE=true"
+    );
+    let before = session_cookie(&first).unwrap();
+    let r = app.login("ann@example.com", PASSWORD).await;
+    let after = session_cookie(&r).expect("a new session id at login");
+    assert_ne!(before, after);
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_a_login_ends_after_twelve_hours() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    assert_eq!(app.get("/profile").await.status(), 200);
+    // 30 minutes without a request: the stored session has expired
+    let pool = app.s.ctx.pool.clone();
+    sqlx::query("update tower_sessions.session set expiry_date = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(app.get("/profile").await.status(), 303);
+    // absolute: however active, a login lasts 12 hours
+    app.login("ann@example.com", PASSWORD).await;
+    assert_eq!(app.get("/profile").await.status(), 200);
+    app.clock
+        .advance(Duration::hours(11) + Duration::minutes(59));
+    assert_eq!(app.get("/profile").await.status(), 200);
+    app.clock.advance(Duration::minutes(1));
+    assert_eq!(app.get("/profile").await.status(), 303);
+}
+
+fn login_error(html: &str) -> String {
+    let start = html
+        .find("id=\"login-error\">")
+        .map(|i| i + 17)
+        .unwrap_or(0);
+    html[start..].split('<').next().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_get_the_same_reply() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    let wrong = app.login("ann@example.com", "not the password").await;
+    let unknown = app.login("nobody@example.com", "not the password").await;
+    assert_eq!(wrong.status(), unknown.status());
+    assert_eq!(wrong.status(), 401);
+    let (a, b) = (wrong.text().await.unwrap(), unknown.text().await.unwrap());
+    assert_eq!(login_error(&a), login_error(&b));
+    assert!(!login_error(&a).is_empty());
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_with_a_clear_message_for_known_and_unknown_emails() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    for email in ["ann@example.com", "ghost@example.com"] {
+        for _ in 0..MAX_LOGIN_FAILURES {
+            assert_eq!(app.login(email, "wrong").await.status(), 401);
+        }
+        // even the right password is refused while throttled
+        let r = app.login(email, PASSWORD).await;
+        assert_eq!(r.status(), 401);
+        let msg = login_error(&r.text().await.unwrap());
+        assert!(msg.contains("15"), "says when to retry: {msg}");
+    }
+    app.clock.advance(Duration::minutes(15));
+    assert_eq!(
+        app.login("ann@example.com", PASSWORD).await.status(),
+        303,
+        "the window ends"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_after_login_goes_only_to_a_same_site_path() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    for (next, expected) in [
+        ("/points?type=use", "/points?type=use"),
+        ("//evil.example/x", "/profile"),
+        ("https://evil.example", "/profile"),
+    ] {
+        let r = app
+            .post(
+                "/login",
+                &[
+                    ("email", "ann@example.com"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(location(&r), expected, "next={next}");
+        app.post("/logout", &[]).await;
+    }
+}
+
+#[tokio::test]
+async fn every_state_changing_route_refuses_a_request_without_the_csrf_token() {
+    let app = spawn_app().await;
+    let user = app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    let note: i64 = sqlx::query_scalar(
+        "insert into notifications (user_id, kind, payload, created_at) values ($1, 'level_changed', '{}', now()) returning id",
+    )
+    .bind(user)
+    .fetch_one(&app.s.ctx.pool)
+    .await
+    .unwrap();
+    let routes = [
+        "/login".to_owned(),
+        "/register".to_owned(),
+        "/logout".to_owned(),
+        "/lang".to_owned(),
+        "/notifications/read-all".to_owned(),
+        format!("/notifications/{note}/read"),
+    ];
+    for route in &routes {
+        for token in [None, Some("forged")] {
+            let mut form = vec![
+                ("email", "new@example.com"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+                ("display_name", "N"),
+                ("lang", "en"),
+            ];
+            if let Some(t) = token {
+                form.push(("csrf_token", t));
+            }
+            let r = app
+                .client
+                .post(app.url(route))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{route} with token {token:?}");
+        }
+        // a header with a wrong token is refused too
+        let r = app
+            .client
+            .post(app.url(route))
+            .header("x-csrf-token", "nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{route}");
+    }
+    // nothing changed: still logged in, notification unread, no new user, language unchanged
+    assert_eq!(app.get("/profile").await.status(), 200);
+    assert_eq!(app.s.notifications.unread_count(user).await.unwrap(), 1);
+    let users: i64 = sqlx::query_scalar("select count(*) from users")
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+    assert!(app.text("/profile").await.contains("lang=\"zh-CN\""));
+    // and the same requests with the token work (htmx sends it as a header)
+    let token = app.csrf().await;
+    let r = app
+        .client
+        .post(app.url("/notifications/read-all"))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(app.s.notifications.unread_count(user).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn language_follows_accept_language_and_can_be_switched_for_the_session() {
+    let app = spawn_app().await;
+    let en = app
+        .client
+        .get(app.url("/login"))
+        .header("accept-language", "en-US,en;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    let html = en.text().await.unwrap();
+    assert!(
+        html.contains("lang=\"en\"") && html.contains("Log in"),
+        "{html}"
+    );
+    let zh = app
+        .client
+        .get(app.url("/login"))
+        .header("accept-language", "zh-CN")
+        .send()
+        .await
+        .unwrap();
+    assert!(zh.text().await.unwrap().contains("登录"));
+    let r = app
+        .post("/lang", &[("lang", "en"), ("next", "/register")])
+        .await;
+    assert_eq!(location(&r), "/register");
+    let html = app
+        .client
+        .get(app.url("/register"))
+        .header("accept-language", "zh-CN")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Become a member"),
+        "the choice beats Accept-Language"
+    );
+}
+
+#[tokio::test]
+async fn sign_up_shows_errors_next_to_fields_then_logs_the_member_in() {
+    let app = spawn_app().await;
+    app.member("taken@example.com").await;
+    let r = app
+        .post(
+            "/register",
+            &[
+                ("email", "not-an-email"),
+                ("display_name", ""),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    for id in ["email-error", "display_name-error", "password-error"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    let r = app
+        .post(
+            "/register",
+            &[
+                ("email", "taken@example.com"),
+                ("display_name", "X"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(r.text().await.unwrap().contains("id=\"email-error\""));
+    let r = app
+        .post(
+            "/register",
+            &[
+                ("email", "new@example.com"),
+                ("display_name", "New"),
+                ("password", PASSWORD),
+                ("confirm", "different!!"),
+            ],
+        )
+        .await;
+    assert!(r.text().await.unwrap().contains("id=\"confirm-error\""));
+    let r = app
+        .post(
+            "/register",
+            &[
+                ("email", "new@example.com"),
+                ("display_name", "New"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status().as_u16(), location(&r).as_str()),
+        (303, "/profile")
+    );
+    let html = app.text("/profile").await;
+    assert!(
+        html.contains("M2025091800002"),
+        "member code of the second sign-up of the day"
+    );
+}

@@ -1,0 +1,129 @@
+//! A spawned portal on port 0 with a fresh database, a manual clock, and a cookie-keeping
+//! client that does not follow redirects (so tests see them).
+
+use std::sync::Arc;
+
+use member_portal::app::Application;
+use member_portal::clock::ManualClock;
+use member_portal::config::Config;
+use member_portal::service::Services;
+use member_portal::service::members::NewMember;
+use reqwest::redirect::Policy;
+
+use crate::harness::{START, TestDb};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    /// dropped with the app
+    pub _db: TestDb,
+    pub base: String,
+    pub clock: ManualClock,
+    pub s: Services,
+    pub client: reqwest::Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = TestDb::new().await;
+    let config = Config {
+        database_url: db.url.clone(),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        redis_key_prefix: format!("{}:", db.name),
+        ..Default::default()
+    };
+    let clock = ManualClock::new(START);
+    let app = Application::build_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    let s = app.services.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        _db: db,
+        base,
+        clock,
+        s,
+        client: client(),
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn member(&self, email: &str) -> i64 {
+        self.s
+            .members
+            .create_member(NewMember::parse(email, "Test Member", Some(PASSWORD)).unwrap())
+            .await
+            .unwrap()
+            .user_id
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn text(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// The CSRF token of this client's session, from a form on a page (the login form,
+    /// or the logout form in the navigation once logged in).
+    pub async fn csrf(&self) -> String {
+        let r = self.get("/login").await;
+        let html = if r.status() == 303 {
+            self.text("/notifications").await
+        } else {
+            r.text().await.unwrap()
+        };
+        token_in(&html).expect("a csrf token in a form")
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let token = self.csrf().await;
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        fields.push(("csrf_token", &token));
+        self.client
+            .post(self.url(path))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post("/login", &[("email", email), ("password", password)])
+            .await
+    }
+}
+
+pub fn token_in(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf_token\" value=\"")? + "name=\"csrf_token\" value=\"".len();
+    Some(html[at..].split('"').next()?.to_owned())
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("mp_session="))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned())
+}

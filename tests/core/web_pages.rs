@@ -1,0 +1,256 @@
+//! Member pages over HTTP: content, htmx fragments, isolation, escaping, headers.
+
+use member_portal::service::levels::LevelInput;
+
+use crate::harness::{dec, earn_req, use_req};
+use crate::web_harness::*;
+
+#[tokio::test]
+async fn profile_shows_code_level_benefits_balance_and_expiring_points() {
+    let app = spawn_app().await;
+    let user = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(user, 300, "O1", Some("1200")))
+        .await
+        .unwrap();
+    app.login("ann@example.com", PASSWORD).await;
+    let html = app.text("/profile").await;
+    for expected in [
+        "M2025091800001",
+        "银牌会员",
+        "98折",
+        "积分1.2倍",
+        "id=\"points-available\">300<",
+        "金牌会员",
+    ] {
+        assert!(html.contains(expected), "{expected} missing");
+    }
+    let en = app
+        .client
+        .post(app.url("/lang"))
+        .form(&[("lang", "en"), ("csrf_token", &app.csrf().await)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(en.status(), 303);
+    let html = app.text("/profile").await;
+    assert!(
+        html.contains("2% off") && html.contains("Points available"),
+        "English profile"
+    );
+}
+
+#[tokio::test]
+async fn points_history_loads_more_by_cursor_and_htmx_gets_only_the_rows() {
+    let app = spawn_app().await;
+    let user = app.member("ann@example.com").await;
+    for i in 0..25 {
+        app.s
+            .points
+            .earn_points(earn_req(user, 10, &format!("O{i}"), None))
+            .await
+            .unwrap();
+    }
+    app.s
+        .points
+        .use_points(use_req(user, 5, "PAY"))
+        .await
+        .unwrap();
+    app.login("ann@example.com", PASSWORD).await;
+    let page = app.text("/points").await;
+    assert!(page.starts_with("<!doctype html>"));
+    assert_eq!(page.matches("<tr class=\"tx").count(), 20);
+    let at = page
+        .find("hx-get=\"/points?cursor=")
+        .expect("a load-more link")
+        + "hx-get=\"".len();
+    let more = page[at..].split('"').next().unwrap().to_owned();
+    // without JavaScript the link is a whole page
+    let full = app.text(&more).await;
+    assert!(full.starts_with("<!doctype html>"));
+    // htmx gets the remaining rows only, with no further link
+    let frag = app
+        .client
+        .get(app.url(&more))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!frag.contains("<html") && !frag.contains("<body"), "{frag}");
+    assert_eq!(frag.matches("<tr class=\"tx").count(), 6);
+    assert!(!frag.contains("load-more"));
+    // filtering by type
+    let uses = app.text("/points?type=use").await;
+    assert_eq!(uses.matches("<tr class=\"tx").count(), 1);
+    // a malformed cursor is a clear 4xx, not a 500
+    assert_eq!(app.get("/points?cursor=abc").await.status(), 422);
+}
+
+#[tokio::test]
+async fn upgrade_page_shows_progress_remaining_and_the_ladder() {
+    let app = spawn_app().await;
+    let user = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(user, 10, "O1", Some("250")))
+        .await
+        .unwrap();
+    app.login("ann@example.com", PASSWORD).await;
+    let html = app.text("/upgrade").await;
+    assert!(
+        html.contains("<progress id=\"upgrade-progress\" max=\"100\" value=\"25\""),
+        "{html}"
+    );
+    assert!(html.contains("id=\"remaining\">¥750.00<"));
+    for level in ["普通会员", "银牌会员", "金牌会员", "钻石会员"] {
+        assert!(html.contains(level));
+    }
+}
+
+#[tokio::test]
+async fn notifications_show_unread_count_and_mark_read_only_ones_own() {
+    let app = spawn_app().await;
+    let ann = app.member("ann@example.com").await;
+    let bob = app.member("bob@example.com").await;
+    for u in [ann, bob] {
+        app.s
+            .points
+            .earn_points(earn_req(u, 10, &format!("BIG{u}"), Some("1000")))
+            .await
+            .unwrap();
+    }
+    let bobs: i64 = sqlx::query_scalar("select id from notifications where user_id = $1")
+        .bind(bob)
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    app.login("ann@example.com", PASSWORD).await;
+    let html = app.text("/notifications").await;
+    assert!(html.contains("id=\"unread-count\">1"), "unread badge");
+    assert!(html.contains("恭喜！您已升级为 银牌会员。"));
+    // ann cannot touch bob's notification through its id
+    let r = app.post(&format!("/notifications/{bobs}/read"), &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        app.s.notifications.unread_count(bob).await.unwrap(),
+        1,
+        "bob's stays unread"
+    );
+    assert_eq!(
+        app.post("/notifications/not-a-number/read", &[])
+            .await
+            .status(),
+        404
+    );
+    app.post("/notifications/read-all", &[]).await;
+    assert_eq!(app.s.notifications.unread_count(ann).await.unwrap(), 0);
+    assert_eq!(app.s.notifications.unread_count(bob).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_level_name_with_markup_is_rendered_escaped() {
+    let app = spawn_app().await;
+    let user = app.member("ann@example.com").await;
+    let evil = app
+        .s
+        .levels
+        .create(
+            LevelInput::parse(
+                "<script>alert(1)</script>",
+                9,
+                90000,
+                dec("0.9"),
+                dec("2"),
+                vec!["<b>x</b>".into()],
+                true,
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    app.s
+        .members
+        .set_level(user, evil.id, "test", None)
+        .await
+        .unwrap();
+    app.login("ann@example.com", PASSWORD).await;
+    for page in ["/profile", "/upgrade", "/notifications"] {
+        let html = app.text(page).await;
+        assert!(!html.contains("<script>alert(1)"), "{page} renders markup");
+        assert!(!html.contains("<b>x</b>"), "{page} renders markup");
+    }
+    assert!(
+        app.text("/profile")
+            .await
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || app.text("/profile").await.contains("&lt;script&gt;")
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/login", "/profile", "/nope", "/static/app.css", "/healthz"] {
+        let r = app.get(path).await;
+        let h = r.headers();
+        let csp = h
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        for part in [
+            "default-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(
+            h.get("x-content-type-options").unwrap(),
+            "nosniff",
+            "{path}"
+        );
+        assert!(h.get("referrer-policy").is_some(), "{path}");
+    }
+    let page = app.text("/login").await;
+    assert!(
+        !page.contains("<script>") && !page.contains(" style="),
+        "no inline script or style"
+    );
+    assert!(
+        page.contains("/static/htmx-2.0.11.min.js"),
+        "htmx served from static/"
+    );
+    assert_eq!(app.get("/static/htmx-2.0.11.min.js").await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_expired_session_on_an_htmx_request_is_sent_to_login() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url("/points?cursor=5"))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers().get("hx-redirect").unwrap(),
+        "/login?next=%2Fpoints%3Fcursor%3D5"
+    );
+}
+
+#[tokio::test]
+async fn unknown_pages_get_a_readable_404_page() {
+    let app = spawn_app().await;
+    let r = app.get("/does-not-exist").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("页面不存在"));
+}
