@@ -85,6 +85,33 @@ pub async fn seed_demo(pool: PgPool, config: Config) -> Result<Vec<String>> {
                     .await;
             }
         }
+        // and something in the last month, so the staff dashboard has a recent picture
+        for (n, days_ago) in [(0i64, 20i64), (1, 9), (2, 2)] {
+            clock.set(today - Duration::days(days_ago + i as i64) + Duration::hours(n));
+            let order = format!("DEMO-{}-R{n}", member.user_id);
+            let amount = 40 + 35 * (i as i64 + n);
+            let earned = services
+                .points
+                .earn_points(EarnRequest {
+                    user_id: member.user_id,
+                    base_points: Points::parse("base_points", amount)?,
+                    source_type: Reference::parse("source_type", "order_complete")?,
+                    source_id: Reference::parse("source_id", &order)?,
+                    amount: Some(Money::parse("amount", Decimal::from(amount))?),
+                })
+                .await;
+            if earned.is_ok() && n == 1 {
+                let _ = services
+                    .points
+                    .use_points(UseRequest {
+                        user_id: member.user_id,
+                        points: Points::parse("points", amount / 2)?,
+                        usage_type: Reference::parse("usage_type", "checkout")?,
+                        reference_id: Reference::parse("reference_id", &format!("{order}-PAY"))?,
+                    })
+                    .await;
+            }
+        }
         created.push((*email).to_owned());
     }
     Ok(created)

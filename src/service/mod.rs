@@ -2,6 +2,7 @@
 //! background jobs all come through here.
 
 pub mod accounts;
+pub mod admin;
 pub mod demo;
 pub mod ledger;
 pub mod levels;
@@ -18,6 +19,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+pub use admin::StaffService;
 pub use levels::LevelService;
 pub use members::MemberService;
 pub use notifications::NotificationService;
@@ -103,6 +105,7 @@ pub struct Services {
     pub points: PointService,
     pub levels: LevelService,
     pub notifications: NotificationService,
+    pub staff: StaffService,
 }
 
 impl Services {
@@ -112,6 +115,7 @@ impl Services {
             points: PointService::new(ctx.clone()),
             levels: LevelService::new(ctx.clone()),
             notifications: NotificationService::new(ctx.clone()),
+            staff: StaffService::new(ctx.clone()),
             ctx,
         }
     }

@@ -44,6 +44,36 @@ pub fn router(services: Services) -> Router {
             post(pages::member::mark_all_read),
         )
         .route("/notifications/{id}/read", post(pages::member::mark_read))
+        .route("/admin", get(pages::admin::dashboard))
+        .route(
+            "/admin/levels",
+            get(pages::admin::levels).post(pages::admin::create_level),
+        )
+        .route(
+            "/admin/levels/recalculate",
+            get(pages::admin::recalculate_preview).post(pages::admin::recalculate_apply),
+        )
+        .route(
+            "/admin/levels/{id}",
+            get(pages::admin::edit_level).post(pages::admin::update_level),
+        )
+        .route(
+            "/admin/levels/{id}/active",
+            post(pages::admin::set_level_active),
+        )
+        .route("/admin/members", get(pages::admin::members))
+        .route("/admin/members/{id}", get(pages::admin::member))
+        .route("/admin/members/{id}/adjust", post(pages::admin::adjust))
+        .route("/admin/members/{id}/level", post(pages::admin::set_level))
+        .route("/admin/audit", get(pages::admin::audit))
+        .route(
+            "/admin/api-keys",
+            get(pages::admin::api_keys).post(pages::admin::create_api_key),
+        )
+        .route(
+            "/admin/api-keys/{id}/revoke",
+            post(pages::admin::revoke_api_key),
+        )
         .fallback(pages::not_found)
         .layer(middleware::from_fn(csrf::require_token))
         .layer(session::layer(pool, secure));

@@ -14,6 +14,7 @@ mod members;
 mod model;
 mod reverse_refund;
 mod use_points;
+mod web_admin;
 mod web_auth;
 mod web_harness;
 mod web_pages;

@@ -30,7 +30,7 @@ pub struct NextQuery {
 
 fn landing(user_role: &str) -> &'static str {
     if user_role == "staff" {
-        "/notifications"
+        "/admin"
     } else {
         "/profile"
     }

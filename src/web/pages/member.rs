@@ -16,7 +16,7 @@ use crate::web::page::{Page, PageCtx, UserPage};
 pub async fn home(page: Page) -> Response {
     match &page.user {
         None => Redirect::to("/login").into_response(),
-        Some(u) if u.is_staff() => Redirect::to("/notifications").into_response(),
+        Some(u) if u.is_staff() => Redirect::to("/admin").into_response(),
         Some(_) => Redirect::to("/profile").into_response(),
     }
 }
@@ -62,6 +62,8 @@ pub struct PointsPage {
 #[template(path = "partials/member/history_rows.html")]
 pub struct HistoryRows {
     pub ctx: PageCtx,
+    /// the page these rows belong to (`/points`, or a member's page for staff)
+    pub base: String,
     pub items: Vec<Transaction>,
     pub kind: String,
     pub next_cursor: Option<i64>,
@@ -74,26 +76,30 @@ impl HistoryRows {
 
     pub fn more_href(&self, cursor: &i64) -> String {
         if self.kind.is_empty() {
-            format!("/points?cursor={cursor}")
+            format!("{}?cursor={cursor}", self.base)
         } else {
-            format!("/points?type={}&cursor={cursor}", self.kind)
+            format!("{}?type={}&cursor={cursor}", self.base, self.kind)
         }
+    }
+}
+
+impl PointsQuery {
+    /// The type filter (unknown types show everything) and the cursor (a malformed one is
+    /// a clear 422).
+    pub fn parse(&self) -> Result<(Option<String>, Option<i64>), Error> {
+        let kind = self.kind.clone().filter(|k| TYPES.contains(&k.as_str()));
+        let cursor = match self.cursor.as_deref().map(str::parse::<i64>) {
+            None => None,
+            Some(Ok(c)) if c > 0 => Some(c),
+            Some(_) => return Err(Error::validation("cursor", "invalid cursor")),
+        };
+        Ok((kind, cursor))
     }
 }
 
 pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let kind = q.kind.filter(|k| TYPES.contains(&k.as_str()));
-    let cursor = match q.cursor.as_deref().map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(c)) if c > 0 => Some(c),
-        Some(_) => {
-            return Err(PageError {
-                lang,
-                error: Error::validation("cursor", "invalid cursor"),
-            });
-        }
-    };
+    let (kind, cursor) = q.parse().in_lang(lang)?;
     let user = page.user.user_id;
     let (items, next_cursor) = page
         .services
@@ -103,6 +109,7 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
         .in_lang(lang)?;
     let rows = HistoryRows {
         ctx: page.ctx.clone(),
+        base: "/points".into(),
         items,
         kind: kind.unwrap_or_default(),
         next_cursor,

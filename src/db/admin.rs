@@ -1,0 +1,199 @@
+//! Queries behind the staff pages.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use time::{Date, OffsetDateTime};
+
+pub async fn members_per_level(conn: &mut PgConnection) -> sqlx::Result<Vec<(i32, i64)>> {
+    Ok(sqlx::query!(
+        r#"select l.id, count(p.user_id) as "members!"
+             from member_levels l left join member_profiles p on p.level_id = l.id
+            group by l.id order by l.level_order"#
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.members))
+    .collect())
+}
+
+pub struct DayRow {
+    pub day: Date,
+    pub earned: i64,
+    pub used: i64,
+    pub expired: i64,
+}
+
+/// Points earned, used and expired per business day since `since`.
+pub async fn daily_points(
+    conn: &mut PgConnection,
+    since: OffsetDateTime,
+    tz: &str,
+) -> sqlx::Result<Vec<DayRow>> {
+    sqlx::query_as!(
+        DayRow,
+        r#"select (created_at at time zone $2)::date as "day!",
+                  coalesce(sum(points_change) filter (where transaction_type = 'earn'), 0)::bigint as "earned!",
+                  coalesce(-sum(points_change) filter (where transaction_type = 'use'), 0)::bigint as "used!",
+                  coalesce(-sum(points_change) filter (where transaction_type = 'expire'), 0)::bigint as "expired!"
+             from point_transactions
+            where created_at >= $1
+            group by 1 order by 1"#,
+        since,
+        tz
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub struct MemberRow {
+    pub user_id: i64,
+    pub member_code: String,
+    pub email: String,
+    pub display_name: String,
+    pub level_id: i32,
+    pub available_points: i64,
+}
+
+/// Members whose code matches exactly or whose email starts with the text.
+pub async fn search_members(
+    conn: &mut PgConnection,
+    q: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<MemberRow>> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"select p.user_id, p.member_code, u.email, u.display_name, p.level_id, p.available_points
+             from member_profiles p join users u on u.id = p.user_id
+            where p.member_code = upper($1)
+               or lower(u.email) like replace(replace(replace(lower($1), '\', '\\'), '%', '\%'), '_', '\_') || '%'
+            order by p.user_id
+            limit $2"#,
+        q,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub struct AuditRow {
+    pub id: i64,
+    pub actor: Option<String>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub details: Value,
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn audit_log(
+    conn: &mut PgConnection,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRow>> {
+    sqlx::query_as!(
+        AuditRow,
+        r#"select a.id, u.email as "actor?", a.action, a.target_type, a.target_id, a.details, a.created_at
+             from audit_log a left join users u on u.id = a.actor_user_id
+            where a.id < $1
+            order by a.id desc
+            limit $2"#,
+        before.unwrap_or(i64::MAX),
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub name: String,
+    pub key_prefix: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+pub async fn api_keys(conn: &mut PgConnection) -> sqlx::Result<Vec<ApiKeyRow>> {
+    sqlx::query_as!(
+        ApiKeyRow,
+        "select id, name, key_prefix, created_at, last_used_at, revoked_at from api_keys order by id desc"
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn revoke_api_key(
+    conn: &mut PgConnection,
+    id: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
+        "update api_keys set revoked_at = $2 where id = $1 and revoked_at is null",
+        id,
+        now
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// How many members would move from which level to which: each member belongs on the
+/// highest active level whose threshold their spend reaches.
+pub async fn recalculation_moves(conn: &mut PgConnection) -> sqlx::Result<Vec<(i32, i32, i64)>> {
+    Ok(sqlx::query!(
+        r#"select p.level_id as "from_level!", t.id as "to_level!", count(*) as "members!"
+             from member_profiles p
+             cross join lateral (select l.id from member_levels l
+                                  where l.is_active and l.min_points <= p.total_spent
+                                  order by l.level_order desc limit 1) t
+            where t.id <> p.level_id
+            group by 1, 2 order by 1, 2"#
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.from_level, r.to_level, r.members))
+    .collect())
+}
+
+/// Moves up to `limit` members onto their level (rows locked, skipping members busy in
+/// another transaction, which the next batch picks up), with history rows. Returns the
+/// members moved.
+pub async fn recalculate_batch(
+    conn: &mut PgConnection,
+    limit: i64,
+    actor: Option<i64>,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        r#"with todo as (
+               select p.user_id, p.level_id as old_level, t.id as new_level
+                 from member_profiles p
+                 cross join lateral (select l.id from member_levels l
+                                      where l.is_active and l.min_points <= p.total_spent
+                                      order by l.level_order desc limit 1) t
+                where t.id <> p.level_id
+                order by p.user_id
+                limit $1
+                for update of p skip locked
+           ), moved as (
+               update member_profiles p
+                  set level_id = todo.new_level, last_level_change_at = $3, upgrade_due_at = null,
+                      updated_at = $3
+                 from todo where p.user_id = todo.user_id
+               returning p.user_id
+           ), history as (
+               insert into level_change_records
+                      (user_id, old_level_id, new_level_id, change_reason, actor_user_id, change_date)
+               select user_id, old_level, new_level, 'recalculate', $2, $3 from todo
+           )
+           select user_id as "user_id!" from moved"#,
+        limit,
+        actor,
+        now
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,189 @@
+//! What staff see and do beyond levels and points: dashboard figures, member search,
+//! the audit log, API keys, and recalculating everyone's level.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use time::{Date, Duration};
+
+use super::{Ctx, run_to_completion};
+use crate::db::admin::{self as db, ApiKeyRow, AuditRow, MemberRow};
+use crate::db::levels as level_db;
+use crate::db::members as member_db;
+use crate::domain::Level;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayTotals {
+    pub day: Date,
+    pub earned: i64,
+    pub used: i64,
+    pub expired: i64,
+}
+
+pub struct Dashboard {
+    pub members_per_level: Vec<(Level, i64)>,
+    /// the last 30 business days, oldest first, days without activity included
+    pub days: Vec<DayTotals>,
+}
+
+pub struct Move {
+    pub from: Level,
+    pub to: Level,
+    pub members: i64,
+}
+
+#[derive(Clone)]
+pub struct StaffService {
+    ctx: Ctx,
+}
+
+impl StaffService {
+    pub fn new(ctx: Ctx) -> Self {
+        Self { ctx }
+    }
+
+    pub async fn dashboard(&self) -> Result<Dashboard> {
+        let now = self.ctx.clock.now();
+        let today = now.to_offset(self.ctx.display_offset).date();
+        let first = today - Duration::days(29);
+        let since = first.midnight().assume_offset(self.ctx.display_offset);
+        let mut conn = self.ctx.pool.acquire().await?;
+        let levels = level_db::all(&mut conn).await?;
+        let counts: HashMap<i32, i64> = db::members_per_level(&mut conn)
+            .await?
+            .into_iter()
+            .collect();
+        let rows = db::daily_points(&mut conn, since, &self.ctx.config.member_timezone).await?;
+        let by_day: HashMap<Date, &db::DayRow> = rows.iter().map(|r| (r.day, r)).collect();
+        let days = (0..30)
+            .map(|i| {
+                let day = first + Duration::days(i);
+                let r = by_day.get(&day);
+                DayTotals {
+                    day,
+                    earned: r.map_or(0, |r| r.earned),
+                    used: r.map_or(0, |r| r.used),
+                    expired: r.map_or(0, |r| r.expired),
+                }
+            })
+            .collect();
+        let members_per_level = levels
+            .into_iter()
+            .map(|l| {
+                let n = counts.get(&l.id).copied().unwrap_or(0);
+                (l, n)
+            })
+            .collect();
+        Ok(Dashboard {
+            members_per_level,
+            days,
+        })
+    }
+
+    /// Members by exact member code or by the start of their email (at most 50).
+    pub async fn search_members(&self, q: &str) -> Result<Vec<MemberRow>> {
+        let q = q.trim();
+        if q.is_empty() || q.chars().count() > 254 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(db::search_members(&mut conn, q, 50).await?)
+    }
+
+    /// The audit log, newest first; `before` is the last id of the previous page.
+    pub async fn audit_log(&self, before: Option<i64>) -> Result<(Vec<AuditRow>, Option<i64>)> {
+        const PAGE: i64 = 50;
+        let mut conn = self.ctx.pool.acquire().await?;
+        let mut rows = db::audit_log(&mut conn, before, PAGE + 1).await?;
+        let next = if rows.len() as i64 > PAGE {
+            rows.truncate(PAGE as usize);
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(db::api_keys(&mut conn).await?)
+    }
+
+    pub async fn revoke_api_key(&self, id: i64, actor: Option<i64>) -> Result<()> {
+        let now = self.ctx.clock.now();
+        let mut tx = self.ctx.pool.begin().await?;
+        if !db::revoke_api_key(&mut tx, id, now).await? {
+            return Err(Error::NotFound {
+                what: "an active API key with this id",
+            });
+        }
+        member_db::audit(
+            &mut tx,
+            actor,
+            "api_key.revoke",
+            "api_key",
+            &id.to_string(),
+            &json!({}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Who would move where if levels were recalculated now.
+    pub async fn recalculation_preview(&self) -> Result<Vec<Move>> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        let levels: HashMap<i32, Level> = level_db::all(&mut conn)
+            .await?
+            .into_iter()
+            .map(|l| (l.id, l))
+            .collect();
+        let moves = db::recalculation_moves(&mut conn).await?;
+        Ok(moves
+            .into_iter()
+            .filter_map(|(from, to, members)| {
+                Some(Move {
+                    from: levels.get(&from)?.clone(),
+                    to: levels.get(&to)?.clone(),
+                    members,
+                })
+            })
+            .collect())
+    }
+
+    /// Puts every member on the highest active level their spend reaches, in
+    /// transactions of `BATCH_SIZE` members, each batch's caches dropped in one pipeline.
+    pub async fn recalculate_levels(&self, actor: Option<i64>) -> Result<usize> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let now = this.ctx.clock.now();
+            let mut moved = 0;
+            loop {
+                let mut tx = this.ctx.pool.begin().await?;
+                let ids =
+                    db::recalculate_batch(&mut tx, this.ctx.config.batch_size, actor, now).await?;
+                tx.commit().await?;
+                if ids.is_empty() {
+                    break;
+                }
+                this.ctx.cache.invalidate_members(&ids).await;
+                moved += ids.len();
+            }
+            let mut conn = this.ctx.pool.acquire().await?;
+            member_db::audit(
+                &mut conn,
+                actor,
+                "levels.recalculate",
+                "level",
+                "*",
+                &json!({ "members": moved }),
+                now,
+            )
+            .await?;
+            Ok(moved)
+        })
+        .await
+    }
+}

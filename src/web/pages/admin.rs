@@ -1,0 +1,920 @@
+//! Staff pages (role `staff`; a member gets 403): dashboard, levels, recalculation,
+//! members, audit log, API keys.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::db::admin::{ApiKeyRow, AuditRow, MemberRow};
+use crate::domain::{Level, Profile};
+use crate::error::Error;
+use crate::service::admin::{Dashboard, Move};
+use crate::service::levels::LevelInput;
+use crate::service::points::AdjustRequest;
+use crate::service::{Services, accounts};
+use crate::web::error::{InLang, PageError};
+use crate::web::page::{LoginRequired, PageCtx, UserPage};
+use crate::web::pages::member::{HistoryRows, PointsQuery};
+
+/// A page for staff only.
+pub struct StaffPage {
+    pub ctx: PageCtx,
+    pub actor: i64,
+    pub services: Services,
+}
+
+impl FromRequestParts<Services> for StaffPage {
+    type Rejection = LoginRequired;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Services,
+    ) -> Result<Self, Self::Rejection> {
+        let page = UserPage::from_request_parts(parts, services).await?;
+        if !page.user.is_staff() {
+            return Err(LoginRequired::Error(PageError {
+                lang: page.ctx.lang,
+                error: Error::Forbidden,
+            }));
+        }
+        Ok(StaffPage {
+            ctx: page.ctx,
+            actor: page.user.user_id,
+            services: page.services,
+        })
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(ctx: &PageCtx, raw: &str) -> Result<T, PageError> {
+    raw.parse().map_err(|_| PageError {
+        lang: ctx.lang,
+        error: Error::NotFound { what: "page" },
+    })
+}
+
+// ---------------------------------------------------------------- dashboard and charts
+
+pub struct BarView {
+    pub x: i64,
+    pub y: i64,
+    pub w: i64,
+    pub h: i64,
+    pub class: &'static str,
+    pub title: String,
+}
+
+pub struct TickView {
+    pub x: i64,
+    pub label: String,
+}
+
+/// Bars of an SVG chart, computed here so the template only places them.
+pub struct ChartView {
+    pub width: i64,
+    pub height: i64,
+    pub bars: Vec<BarView>,
+    pub ticks: Vec<TickView>,
+    pub max: i64,
+}
+
+const CHART_H: i64 = 160;
+const CHART_TOP: i64 = 16;
+
+fn scale(v: i64, max: i64) -> i64 {
+    if max <= 0 {
+        0
+    } else {
+        (v * CHART_H + max - 1) / max
+    }
+}
+
+fn level_chart(levels: &[(Level, i64)]) -> ChartView {
+    let max = levels.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let slot = 90;
+    let bars = levels
+        .iter()
+        .enumerate()
+        .map(|(i, (l, n))| {
+            let h = scale(*n, max);
+            BarView {
+                x: 20 + i as i64 * slot,
+                y: CHART_TOP + CHART_H - h,
+                w: 56,
+                h,
+                class: if l.is_active {
+                    "bar-level"
+                } else {
+                    "bar-inactive"
+                },
+                title: format!("{}: {n}", l.level_name),
+            }
+        })
+        .collect();
+    let ticks = levels
+        .iter()
+        .enumerate()
+        .map(|(i, (l, _))| TickView {
+            x: 48 + i as i64 * slot,
+            label: l.level_name.clone(),
+        })
+        .collect();
+    ChartView {
+        width: 40 + levels.len() as i64 * slot,
+        height: CHART_TOP + CHART_H + 24,
+        bars,
+        ticks,
+        max,
+    }
+}
+
+fn points_chart(d: &Dashboard, ctx: &PageCtx) -> ChartView {
+    let max = d
+        .days
+        .iter()
+        .flat_map(|t| [t.earned, t.used, t.expired])
+        .max()
+        .unwrap_or(0);
+    let slot = 24;
+    let mut bars = Vec::new();
+    for (i, t) in d.days.iter().enumerate() {
+        for (j, (v, class, key)) in [
+            (t.earned, "bar-earn", "admin.earned"),
+            (t.used, "bar-use", "admin.used"),
+            (t.expired, "bar-expire", "admin.expired"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let h = scale(v, max);
+            bars.push(BarView {
+                x: 10 + i as i64 * slot + j as i64 * 6,
+                y: CHART_TOP + CHART_H - h,
+                w: 6,
+                h,
+                class,
+                title: format!("{} {}: {v}", t.day, ctx.t(key)),
+            });
+        }
+    }
+    let ticks = [0usize, 10, 20, 29]
+        .iter()
+        .filter_map(|&i| d.days.get(i).map(|t| (i, t)))
+        .map(|(i, t)| TickView {
+            x: 19 + i as i64 * slot,
+            label: format!("{:02}-{:02}", u8::from(t.day.month()), t.day.day()),
+        })
+        .collect();
+    ChartView {
+        width: 20 + 30 * slot,
+        height: CHART_TOP + CHART_H + 24,
+        bars,
+        ticks,
+        max,
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/dashboard.html")]
+pub struct DashboardPage {
+    pub ctx: PageCtx,
+    pub d: Dashboard,
+    pub levels_chart: ChartView,
+    pub points_chart: ChartView,
+}
+
+pub async fn dashboard(page: StaffPage) -> Result<Response, PageError> {
+    let d = page
+        .services
+        .staff
+        .dashboard()
+        .await
+        .in_lang(page.ctx.lang)?;
+    let levels_chart = level_chart(&d.members_per_level);
+    let points_chart = points_chart(&d, &page.ctx);
+    Ok(DashboardPage {
+        ctx: page.ctx,
+        d,
+        levels_chart,
+        points_chart,
+    }
+    .into_response())
+}
+
+// ---------------------------------------------------------------- levels
+
+/// The level form as typed, with a message next to each field that needs one.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LevelForm {
+    #[serde(default)]
+    pub level_name: String,
+    #[serde(default)]
+    pub level_order: String,
+    #[serde(default)]
+    pub min_points: String,
+    #[serde(default)]
+    pub discount_rate: String,
+    #[serde(default)]
+    pub point_multiplier: String,
+    #[serde(default)]
+    pub benefits: String,
+    pub is_active: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct LevelErrors {
+    pub level_name: Option<String>,
+    pub level_order: Option<String>,
+    pub min_points: Option<String>,
+    pub discount_rate: Option<String>,
+    pub point_multiplier: Option<String>,
+    pub benefits: Option<String>,
+    pub form: Option<String>,
+}
+
+impl LevelForm {
+    fn from_level(l: &Level) -> Self {
+        Self {
+            level_name: l.level_name.clone(),
+            level_order: l.level_order.to_string(),
+            min_points: l.min_points.to_string(),
+            discount_rate: l.discount_rate.to_string(),
+            point_multiplier: l.point_multiplier.to_string(),
+            benefits: l.benefits.join("\n"),
+            is_active: l.is_active.then(|| "on".into()),
+        }
+    }
+
+    fn checked(&self) -> bool {
+        self.is_active.is_some()
+    }
+
+    fn parse(&self, ctx: &PageCtx) -> Result<LevelInput, Box<LevelErrors>> {
+        let mut e = LevelErrors::default();
+        let whole = |s: &str, slot: &mut Option<String>| {
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| *slot = Some(ctx.t("level.whole_number").into()))
+                .ok()
+        };
+        let decimal = |s: &str, slot: &mut Option<String>| {
+            s.trim()
+                .parse::<Decimal>()
+                .map_err(|_| *slot = Some(ctx.t("level.decimal").into()))
+                .ok()
+        };
+        let order = whole(&self.level_order, &mut e.level_order);
+        let min = whole(&self.min_points, &mut e.min_points);
+        let rate = decimal(&self.discount_rate, &mut e.discount_rate);
+        let mult = decimal(&self.point_multiplier, &mut e.point_multiplier);
+        let benefits = self.benefits.lines().map(str::to_owned).collect();
+        let (Some(order), Some(min), Some(rate), Some(mult)) = (order, min, rate, mult) else {
+            return Err(Box::new(e));
+        };
+        LevelInput::parse(
+            &self.level_name,
+            order,
+            min,
+            rate,
+            mult,
+            benefits,
+            self.checked(),
+        )
+        .map_err(|err| Box::new(level_error(err, ctx)))
+    }
+}
+
+/// A service error shown next to the field it is about.
+fn level_error(err: Error, ctx: &PageCtx) -> LevelErrors {
+    let mut e = LevelErrors::default();
+    let msg = match &err {
+        Error::LevelInUse { .. } => ctx.t("level.in_use").to_owned(),
+        other => other.to_string(),
+    };
+    match &err {
+        Error::Validation {
+            field: "level_name",
+            ..
+        } => e.level_name = Some(msg),
+        Error::Validation {
+            field: "level_order",
+            ..
+        } => e.level_order = Some(msg),
+        Error::Validation {
+            field: "min_points",
+            ..
+        } => e.min_points = Some(msg),
+        Error::Validation {
+            field: "discount_rate",
+            ..
+        } => e.discount_rate = Some(msg),
+        Error::Validation {
+            field: "point_multiplier",
+            ..
+        } => e.point_multiplier = Some(msg),
+        Error::Validation {
+            field: "benefits", ..
+        } => e.benefits = Some(msg),
+        _ => e.form = Some(msg),
+    }
+    e
+}
+
+/// The create/edit form, as a page part and as the whole answer to an htmx submit.
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/admin/level_form.html")]
+pub struct LevelFormView {
+    pub ctx: PageCtx,
+    /// None: a new level
+    pub id: Option<i32>,
+    pub form: LevelForm,
+    pub errors: LevelErrors,
+}
+
+impl LevelFormView {
+    pub fn action(&self) -> String {
+        match self.id {
+            Some(id) => format!("/admin/levels/{id}"),
+            None => "/admin/levels".into(),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/levels.html")]
+pub struct LevelsPage {
+    pub ctx: PageCtx,
+    pub levels: Vec<(Level, i64)>,
+    pub form: LevelFormView,
+    pub notice: Option<String>,
+}
+
+async fn levels_page(
+    page: StaffPage,
+    form: LevelFormView,
+    notice: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let d = page
+        .services
+        .staff
+        .dashboard()
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok((
+        status,
+        LevelsPage {
+            ctx: page.ctx,
+            levels: d.members_per_level,
+            form,
+            notice,
+        },
+    )
+        .into_response())
+}
+
+pub async fn levels(page: StaffPage) -> Result<Response, PageError> {
+    let form = LevelFormView {
+        ctx: page.ctx.clone(),
+        id: None,
+        form: LevelForm {
+            is_active: Some("on".into()),
+            ..Default::default()
+        },
+        errors: LevelErrors::default(),
+    };
+    levels_page(page, form, None, StatusCode::OK).await
+}
+
+/// Answers a level form: success goes back to the list; errors come back next to their
+/// fields (htmx swaps the form in place; without JavaScript the page is shown again).
+async fn level_form_result(
+    page: StaffPage,
+    id: Option<i32>,
+    form: LevelForm,
+) -> Result<Response, PageError> {
+    let input = form.parse(&page.ctx);
+    let result = match input {
+        Err(errors) => Err(errors),
+        Ok(input) => {
+            let s = &page.services.levels;
+            let done = match id {
+                None => s.create(input, Some(page.actor)).await,
+                Some(id) => s.update(id, input, Some(page.actor)).await,
+            };
+            match done {
+                Ok(_) => Ok(()),
+                Err(e @ Error::Internal(_)) => {
+                    return Err(PageError {
+                        lang: page.ctx.lang,
+                        error: e,
+                    });
+                }
+                Err(e) => Err(Box::new(level_error(e, &page.ctx))),
+            }
+        }
+    };
+    match result {
+        Ok(()) if page.ctx.htmx => {
+            let mut r = StatusCode::OK.into_response();
+            r.headers_mut()
+                .insert("hx-redirect", HeaderValue::from_static("/admin/levels"));
+            Ok(r)
+        }
+        Ok(()) => Ok(Redirect::to("/admin/levels").into_response()),
+        Err(errors) => {
+            let view = LevelFormView {
+                ctx: page.ctx.clone(),
+                id,
+                form,
+                errors: *errors,
+            };
+            if page.ctx.htmx {
+                // 200 so htmx swaps the form with its messages in place
+                Ok(view.into_response())
+            } else if let Some(id) = id {
+                Ok((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    LevelEditPage {
+                        ctx: page.ctx,
+                        id,
+                        form: view,
+                    },
+                )
+                    .into_response())
+            } else {
+                levels_page(page, view, None, StatusCode::UNPROCESSABLE_ENTITY).await
+            }
+        }
+    }
+}
+
+pub async fn create_level(
+    page: StaffPage,
+    Form(form): Form<LevelForm>,
+) -> Result<Response, PageError> {
+    level_form_result(page, None, form).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/level_edit.html")]
+pub struct LevelEditPage {
+    pub ctx: PageCtx,
+    pub id: i32,
+    pub form: LevelFormView,
+}
+
+pub async fn edit_level(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
+    let id: i32 = parse_id(&page.ctx, &id)?;
+    let level = page.services.levels.get(id).await.in_lang(page.ctx.lang)?;
+    let form = LevelFormView {
+        ctx: page.ctx.clone(),
+        id: Some(id),
+        form: LevelForm::from_level(&level),
+        errors: LevelErrors::default(),
+    };
+    Ok(LevelEditPage {
+        ctx: page.ctx,
+        id,
+        form,
+    }
+    .into_response())
+}
+
+pub async fn update_level(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Form(form): Form<LevelForm>,
+) -> Result<Response, PageError> {
+    let id: i32 = parse_id(&page.ctx, &id)?;
+    level_form_result(page, Some(id), form).await
+}
+
+#[derive(Deserialize)]
+pub struct ActiveForm {
+    active: String,
+}
+
+pub async fn set_level_active(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Form(f): Form<ActiveForm>,
+) -> Result<Response, PageError> {
+    let id: i32 = parse_id(&page.ctx, &id)?;
+    let active = f.active == "true";
+    match page
+        .services
+        .levels
+        .set_active(id, active, Some(page.actor))
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/admin/levels").into_response()),
+        Err(e @ (Error::Internal(_) | Error::LevelNotFound { .. })) => Err(PageError {
+            lang: page.ctx.lang,
+            error: e,
+        }),
+        Err(e) => {
+            let msg = level_error(e, &page.ctx)
+                .form
+                .or_else(|| Some(page.ctx.t("level.in_use").to_owned()));
+            let form = LevelFormView {
+                ctx: page.ctx.clone(),
+                id: None,
+                form: LevelForm {
+                    is_active: Some("on".into()),
+                    ..Default::default()
+                },
+                errors: LevelErrors::default(),
+            };
+            levels_page(page, form, msg, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/recalculate.html")]
+pub struct RecalculatePage {
+    pub ctx: PageCtx,
+    pub moves: Vec<Move>,
+    pub done: Option<usize>,
+}
+
+pub async fn recalculate_preview(page: StaffPage) -> Result<Response, PageError> {
+    let moves = page
+        .services
+        .staff
+        .recalculation_preview()
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok(RecalculatePage {
+        ctx: page.ctx,
+        moves,
+        done: None,
+    }
+    .into_response())
+}
+
+pub async fn recalculate_apply(page: StaffPage) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let done = page
+        .services
+        .staff
+        .recalculate_levels(Some(page.actor))
+        .await
+        .in_lang(lang)?;
+    let moves = page
+        .services
+        .staff
+        .recalculation_preview()
+        .await
+        .in_lang(lang)?;
+    Ok(RecalculatePage {
+        ctx: page.ctx,
+        moves,
+        done: Some(done),
+    }
+    .into_response())
+}
+
+// ---------------------------------------------------------------- members
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/members.html")]
+pub struct MembersPage {
+    pub ctx: PageCtx,
+    pub q: String,
+    pub found: Vec<MemberRow>,
+    pub levels: Vec<Level>,
+}
+
+impl MembersPage {
+    pub fn level_name(&self, id: &i32) -> &str {
+        self.levels
+            .iter()
+            .find(|l| l.id == *id)
+            .map_or("?", |l| l.level_name.as_str())
+    }
+}
+
+pub async fn members(page: StaffPage, Query(q): Query<SearchQuery>) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let found = page
+        .services
+        .staff
+        .search_members(&q.q)
+        .await
+        .in_lang(lang)?;
+    let levels = page.services.levels.list().await.in_lang(lang)?;
+    Ok(MembersPage {
+        ctx: page.ctx,
+        q: q.q.trim().to_owned(),
+        found,
+        levels,
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/member.html")]
+pub struct MemberPage {
+    pub ctx: PageCtx,
+    pub p: Profile,
+    pub levels: Vec<Level>,
+    pub rows: HistoryRows,
+    pub adjust_error: Option<String>,
+    pub level_error: Option<String>,
+}
+
+/// Messages next to the member page's forms.
+#[derive(Default)]
+struct Messages {
+    adjust_error: Option<String>,
+    level_error: Option<String>,
+}
+
+async fn ledger(
+    page: &StaffPage,
+    user_id: i64,
+    cursor: Option<i64>,
+) -> Result<HistoryRows, PageError> {
+    let (items, next_cursor) = page
+        .services
+        .points
+        .history(user_id, None, cursor, 50)
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok(HistoryRows {
+        ctx: page.ctx.clone(),
+        base: format!("/admin/members/{user_id}"),
+        items,
+        kind: String::new(),
+        next_cursor,
+    })
+}
+
+async fn member_page(
+    page: StaffPage,
+    user_id: i64,
+    cursor: Option<i64>,
+    m: Messages,
+) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let p = page
+        .services
+        .members
+        .get_member_profile(user_id)
+        .await
+        .in_lang(lang)?;
+    let levels = page
+        .services
+        .levels
+        .list()
+        .await
+        .in_lang(lang)?
+        .into_iter()
+        .filter(|l| l.is_active)
+        .collect();
+    let rows = ledger(&page, user_id, cursor).await?;
+    let status = if m.adjust_error.is_some() || m.level_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let view = MemberPage {
+        ctx: page.ctx,
+        p,
+        levels,
+        rows,
+        adjust_error: m.adjust_error,
+        level_error: m.level_error,
+    };
+    Ok((status, view).into_response())
+}
+
+pub async fn member(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Query(q): Query<PointsQuery>,
+) -> Result<Response, PageError> {
+    let id: i64 = parse_id(&page.ctx, &id)?;
+    let (_, cursor) = q.parse().in_lang(page.ctx.lang)?;
+    if cursor.is_some() && page.ctx.htmx {
+        return Ok(ledger(&page, id, cursor).await?.into_response());
+    }
+    // without JavaScript, "load more" is this page with the next page of the ledger
+    member_page(page, id, cursor, Messages::default()).await
+}
+
+#[derive(Deserialize)]
+pub struct AdjustForm {
+    #[serde(default)]
+    points: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn adjust(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Form(f): Form<AdjustForm>,
+) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let id: i64 = parse_id(&page.ctx, &id)?;
+    let request = f
+        .points
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| Error::validation("points", lang.t("level.whole_number")))
+        .and_then(|n| AdjustRequest::parse(id, n, &f.reason, Some(page.actor)));
+    let outcome = match request {
+        Ok(r) => page.services.points.adjust_points(r).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => Ok(Redirect::to(&format!("/admin/members/{id}")).into_response()),
+        Err(e @ (Error::Internal(_) | Error::MemberNotFound { .. })) => {
+            Err(PageError { lang, error: e })
+        }
+        Err(e) => {
+            member_page(
+                page,
+                id,
+                None,
+                Messages {
+                    adjust_error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SetLevelForm {
+    #[serde(default)]
+    level_id: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn set_level(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Form(f): Form<SetLevelForm>,
+) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let id: i64 = parse_id(&page.ctx, &id)?;
+    let outcome = match f.level_id.trim().parse::<i32>() {
+        Ok(level) => {
+            page.services
+                .members
+                .set_level(id, level, &f.note, Some(page.actor))
+                .await
+        }
+        Err(_) => Err(Error::validation("level_id", "choose an active level")),
+    };
+    match outcome {
+        Ok(()) => Ok(Redirect::to(&format!("/admin/members/{id}")).into_response()),
+        Err(e @ (Error::Internal(_) | Error::MemberNotFound { .. })) => {
+            Err(PageError { lang, error: e })
+        }
+        Err(e) => {
+            member_page(
+                page,
+                id,
+                None,
+                Messages {
+                    level_error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    }
+}
+
+// ---------------------------------------------------------------- audit log and API keys
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    before: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/audit.html")]
+pub struct AuditPage {
+    pub ctx: PageCtx,
+    pub rows: Vec<AuditRow>,
+    pub next: Option<i64>,
+}
+
+pub async fn audit(page: StaffPage, Query(q): Query<AuditQuery>) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let before = match q.before.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => {
+            return Err(PageError {
+                lang,
+                error: Error::validation("before", "invalid cursor"),
+            });
+        }
+    };
+    let (rows, next) = page.services.staff.audit_log(before).await.in_lang(lang)?;
+    Ok(AuditPage {
+        ctx: page.ctx,
+        rows,
+        next,
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/api_keys.html")]
+pub struct ApiKeysPage {
+    pub ctx: PageCtx,
+    pub keys: Vec<ApiKeyRow>,
+    pub created: Option<String>,
+    pub error: Option<String>,
+}
+
+async fn api_keys_page(
+    page: StaffPage,
+    created: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let keys = page
+        .services
+        .staff
+        .api_keys()
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok((
+        status,
+        ApiKeysPage {
+            ctx: page.ctx,
+            keys,
+            created,
+            error,
+        },
+    )
+        .into_response())
+}
+
+pub async fn api_keys(page: StaffPage) -> Result<Response, PageError> {
+    api_keys_page(page, None, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_api_key(
+    page: StaffPage,
+    Form(f): Form<KeyForm>,
+) -> Result<Response, PageError> {
+    match accounts::create_api_key(&page.services.ctx, &f.name, Some(page.actor)).await {
+        Ok(key) => api_keys_page(page, Some(key), None, StatusCode::CREATED).await,
+        Err(e @ Error::Validation { .. }) => {
+            api_keys_page(
+                page,
+                None,
+                Some(e.to_string()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(e) => Err(PageError {
+            lang: page.ctx.lang,
+            error: e,
+        }),
+    }
+}
+
+pub async fn revoke_api_key(
+    page: StaffPage,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id: i64 = parse_id(&page.ctx, &id)?;
+    page.services
+        .staff
+        .revoke_api_key(id, Some(page.actor))
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok(Redirect::to("/admin/api-keys").into_response())
+}

@@ -1,0 +1,417 @@
+//! Staff pages over HTTP: access, levels with inline errors, recalculation, members,
+//! adjustments, audit log, API keys.
+
+use member_portal::service::accounts;
+
+use crate::harness::earn_req;
+use crate::web_harness::*;
+
+async fn staff_app() -> TestApp {
+    let app = spawn_app().await;
+    accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
+        .await
+        .unwrap();
+    let r = app.login("boss@example.com", PASSWORD).await;
+    assert_eq!(location(&r), "/admin");
+    app
+}
+
+const STAFF_PAGES: [&str; 7] = [
+    "/admin",
+    "/admin/levels",
+    "/admin/levels/1",
+    "/admin/levels/recalculate",
+    "/admin/members?q=a",
+    "/admin/audit",
+    "/admin/api-keys",
+];
+
+#[tokio::test]
+async fn staff_pages_refuse_members_and_anonymous_visitors() {
+    let app = spawn_app().await;
+    let ann = app.member("ann@example.com").await;
+    let member_page = format!("/admin/members/{ann}");
+    for page in STAFF_PAGES.iter().copied().chain([member_page.as_str()]) {
+        assert_eq!(app.get(page).await.status(), 303, "anonymous {page}");
+    }
+    app.login("ann@example.com", PASSWORD).await;
+    for page in STAFF_PAGES.iter().copied().chain([member_page.as_str()]) {
+        let r = app.get(page).await;
+        assert_eq!(r.status(), 403, "member {page}");
+    }
+    for (path, form) in [
+        (
+            "/admin/levels",
+            vec![
+                ("level_name", "X"),
+                ("level_order", "9"),
+                ("min_points", "99999"),
+                ("discount_rate", "0.5"),
+                ("point_multiplier", "3"),
+            ],
+        ),
+        ("/admin/levels/1/active", vec![("active", "false")]),
+        ("/admin/levels/recalculate", vec![]),
+        (
+            &format!("/admin/members/{ann}/adjust"),
+            vec![("points", "1000"), ("reason", "self-service")],
+        ),
+        ("/admin/api-keys", vec![("name", "mine")]),
+    ] {
+        assert_eq!(
+            app.post(path, &form).await.status(),
+            403,
+            "member POST {path}"
+        );
+    }
+    assert_eq!(
+        app.s.points.summary(ann).await.unwrap().available,
+        0,
+        "nothing changed"
+    );
+    assert_eq!(app.s.levels.list().await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn dashboard_draws_members_per_level_and_thirty_days_of_points() {
+    let app = staff_app().await;
+    let ann = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(ann, 300, "O1", Some("1200")))
+        .await
+        .unwrap();
+    let html = app.text("/admin").await;
+    assert!(
+        html.contains("<svg class=\"chart\"")
+            && html.contains("id=\"chart-levels\"")
+            && html.contains("id=\"chart-points\"")
+    );
+    assert!(
+        html.contains("<title>银牌会员: 1</title>"),
+        "a bar per level with its count"
+    );
+    assert!(
+        html.contains("2025-09-18 发放: 300") || html.contains("2025-09-18 Earned: 300"),
+        "today's earned points"
+    );
+    assert_eq!(
+        html.matches("<tr><td>2025-").count(),
+        30,
+        "a row per day of the last 30"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
+    let app = staff_app().await;
+    let bad = [
+        ("level_name", "Platinum"),
+        ("level_order", "5"),
+        ("min_points", "100"),
+        ("discount_rate", "0.85"),
+        ("point_multiplier", "2.5"),
+        ("benefits", "Lounge\nGifts"),
+        ("is_active", "on"),
+    ];
+    // htmx: the form comes back (200, so htmx swaps it) with the message next to the field
+    let token = app.csrf().await;
+    let mut form = bad.to_vec();
+    form.push(("csrf_token", &token));
+    let r = app
+        .client
+        .post(app.url("/admin/levels"))
+        .header("hx-request", "true")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<html"), "a fragment");
+    assert!(html.contains("id=\"min_points-error\""), "{html}");
+    assert!(
+        html.contains("value=\"Platinum\""),
+        "what was typed is kept"
+    );
+    // without JavaScript: the page again, 422
+    let r = app.post("/admin/levels", &bad).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("id=\"min_points-error\""));
+    // not a number
+    let r = app
+        .post(
+            "/admin/levels",
+            &[
+                ("level_name", "P"),
+                ("level_order", "five"),
+                ("min_points", "50000"),
+                ("discount_rate", "x"),
+                ("point_multiplier", "2"),
+            ],
+        )
+        .await;
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"level_order-error\"") && html.contains("id=\"discount_rate-error\"")
+    );
+    // fixed: listed
+    let mut good = bad.to_vec();
+    good[2] = ("min_points", "50000");
+    let token = app.csrf().await;
+    good.push(("csrf_token", &token));
+    let r = app
+        .client
+        .post(app.url("/admin/levels"))
+        .header("hx-request", "true")
+        .form(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("hx-redirect").unwrap(), "/admin/levels");
+    let list = app.text("/admin/levels").await;
+    assert!(list.contains("<strong>Platinum</strong>"));
+    let level = app
+        .s
+        .levels
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.level_name == "Platinum")
+        .unwrap();
+    assert_eq!(level.benefits, vec!["Lounge", "Gifts"]);
+    // edit it
+    let r = app
+        .post(
+            &format!("/admin/levels/{}", level.id),
+            &[
+                ("level_name", "Platinum+"),
+                ("level_order", "5"),
+                ("min_points", "60000"),
+                ("discount_rate", "0.8"),
+                ("point_multiplier", "3"),
+                ("is_active", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/admin/levels");
+    assert_eq!(
+        app.s.levels.get(level.id).await.unwrap().level_name,
+        "Platinum+"
+    );
+    // audited
+    assert!(app.text("/admin/audit").await.contains("level.create"));
+}
+
+#[tokio::test]
+async fn a_level_with_members_cannot_be_deactivated_from_the_page() {
+    let app = staff_app().await;
+    app.member("ann@example.com").await;
+    let r = app
+        .post("/admin/levels/1/active", &[("active", "false")])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("id=\"levels-notice\""));
+    assert!(app.s.levels.get(1).await.unwrap().is_active);
+    let r = app
+        .post("/admin/levels/4/active", &[("active", "false")])
+        .await;
+    assert_eq!(location(&r), "/admin/levels");
+    assert!(!app.s.levels.get(4).await.unwrap().is_active);
+}
+
+#[tokio::test]
+async fn recalculation_previews_then_moves_members_in_batches() {
+    let app = staff_app().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = app.member(&format!("m{i}@example.com")).await;
+        let mut conn = app.s.ctx.pool.acquire().await.unwrap();
+        member_portal::db::members::set_total_spent_for_tests(
+            &mut conn,
+            id,
+            "1500".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    // warm a cache entry that must not survive the move
+    assert_eq!(
+        app.s
+            .members
+            .get_member_profile(ids[0])
+            .await
+            .unwrap()
+            .level
+            .level_name,
+        "普通会员"
+    );
+    let html = app.text("/admin/levels/recalculate").await;
+    assert!(
+        html.contains("<td>普通会员</td><td>银牌会员</td><td class=\"num\">3</td>"),
+        "{html}"
+    );
+    let r = app.post("/admin/levels/recalculate", &[]).await;
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"recalc-done\"") && html.contains("3"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"recalc-none\""));
+    for id in ids {
+        assert_eq!(
+            app.s
+                .members
+                .get_member_profile(id)
+                .await
+                .unwrap()
+                .level
+                .level_name,
+            "银牌会员"
+        );
+    }
+}
+
+#[tokio::test]
+async fn staff_find_a_member_adjust_points_with_a_reason_and_set_a_level_with_a_note() {
+    let app = staff_app().await;
+    let ann = app.member("ann@example.com").await;
+    let code = app.s.members.record(ann).await.unwrap().member_code;
+    for q in [code.as_str(), "ANN@", "ann"] {
+        let html = app.text(&format!("/admin/members?q={q}")).await;
+        assert!(
+            html.contains(&format!("/admin/members/{ann}")),
+            "search {q}"
+        );
+    }
+    assert!(
+        app.text("/admin/members?q=zzz")
+            .await
+            .contains("没有找到会员")
+    );
+    let page = format!("/admin/members/{ann}");
+    // a reason is required
+    let r = app
+        .post(
+            &format!("{page}/adjust"),
+            &[("points", "50"), ("reason", " ")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("id=\"adjust-error\""));
+    let r = app
+        .post(
+            &format!("{page}/adjust"),
+            &[("points", "50"), ("reason", "goodwill")],
+        )
+        .await;
+    assert_eq!(location(&r), page);
+    assert_eq!(app.s.points.summary(ann).await.unwrap().available, 50);
+    // never below zero
+    let r = app
+        .post(
+            &format!("{page}/adjust"),
+            &[("points", "-51"), ("reason", "fraud")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(app.s.points.summary(ann).await.unwrap().available, 50);
+    // a note is required to set a level
+    let r = app
+        .post(&format!("{page}/level"), &[("level_id", "3"), ("note", "")])
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = app
+        .post(
+            &format!("{page}/level"),
+            &[("level_id", "3"), ("note", "VIP")],
+        )
+        .await;
+    assert_eq!(location(&r), page);
+    let html = app.text(&page).await;
+    assert!(html.contains("id=\"member-level\">金牌会员<") && html.contains("goodwill"));
+    let audit = app.text("/admin/audit").await;
+    assert!(
+        audit.contains("points.adjust")
+            && audit.contains("member.set_level")
+            && audit.contains("boss@example.com")
+    );
+    // ids that are not numbers or not members are 404 pages, never 500
+    assert_eq!(app.get("/admin/members/abc").await.status(), 404);
+    assert_eq!(app.get("/admin/members/999999").await.status(), 404);
+}
+
+#[tokio::test]
+async fn an_api_key_is_shown_once_and_can_be_revoked() {
+    let app = staff_app().await;
+    let r = app
+        .post("/admin/api-keys", &[("name", "order system")])
+        .await;
+    assert_eq!(r.status(), 201);
+    let html = r.text().await.unwrap();
+    let at =
+        html.find("id=\"new-key\" class=\"key\">").unwrap() + "id=\"new-key\" class=\"key\">".len();
+    let key = html[at..].split('<').next().unwrap().to_owned();
+    assert!(key.starts_with("mp_"));
+    let list = app.text("/admin/api-keys").await;
+    assert!(!list.contains(&key), "shown only once");
+    assert!(list.contains("order system") && list.contains(&key[..11]));
+    accounts::authenticate_api_key(&app.s.ctx, &key)
+        .await
+        .unwrap();
+    let id: i64 = sqlx::query_scalar("select id from api_keys")
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    let r = app.post(&format!("/admin/api-keys/{id}/revoke"), &[]).await;
+    assert_eq!(location(&r), "/admin/api-keys");
+    assert_eq!(
+        accounts::authenticate_api_key(&app.s.ctx, &key)
+            .await
+            .unwrap_err()
+            .code(),
+        "UNAUTHORIZED"
+    );
+    assert_eq!(
+        app.post("/admin/api-keys", &[("name", "")]).await.status(),
+        422
+    );
+}
+
+#[tokio::test]
+async fn every_staff_form_refuses_a_request_without_the_csrf_token() {
+    let app = staff_app().await;
+    let ann = app.member("ann@example.com").await;
+    for route in [
+        "/admin/levels".to_owned(),
+        "/admin/levels/1".to_owned(),
+        "/admin/levels/1/active".to_owned(),
+        "/admin/levels/recalculate".to_owned(),
+        format!("/admin/members/{ann}/adjust"),
+        format!("/admin/members/{ann}/level"),
+        "/admin/api-keys".to_owned(),
+        "/admin/api-keys/1/revoke".to_owned(),
+    ] {
+        let r = app
+            .client
+            .post(app.url(&route))
+            .form(&[
+                ("points", "100"),
+                ("reason", "x"),
+                ("name", "k"),
+                ("active", "false"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{route}");
+    }
+    assert_eq!(app.s.points.summary(ann).await.unwrap().available, 0);
+    let keys: i64 = sqlx::query_scalar("select count(*) from api_keys")
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+}
