@@ -57,8 +57,59 @@ impl IntoResponse for PageError {
                     None,
                 )
             }
-            other => error_page(status, self.lang, &other.to_string(), None),
+            other => error_page(status, self.lang, &localized(other, self.lang), None),
         }
+    }
+}
+
+/// A domain error as a sentence in the reader's language, with its figures.
+pub fn localized(err: &Error, lang: Lang) -> String {
+    let t = |k: &str| lang.t(k).to_owned();
+    match err {
+        Error::Validation { field, message } => match lang {
+            // the services explain themselves in English, with the specifics
+            Lang::En => message.clone(),
+            Lang::Zh => {
+                let key = format!("verr.{field}");
+                match field {
+                    &"email" | &"display_name" | &"password" => t(&format!("error.{field}")),
+                    &"source_id" | &"source_type" | &"usage_type" | &"reference_id" | &"before" => {
+                        t("verr.other")
+                    }
+                    _ if super::i18n::ENTRIES.iter().any(|(k, _, _)| *k == key) => t(&key),
+                    _ => t("verr.other"),
+                }
+            }
+        },
+        Error::InsufficientPoints {
+            required,
+            available,
+        } => t("err.insufficient_points")
+            .replace("{required}", &required.to_string())
+            .replace("{available}", &available.to_string()),
+        Error::PointsPerTransactionExceeded { max, actual } => t("err.per_transaction")
+            .replace("{max}", &max.to_string())
+            .replace("{actual}", &actual.to_string()),
+        Error::DailyPointsLimitExceeded {
+            limit,
+            earned_today,
+            requested,
+        } => t("err.daily_limit")
+            .replace("{limit}", &limit.to_string())
+            .replace("{earned}", &earned_today.to_string())
+            .replace("{requested}", &requested.to_string()),
+        Error::IdempotencyConflict { .. } => t("err.idempotency"),
+        Error::ConcurrentOperation | Error::KeyRace => t("err.concurrent"),
+        Error::LevelInUse { members, .. } => {
+            t("err.level_in_use").replace("{members}", &members.to_string())
+        }
+        Error::EmailTaken => t("register.taken"),
+        Error::Unauthorized => t("login.expired"),
+        Error::Forbidden => t("error.forbidden"),
+        Error::MemberNotFound { .. } | Error::LevelNotFound { .. } | Error::NotFound { .. } => {
+            t("error.not_found")
+        }
+        Error::Internal(_) => t("error.internal"),
     }
 }
 

@@ -334,6 +334,112 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "Copy this key now; it is shown only once:",
     ),
     ("keys.none", "还没有 API 密钥。", "No API keys yet."),
+    (
+        "verr.level_name",
+        "等级名称需为 1 到 50 个字符，且不能与已有等级重名。",
+        "Level name must be 1 to 50 characters and not used by another level.",
+    ),
+    (
+        "verr.level_order",
+        "等级顺序需为不小于 0 的整数，且不能与其他等级相同。",
+        "Order must be a whole number from 0, not used by another level.",
+    ),
+    (
+        "verr.min_points",
+        "消费门槛需随等级顺序递增，且只能有一个门槛为 0 的启用入门等级。",
+        "Thresholds must rise with the order, with exactly one active entry level at 0.",
+    ),
+    (
+        "verr.discount_rate",
+        "折扣率需大于 0 且不超过 1，最多 3 位小数（0.95 表示 95 折）。",
+        "Discount rate must be above 0 and at most 1, with up to 3 decimals (0.95 = 5% off).",
+    ),
+    (
+        "verr.point_multiplier",
+        "积分倍率需在 1.00 到 10.00 之间，最多 2 位小数。",
+        "Multiplier must be from 1.00 to 10.00, with up to 2 decimals.",
+    ),
+    (
+        "verr.benefits",
+        "最多 20 项权益，每项不超过 100 个字符。",
+        "At most 20 benefits of up to 100 characters each.",
+    ),
+    (
+        "verr.points",
+        "积分需为非零整数。",
+        "Points must be a non-zero whole number.",
+    ),
+    (
+        "verr.base_points",
+        "积分需为正整数。",
+        "Points must be a positive whole number.",
+    ),
+    (
+        "verr.reason",
+        "请填写原因（最多 500 个字符）。",
+        "Give a reason (up to 500 characters).",
+    ),
+    (
+        "verr.note",
+        "请填写备注（最多 500 个字符）。",
+        "Add a note (up to 500 characters).",
+    ),
+    (
+        "verr.level_id",
+        "请选择一个与当前不同的启用等级。",
+        "Choose an active level other than the current one.",
+    ),
+    (
+        "verr.name",
+        "名称需为 1 到 100 个字符。",
+        "Name must be 1 to 100 characters.",
+    ),
+    (
+        "verr.amount",
+        "金额需大于 0，最多 2 位小数，且不超过订单剩余金额。",
+        "Amount must be above 0 with up to 2 decimals, within what is left of the order.",
+    ),
+    (
+        "verr.refund_id",
+        "部分退货需要提供退款单号。",
+        "A partial return needs a refund id.",
+    ),
+    ("verr.cursor", "分页参数无效。", "Invalid page cursor."),
+    (
+        "verr.other",
+        "输入有误，请检查后重试。",
+        "Please check what you entered.",
+    ),
+    (
+        "err.insufficient_points",
+        "积分不足：需要 {required}，可用 {available}。",
+        "Not enough points: {required} required, {available} available.",
+    ),
+    (
+        "err.per_transaction",
+        "单笔最多发放 {max} 积分，本次为 {actual}。",
+        "At most {max} points per transaction; this one is {actual}.",
+    ),
+    (
+        "err.daily_limit",
+        "超出每日积分上限 {limit}（今日已获得 {earned}，本次 {requested}）。",
+        "Daily limit of {limit} points reached ({earned} today, {requested} more asked).",
+    ),
+    (
+        "err.idempotency",
+        "该单号已用于内容不同的请求。",
+        "This reference was already used with different details.",
+    ),
+    (
+        "err.concurrent",
+        "该会员正在进行其他积分操作，请稍后重试。",
+        "Another points operation for this member is in progress; try again shortly.",
+    ),
+    (
+        "err.level_in_use",
+        "该等级仍有 {members} 位会员，无法停用。",
+        "{members} members are still on this level; it cannot be deactivated.",
+    ),
     ("error.title", "出错了", "Something went wrong"),
     (
         "error.forbidden",
@@ -376,6 +482,40 @@ mod tests {
         assert_eq!(Lang::from_accept_language("fr-FR, en;q=0.5"), Lang::En);
         assert_eq!(Lang::from_accept_language("de"), Lang::Zh);
         assert_eq!(Lang::from_accept_language(""), Lang::Zh);
+    }
+
+    /// Every `t("…")` in the templates and the web code names a key of the table.
+    #[test]
+    fn every_key_used_exists() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join("templates"), root.join("src/web")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        let mut used = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for piece in text.split("t(\"").skip(1) {
+                let key = piece.split('"').next().unwrap();
+                if key.contains('.') && !key.contains('{') && !key.contains(' ') {
+                    used += 1;
+                    assert!(
+                        TEXT.contains_key(key),
+                        "{}: unknown key {key}",
+                        file.display()
+                    );
+                }
+            }
+        }
+        assert!(used > 100, "found {used} uses");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::service::admin::{Dashboard, Move};
 use crate::service::levels::LevelInput;
 use crate::service::points::AdjustRequest;
 use crate::service::{Services, accounts};
-use crate::web::error::{InLang, PageError};
+use crate::web::error::{InLang, PageError, localized};
 use crate::web::page::{LoginRequired, PageCtx, UserPage};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
 
@@ -292,10 +292,7 @@ impl LevelForm {
 /// A service error shown next to the field it is about.
 fn level_error(err: Error, ctx: &PageCtx) -> LevelErrors {
     let mut e = LevelErrors::default();
-    let msg = match &err {
-        Error::LevelInUse { .. } => ctx.t("level.in_use").to_owned(),
-        other => other.to_string(),
-    };
+    let msg = localized(&err, ctx.lang);
     match &err {
         Error::Validation {
             field: "level_name",
@@ -519,9 +516,7 @@ pub async fn set_level_active(
             error: e,
         }),
         Err(e) => {
-            let msg = level_error(e, &page.ctx)
-                .form
-                .or_else(|| Some(page.ctx.t("level.in_use").to_owned()));
+            let msg = Some(localized(&e, page.ctx.lang));
             let form = LevelFormView {
                 ctx: page.ctx.clone(),
                 id: None,
@@ -752,7 +747,7 @@ pub async fn adjust(
                 id,
                 None,
                 Messages {
-                    adjust_error: Some(e.to_string()),
+                    adjust_error: Some(localized(&e, lang)),
                     ..Default::default()
                 },
             )
@@ -796,7 +791,7 @@ pub async fn set_level(
                 id,
                 None,
                 Messages {
-                    level_error: Some(e.to_string()),
+                    level_error: Some(localized(&e, lang)),
                     ..Default::default()
                 },
             )
@@ -891,13 +886,8 @@ pub async fn create_api_key(
     match accounts::create_api_key(&page.services.ctx, &f.name, Some(page.actor)).await {
         Ok(key) => api_keys_page(page, Some(key), None, StatusCode::CREATED).await,
         Err(e @ Error::Validation { .. }) => {
-            api_keys_page(
-                page,
-                None,
-                Some(e.to_string()),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+            let msg = localized(&e, page.ctx.lang);
+            api_keys_page(page, None, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(PageError {
             lang: page.ctx.lang,

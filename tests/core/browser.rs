@@ -1,0 +1,340 @@
+//! Real browser tests: Debian's headless Chromium driven through chromedriver. Each saves
+//! screenshots of the pages it visits under `target/screenshots/` (desktop, and phone
+//! width through Chromium's mobile emulation).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use member_portal::service::accounts;
+use serde_json::json;
+
+use crate::harness::earn_req;
+use crate::web_harness::*;
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Chromium in a fresh profile; `phone` emulates a 375 px wide screen.
+async fn browser(phone: bool, lang: &str) -> Browser {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "chromedriver is needed: apt-get install chromium chromium-driver (bash .ci/run does)",
+        );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let profile =
+        std::env::temp_dir().join(format!("mp-chromium-{}", uuid::Uuid::new_v4().simple()));
+    let mut options = json!({
+        "binary": "/usr/bin/chromium",
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--window-size=1280,1000",
+            format!("--lang={lang}"),
+            format!("--user-data-dir={}", profile.display()),
+        ],
+        "prefs": { "intl.accept_languages": lang },
+    });
+    if phone {
+        options["mobileEmulation"] =
+            json!({ "deviceMetrics": { "width": 375, "height": 800, "pixelRatio": 2.0 } });
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert("goog:chromeOptions".into(), options);
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    Browser {
+        client,
+        driver,
+        profile,
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.len() > 1000, "{name}: an empty screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+}
+
+async fn count(c: &Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css)).await.unwrap().len()
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let field = wait_css(c, css).await;
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn log_in(c: &Client, app: &TestApp, email: &str) {
+    c.goto(&app.url("/login")).await.unwrap();
+    type_into(c, "#email", email).await;
+    type_into(c, "#password", PASSWORD).await;
+    c.find(Locator::Css("button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_logs_in_sees_profile_loads_more_history_and_opens_upgrade_progress() {
+    let app = spawn_app().await;
+    let ann = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(ann, 300, "ORDER-1", Some("1200")))
+        .await
+        .unwrap();
+    for i in 0..24 {
+        app.s
+            .points
+            .earn_points(earn_req(ann, 10, &format!("O{i}"), None))
+            .await
+            .unwrap();
+    }
+    let b = browser(false, "zh-CN").await;
+    let c = &b.client;
+    c.goto(&app.url("/login")).await.unwrap();
+    shot(c, "login").await;
+    log_in(c, &app, "ann@example.com").await;
+    let code = wait_css(c, "#member-code").await.text().await.unwrap();
+    assert_eq!(code, "M2025091800001");
+    assert_eq!(
+        wait_css(c, "#points-available").await.text().await.unwrap(),
+        "588"
+    );
+    assert_eq!(
+        wait_css(c, "#level-name").await.text().await.unwrap(),
+        "银牌会员"
+    );
+    shot(c, "member-profile").await;
+
+    c.find(Locator::Css("a[href='/points']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(c, "#history").await;
+    assert_eq!(count(c, "#history tr.tx").await, 20);
+    shot(c, "member-points").await;
+    // htmx appends the next page in place: same page, more rows, no further link
+    c.find(Locator::Css("#load-more a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#history tr.tx:nth-child(25)"))
+        .await
+        .expect("the next rows were loaded");
+    assert_eq!(count(c, "#history tr.tx").await, 25);
+    assert_eq!(count(c, "#load-more").await, 0);
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        "/points",
+        "no navigation: htmx swapped the rows"
+    );
+
+    c.find(Locator::Css("a[href='/upgrade']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let progress = wait_css(c, "#upgrade-progress").await;
+    assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("24"));
+    shot(c, "member-upgrade").await;
+    c.goto(&app.url("/notifications")).await.unwrap();
+    wait_css(c, "#notifications").await;
+    shot(c, "member-notifications").await;
+    b.client.clone().close().await.unwrap();
+
+    // the same pages at phone width
+    let phone = browser(true, "zh-CN").await;
+    let c = &phone.client;
+    log_in(c, &app, "ann@example.com").await;
+    wait_css(c, "#member-code").await;
+    let width = c
+        .execute("return document.documentElement.clientWidth", vec![])
+        .await
+        .unwrap();
+    assert_eq!(width, json!(375));
+    let scroll = c
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap();
+    assert_eq!(scroll, json!(375), "nothing wider than the phone");
+    shot(c, "member-profile-375").await;
+    c.goto(&app.url("/points")).await.unwrap();
+    wait_css(c, "#history").await;
+    shot(c, "member-points-375").await;
+    phone.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_language() {
+    let app = spawn_app().await;
+    accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
+        .await
+        .unwrap();
+    let ann = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(ann, 300, "ORDER-1", Some("1200")))
+        .await
+        .unwrap();
+    let b = browser(false, "zh-CN").await;
+    let c = &b.client;
+    log_in(c, &app, "boss@example.com").await;
+    wait_css(c, "#chart-levels").await;
+    wait_css(c, "#chart-points").await;
+    shot(c, "admin-dashboard").await;
+
+    c.goto(&app.url("/admin/levels")).await.unwrap();
+    type_into(c, "#level_name", "铂金会员").await;
+    type_into(c, "#level_order", "5").await;
+    type_into(c, "#min_points", "15000").await; // below 钻石会员's 20000: the ladder must rise
+    type_into(c, "#discount_rate", "0.85").await;
+    type_into(c, "#point_multiplier", "2.5").await;
+    type_into(c, "#benefits", "贵宾休息室\n生日双倍积分").await;
+    c.find(Locator::Css("#level-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = wait_css(c, "#min_points-error").await;
+    assert!(
+        error
+            .text()
+            .await
+            .unwrap()
+            .contains("消费门槛需随等级顺序递增"),
+        "the message is in the page's language"
+    );
+    assert_eq!(c.current_url().await.unwrap().path(), "/admin/levels");
+    assert_eq!(
+        wait_css(c, "#level_name")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("铂金会员"),
+        "what was typed is kept"
+    );
+    shot(c, "admin-level-error").await;
+
+    type_into(c, "#min_points", "50000").await;
+    c.find(Locator::Css("#level-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//table[@id='levels']//strong[text()='铂金会员']",
+        ))
+        .await
+        .expect("the new level is listed");
+    assert_eq!(count(c, "#min_points-error").await, 0);
+    shot(c, "admin-levels").await;
+
+    // switch language: the same page in English, remembered on the next page
+    c.find(Locator::Css("form.lang button[value=en]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//h1[text()='Levels']"))
+        .await
+        .expect("English");
+    shot(c, "admin-levels-en").await;
+    c.goto(&app.url(&format!("/admin/members/{ann}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_css(c, "#member-level").await.text().await.unwrap(),
+        "银牌会员"
+    );
+    assert!(c.source().await.unwrap().contains("Adjust points"));
+    shot(c, "admin-member").await;
+    c.goto(&app.url("/admin/api-keys")).await.unwrap();
+    type_into(c, "#key-name", "order system").await;
+    c.find(Locator::Css("form.filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(c, "#new-key").await;
+    shot(c, "admin-api-keys").await;
+    c.goto(&app.url("/admin/audit")).await.unwrap();
+    wait_css(c, "#audit").await;
+    shot(c, "admin-audit").await;
+    b.client.clone().close().await.unwrap();
+}
