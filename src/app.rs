@@ -47,10 +47,18 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = crate::web::router(self.services.clone());
+        // Sessions past their expiry are deleted hourly (they are never honoured anyway).
+        let sweeper = {
+            use tower_sessions::ExpiredDeletion;
+            let store =
+                tower_sessions_sqlx_store::PostgresStore::new(self.services.ctx.pool.clone());
+            tokio::spawn(store.continuously_delete_expired(std::time::Duration::from_secs(3600)))
+        };
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
+        sweeper.abort();
         self.services.ctx.pool.close().await;
         Ok(())
     }

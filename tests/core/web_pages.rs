@@ -254,3 +254,56 @@ async fn unknown_pages_get_a_readable_404_page() {
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("页面不存在"));
 }
+
+#[tokio::test]
+async fn an_unexpected_error_shows_a_request_id_and_no_internals() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    // the store of record loses a table under the running portal
+    sqlx::query("alter table notifications rename to notifications_gone")
+        .execute(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    let r = app.get("/notifications").await;
+    assert_eq!(r.status(), 500);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("请求编号") && html.contains("<code>"),
+        "{html}"
+    );
+    for leak in ["notifications", "relation", "sqlx", "does not exist"] {
+        assert!(
+            !html.contains(leak) || html.contains(&format!("href=\"/{leak}")),
+            "leaks {leak}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_cookie_secure_the_session_cookie_is_secure() {
+    let db = crate::harness::TestDb::new().await;
+    let config = member_portal::config::Config {
+        database_url: db.url.clone(),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        cookie_secure: true,
+        ..Default::default()
+    };
+    let app = member_portal::app::Application::build(config)
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let r = client().get(format!("{base}/login")).send().await.unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
