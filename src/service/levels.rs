@@ -166,6 +166,16 @@ impl LevelService {
         Ok(levels)
     }
 
+    /// The active levels, the ladder members climb, by level_order.
+    pub async fn active(&self) -> Result<Vec<Level>> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|l| l.is_active)
+            .collect())
+    }
+
     pub async fn get(&self, id: i32) -> Result<Level> {
         self.list()
             .await?

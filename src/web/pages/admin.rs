@@ -671,15 +671,7 @@ async fn member_page(
         .get_member_profile(user_id)
         .await
         .in_lang(lang)?;
-    let levels = page
-        .services
-        .levels
-        .list()
-        .await
-        .in_lang(lang)?
-        .into_iter()
-        .filter(|l| l.is_active)
-        .collect();
+    let levels = page.services.levels.active().await.in_lang(lang)?;
     let rows = ledger(&page, user_id, cursor).await?;
     let status = if m.adjust_error.is_some() || m.level_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -736,22 +728,41 @@ pub async fn adjust(
         Ok(r) => page.services.points.adjust_points(r).await.map(|_| ()),
         Err(e) => Err(e),
     };
+    after_member_form(page, id, outcome, MemberForm::Adjust).await
+}
+
+enum MemberForm {
+    Adjust,
+    Level,
+}
+
+/// Back to the member's page: on success as a fresh page, otherwise with the message
+/// next to the form that failed.
+async fn after_member_form(
+    page: StaffPage,
+    id: i64,
+    outcome: Result<(), Error>,
+    form: MemberForm,
+) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
     match outcome {
         Ok(()) => Ok(Redirect::to(&format!("/admin/members/{id}")).into_response()),
         Err(e @ (Error::Internal(_) | Error::MemberNotFound { .. })) => {
             Err(PageError { lang, error: e })
         }
         Err(e) => {
-            member_page(
-                page,
-                id,
-                None,
-                Messages {
-                    adjust_error: Some(localized(&e, lang)),
+            let message = Some(localized(&e, lang));
+            let messages = match form {
+                MemberForm::Adjust => Messages {
+                    adjust_error: message,
                     ..Default::default()
                 },
-            )
-            .await
+                MemberForm::Level => Messages {
+                    level_error: message,
+                    ..Default::default()
+                },
+            };
+            member_page(page, id, None, messages).await
         }
     }
 }
@@ -769,7 +780,6 @@ pub async fn set_level(
     Path(id): Path<String>,
     Form(f): Form<SetLevelForm>,
 ) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
     let id: i64 = parse_id(&page.ctx, &id)?;
     let outcome = match f.level_id.trim().parse::<i32>() {
         Ok(level) => {
@@ -780,24 +790,7 @@ pub async fn set_level(
         }
         Err(_) => Err(Error::validation("level_id", "choose an active level")),
     };
-    match outcome {
-        Ok(()) => Ok(Redirect::to(&format!("/admin/members/{id}")).into_response()),
-        Err(e @ (Error::Internal(_) | Error::MemberNotFound { .. })) => {
-            Err(PageError { lang, error: e })
-        }
-        Err(e) => {
-            member_page(
-                page,
-                id,
-                None,
-                Messages {
-                    level_error: Some(localized(&e, lang)),
-                    ..Default::default()
-                },
-            )
-            .await
-        }
-    }
+    after_member_form(page, id, outcome, MemberForm::Level).await
 }
 
 // ---------------------------------------------------------------- audit log and API keys

@@ -142,15 +142,7 @@ pub async fn upgrade(page: UserPage) -> Result<Response, PageError> {
         .get_member_profile(page.user.user_id)
         .await
         .in_lang(lang)?;
-    let ladder = page
-        .services
-        .levels
-        .list()
-        .await
-        .in_lang(lang)?
-        .into_iter()
-        .filter(|l| l.is_active)
-        .collect();
+    let ladder = page.services.levels.active().await.in_lang(lang)?;
     Ok(UpgradePage {
         ctx: page.ctx,
         p,
