@@ -280,6 +280,13 @@ pub struct Batch {
     pub created_at: OffsetDateTime,
 }
 
+/// Money with its two places, whatever scale it arrived with (`0` → `0.00`).
+pub fn money(d: Decimal) -> Decimal {
+    let mut d = d;
+    d.rescale(2);
+    d
+}
+
 /// The progress towards `next`, from the levels above the member's current one.
 pub fn upgrade_progress(levels: &[Level], current: &Level, spent: Decimal) -> UpgradeProgress {
     let next = levels
@@ -290,7 +297,7 @@ pub fn upgrade_progress(levels: &[Level], current: &Level, spent: Decimal) -> Up
         None => UpgradeProgress {
             next_level: None,
             required: None,
-            current: spent,
+            current: money(spent),
             remaining: Decimal::ZERO,
             percent: 100,
         },
@@ -309,8 +316,8 @@ pub fn upgrade_progress(levels: &[Level], current: &Level, spent: Decimal) -> Up
             UpgradeProgress {
                 next_level: Some(next.level_name.clone()),
                 required: Some(next.min_points),
-                current: spent,
-                remaining,
+                current: money(spent),
+                remaining: money(remaining),
                 percent,
             }
         }

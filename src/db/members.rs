@@ -92,7 +92,7 @@ pub async fn member_record(
     conn: &mut PgConnection,
     user_id: i64,
 ) -> sqlx::Result<Option<MemberRecord>> {
-    sqlx::query_as!(
+    let record = sqlx::query_as!(
         MemberRecord,
         "select p.user_id, p.member_code, u.email, u.display_name, u.role, p.level_id,
                 p.total_spent, p.last_level_change_at, p.created_at
@@ -102,7 +102,11 @@ pub async fn member_record(
         user_id
     )
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(record.map(|r| MemberRecord {
+        total_spent: crate::domain::money(r.total_spent),
+        ..r
+    }))
 }
 
 pub struct LevelChange<'a> {

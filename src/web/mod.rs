@@ -1,5 +1,6 @@
 //! HTTP: routes, extractors, view structs. No SQL here; handlers call the services.
 
+pub mod api;
 pub mod csrf;
 pub mod error;
 pub mod health;
@@ -88,6 +89,10 @@ pub fn router(services: Services) -> Router {
                     HeaderValue::from_static("public, max-age=31536000, immutable"),
                 ))
                 .service(ServeDir::new(static_dir())),
+        )
+        .nest(
+            "/api/v1",
+            api::router().layer(session::layer(services.ctx.pool.clone(), secure)),
         )
         .merge(pages)
         .with_state(services)

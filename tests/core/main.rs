@@ -3,6 +3,7 @@
 mod harness;
 
 mod accounts;
+mod api;
 mod browser;
 mod cache;
 mod cancellation;

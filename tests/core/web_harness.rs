@@ -127,3 +127,12 @@ pub fn session_cookie(r: &reqwest::Response) -> Option<String> {
         .find(|c| c.starts_with("mp_session="))
         .map(|c| c.split(';').next().unwrap_or("").to_owned())
 }
+
+impl TestApp {
+    pub async fn assert_ledger_clean_via(&self, pool: &sqlx::PgPool) {
+        let v = member_portal::service::ledger::verify_ledger(pool, None)
+            .await
+            .unwrap();
+        assert!(v.is_empty(), "ledger violations: {v:#?}");
+    }
+}

@@ -1,0 +1,70 @@
+//! Every failure of the JSON API is `{"code","message",…}` with SPEC §4.2's codes, including
+//! what axum would otherwise answer in plain text (bad JSON, wrong content type, too large,
+//! unknown route or method). Internals are logged with a request id, never returned.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::Error;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: Error,
+    /// The field as the client named it (an unknown field has no name of ours).
+    pub field: Option<String>,
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self {
+            status,
+            error,
+            field: None,
+        }
+    }
+}
+
+impl ApiError {
+    /// A request the API cannot even read (status other than the code's usual one).
+    pub fn request(status: StatusCode, field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: Error::validation(field, message),
+            field: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.error.body();
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        if let Error::Internal(e) = &self.error {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(request_id = %id, error = ?e, "api request failed");
+            body["request_id"] = json!(id);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::from(Error::NotFound {
+        what: "this API route",
+    })
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::request(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method",
+        "this method is not allowed on this route",
+    )
+}

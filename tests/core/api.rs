@@ -1,0 +1,537 @@
+//! JSON API v1 contract: every route, status and error code of SPEC §4.2.
+
+use member_portal::service::accounts;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::web_harness::*;
+
+struct Api {
+    app: TestApp,
+    key: String,
+}
+
+async fn api() -> Api {
+    let app = spawn_app().await;
+    let key = accounts::create_api_key(&app.s.ctx, "orders", None)
+        .await
+        .unwrap();
+    Api { app, key }
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let url = self.app.url(&format!("/api/v1{path}"));
+        let mut req = self
+            .app
+            .client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+        (status, json)
+    }
+
+    async fn member(&self, email: &str) -> i64 {
+        let (s, body) = self
+            .call(
+                "POST",
+                "/members",
+                Some(json!({"email": email, "display_name": "Ann"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        body["user_id"].as_i64().unwrap()
+    }
+
+    async fn changes(&self) -> (i64, i64, i64) {
+        let pool = &self.app.s.ctx.pool;
+        let n = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        (
+            n("select count(*) from users").await,
+            n("select count(*) from point_transactions").await,
+            n("select coalesce(sum(available_points), 0)::bigint from member_profiles").await,
+        )
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected_status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn members_are_created_and_read_with_the_profile_of_the_spec() {
+    let a = api().await;
+    let (s, p) = a.call("POST", "/members", Some(json!({"email": "ann@example.com", "display_name": "Ann", "password": "long enough"}))).await;
+    assert_eq!(s, 201);
+    assert_eq!(p["member_code"], "M2025091800001");
+    assert_eq!(p["total_spent"], "0.00", "a string decimal");
+    assert_eq!(p["level"]["level_name"], "普通会员");
+    assert_eq!(p["level"]["discount_rate"], "1.000");
+    assert_eq!(p["level"]["point_multiplier"], "1.00");
+    assert!(p["level"]["benefits"].is_array());
+    assert_eq!(
+        p["points"],
+        json!({"available": 0, "total_earned": 0, "total_used": 0, "total_expired": 0, "expiring_soon": []})
+    );
+    assert_eq!(p["upgrade_progress"]["next_level"], "银牌会员");
+    assert_eq!(p["upgrade_progress"]["remaining"], "1000.00");
+    let id = p["user_id"].as_i64().unwrap();
+    let (s, got) = a.call("GET", &format!("/members/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(got, p);
+    let (s, e) = a
+        .call(
+            "POST",
+            "/members",
+            Some(json!({"email": "ANN@example.com", "display_name": "Again"})),
+        )
+        .await;
+    assert_error(s, &e, 409, "EMAIL_TAKEN");
+    let (s, e) = a.call("GET", "/members/999999", None).await;
+    assert_error(s, &e, 404, "MEMBER_NOT_FOUND");
+    for bad in ["abc", "0", "-1", "1.5", "99999999999999999999"] {
+        let (s, e) = a.call("GET", &format!("/members/{bad}"), None).await;
+        assert_error(s, &e, 400, "VALIDATION_ERROR");
+        assert_eq!(e["field"], "user_id");
+    }
+}
+
+#[tokio::test]
+async fn earn_use_reverse_refund_answer_201_then_200_on_replay() {
+    let a = api().await;
+    let id = a.member("ann@example.com").await;
+    let p = |path: &str| format!("/members/{id}/points/{path}");
+    // the seed's example through the API
+    sqlx::query("update member_profiles set total_spent = 800 where user_id = $1")
+        .bind(id)
+        .execute(&a.app.s.ctx.pool)
+        .await
+        .unwrap();
+    a.app.s.ctx.cache.invalidate_members(&[id]).await;
+    let earn = json!({"base_points": 300, "source_type": "order_complete", "source_id": "ORDER_001", "amount": "300.00"});
+    let (s, t) = a.call("POST", &p("earn"), Some(earn.clone())).await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(
+        (
+            t["transaction_type"].as_str(),
+            t["points_change"].as_i64(),
+            t["balance_after"].as_i64()
+        ),
+        (Some("earn"), Some(300), Some(300))
+    );
+    assert_eq!(t["upgrade"]["new_level"], "银牌会员");
+    assert_eq!(t["upgrade"]["upgraded"], true);
+    let (s, again) = a.call("POST", &p("earn"), Some(earn)).await;
+    assert_eq!(s, 200);
+    assert_eq!(again["id"], t["id"]);
+    assert_eq!(again["upgrade"], Value::Null);
+    let (s, e) = a.call("POST", &p("earn"), Some(json!({"base_points": 301, "source_type": "order_complete", "source_id": "ORDER_001", "amount": 300}))).await;
+    assert_error(s, &e, 409, "IDEMPOTENCY_CONFLICT");
+
+    let spend = json!({"points": 100, "usage_type": "checkout", "reference_id": "PAY_1"});
+    let (s, u) = a.call("POST", &p("use"), Some(spend.clone())).await;
+    assert_eq!((s.as_u16(), u["points_change"].as_i64()), (201, Some(-100)));
+    assert!(u.get("upgrade").is_none(), "only an earn carries upgrade");
+    assert_eq!(a.call("POST", &p("use"), Some(spend)).await.0, 200);
+    let (s, e) = a
+        .call(
+            "POST",
+            &p("use"),
+            Some(json!({"points": 1000, "usage_type": "checkout", "reference_id": "PAY_2"})),
+        )
+        .await;
+    assert_error(s, &e, 422, "INSUFFICIENT_POINTS");
+    assert_eq!(
+        (e["required"].as_i64(), e["available"].as_i64()),
+        (Some(1000), Some(200))
+    );
+
+    let (s, r) = a
+        .call(
+            "POST",
+            &p("refund"),
+            Some(json!({"usage_type": "checkout", "reference_id": "PAY_1"})),
+        )
+        .await;
+    assert_eq!((s.as_u16(), r["points_change"].as_i64()), (201, Some(100)));
+    assert_eq!(
+        a.call(
+            "POST",
+            &p("refund"),
+            Some(json!({"usage_type": "checkout", "reference_id": "PAY_1"}))
+        )
+        .await
+        .0,
+        200
+    );
+
+    let (s, v) = a.call("POST", &p("reverse"), Some(json!({"source_type": "order_complete", "source_id": "ORDER_001", "refund_id": "R1", "amount": 100}))).await;
+    assert_eq!(
+        (
+            s.as_u16(),
+            v["points_change"].as_i64(),
+            v["unrecovered"].as_i64()
+        ),
+        (201, Some(-100), Some(0))
+    );
+    assert_eq!(a.call("POST", &p("reverse"), Some(json!({"source_type": "order_complete", "source_id": "ORDER_001", "refund_id": "R1", "amount": 100}))).await.0, 200);
+    let (s, e) = a
+        .call(
+            "POST",
+            &p("reverse"),
+            Some(json!({"source_type": "order_complete", "source_id": "NOPE"})),
+        )
+        .await;
+    assert_error(s, &e, 404, "NOT_FOUND");
+
+    let (s, b) = a
+        .call("GET", &format!("/members/{id}/points/batches"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b[0]["available_points"], 200);
+    assert_eq!(b[0]["earned_points"], 300);
+    assert!(
+        b[0]["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-09-18")
+    );
+    let (s, g) = a
+        .call("GET", &format!("/members/{id}/upgrade-progress"), None)
+        .await;
+    assert_eq!(
+        (s.as_u16(), g["next_level"].as_str()),
+        (200, Some("金牌会员"))
+    );
+    a.app.assert_ledger_clean_via(&a.app.s.ctx.pool).await;
+}
+
+#[tokio::test]
+async fn caps_are_enforced_with_their_codes() {
+    let a = api().await;
+    let id = a.member("ann@example.com").await;
+    let earn =
+        |n: i64, key: &str| json!({"base_points": n, "source_type": "order", "source_id": key});
+    let (s, e) = a
+        .call(
+            "POST",
+            &format!("/members/{id}/points/earn"),
+            Some(earn(10_001, "A")),
+        )
+        .await;
+    assert_error(s, &e, 422, "POINTS_PER_TRANSACTION_EXCEEDED");
+    assert_eq!(
+        a.call(
+            "POST",
+            &format!("/members/{id}/points/earn"),
+            Some(earn(5000, "B"))
+        )
+        .await
+        .0,
+        201
+    );
+    let (s, e) = a
+        .call(
+            "POST",
+            &format!("/members/{id}/points/earn"),
+            Some(earn(1, "C")),
+        )
+        .await;
+    assert_error(s, &e, 422, "DAILY_POINTS_LIMIT_EXCEEDED");
+    let (s, e) = a
+        .call("POST", "/members/999999/points/earn", Some(earn(1, "D")))
+        .await;
+    assert_error(s, &e, 404, "MEMBER_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn transactions_page_by_cursor() {
+    let a = api().await;
+    let id = a.member("ann@example.com").await;
+    for i in 0..7 {
+        a.call(
+            "POST",
+            &format!("/members/{id}/points/earn"),
+            Some(json!({"base_points": 10, "source_type": "order", "source_id": format!("O{i}")})),
+        )
+        .await;
+    }
+    let (s, first) = a
+        .call(
+            "GET",
+            &format!("/members/{id}/points/transactions?limit=5"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(first["items"].as_array().unwrap().len(), 5);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = a
+        .call(
+            "GET",
+            &format!("/members/{id}/points/transactions?limit=5&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 2);
+    assert_eq!(second["next_cursor"], Value::Null);
+    for bad in ["limit=0", "limit=101", "limit=x", "cursor=abc", "cursor=-4"] {
+        let (s, e) = a
+            .call(
+                "GET",
+                &format!("/members/{id}/points/transactions?{bad}"),
+                None,
+            )
+            .await;
+        assert_error(s, &e, 422, "VALIDATION_ERROR");
+    }
+}
+
+#[tokio::test]
+async fn an_api_key_is_required_valid_and_unrevoked() {
+    let a = api().await;
+    let url = a.app.url("/api/v1/members/1");
+    for auth in [
+        None,
+        Some("Bearer"),
+        Some("Bearer mp_nope"),
+        Some("Basic abc"),
+    ] {
+        let mut r = a.app.client.get(&url);
+        if let Some(h) = auth {
+            r = r.header("authorization", h);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "UNAUTHORIZED");
+    }
+    a.member("ann@example.com").await;
+    let used: bool = sqlx::query_scalar("select last_used_at is not null from api_keys")
+        .fetch_one(&a.app.s.ctx.pool)
+        .await
+        .unwrap();
+    assert!(used, "last_used_at kept");
+    sqlx::query("update api_keys set revoked_at = now()")
+        .execute(&a.app.s.ctx.pool)
+        .await
+        .unwrap();
+    let (s, e) = a.call("GET", "/members/1", None).await;
+    assert_error(s, &e, 401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn me_profile_uses_the_browser_session() {
+    let a = api().await;
+    let r = a
+        .app
+        .client
+        .get(a.app.url("/api/v1/me/profile"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let id = a.app.member("bob@example.com").await;
+    a.app.login("bob@example.com", PASSWORD).await;
+    let r = a
+        .app
+        .client
+        .get(a.app.url("/api/v1/me/profile"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["user_id"], id);
+}
+
+/// A table of malformed requests for every route that writes: each gets a 4xx with a code
+/// and a message, and nothing changes.
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_with_a_code_and_change_nothing() {
+    let a = api().await;
+    let id = a.member("ann@example.com").await;
+    a.call(
+        "POST",
+        &format!("/members/{id}/points/earn"),
+        Some(json!({"base_points": 100, "source_type": "order", "source_id": "SEED"})),
+    )
+    .await;
+    let before = a.changes().await;
+    let routes = [
+        (
+            "/members".to_owned(),
+            json!({"email": "x@example.com", "display_name": "X"}),
+        ),
+        (
+            format!("/members/{id}/points/earn"),
+            json!({"base_points": 10, "source_type": "order", "source_id": "O1", "amount": "10.00"}),
+        ),
+        (
+            format!("/members/{id}/points/use"),
+            json!({"points": 10, "usage_type": "checkout", "reference_id": "P1"}),
+        ),
+        (
+            format!("/members/{id}/points/reverse"),
+            json!({"source_type": "order", "source_id": "SEED", "refund_id": "R1", "amount": "1"}),
+        ),
+        (
+            format!("/members/{id}/points/refund"),
+            json!({"usage_type": "checkout", "reference_id": "P1"}),
+        ),
+    ];
+    let mut cases = 0;
+    for (path, good) in &routes {
+        let url = a.app.url(&format!("/api/v1{path}"));
+        let send_raw = |body: Vec<u8>, ct: &'static str| {
+            let (client, url, key) = (a.app.client.clone(), url.clone(), a.key.clone());
+            async move {
+                let r = client
+                    .post(url)
+                    .bearer_auth(key)
+                    .header("content-type", ct)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let mut raw: Vec<(Vec<u8>, &str, u16)> = vec![
+            (b"{".to_vec(), "application/json", 400),
+            (b"not json".to_vec(), "application/json", 400),
+            (b"".to_vec(), "application/json", 400),
+            (b"[]".to_vec(), "application/json", 422),
+            (b"null".to_vec(), "application/json", 422),
+            (serde_json::to_vec(good).unwrap(), "text/plain", 415),
+            (
+                serde_json::to_vec(good).unwrap(),
+                "application/x-www-form-urlencoded",
+                415,
+            ),
+            (
+                format!("{{\"pad\": \"{}\"}}", "x".repeat(70_000)).into_bytes(),
+                "application/json",
+                413,
+            ),
+            (
+                [serde_json::to_vec(good).unwrap(), b" trailing".to_vec()].concat(),
+                "application/json",
+                400,
+            ),
+        ];
+        // field-level damage: unknown, missing, wrong type, out of range, sign, zero
+        let fields: Vec<String> = good.as_object().unwrap().keys().cloned().collect();
+        let mut bodies: Vec<(Value, u16)> = vec![];
+        let mut typo = good.clone();
+        typo["amout"] = json!("1.00");
+        bodies.push((typo, 422));
+        for f in &fields {
+            let mut missing = good.clone();
+            missing.as_object_mut().unwrap().remove(f);
+            if !["amount", "refund_id"].contains(&f.as_str()) {
+                bodies.push((missing, 422));
+            }
+            for bad in [
+                json!({"nested": 1}),
+                json!([1]),
+                json!(true),
+                json!(9.2e18),
+                json!("9223372036854775808"),
+                json!(-1),
+                json!(0),
+                json!(""),
+                json!("1.001"),
+                json!("x".repeat(101)),
+                json!("\u{0}"),
+            ] {
+                let mut b = good.clone();
+                b[f.as_str()] = bad.clone();
+                let numeric = ["base_points", "points", "amount"].contains(&f.as_str());
+                let valid_anyway = match f.as_str() {
+                    // a string where a string goes is fine when it is a valid string
+                    _ if !numeric
+                        && bad.is_string()
+                        && !["", "\u{0}"].contains(&bad.as_str().unwrap())
+                        && bad.as_str().unwrap().len() <= 100
+                        && bad.as_str() != Some("9223372036854775808") =>
+                    {
+                        true
+                    }
+                    _ if !numeric && bad == json!("9223372036854775808") => true,
+                    _ => false,
+                };
+                if !valid_anyway {
+                    bodies.push((b, 422));
+                }
+            }
+        }
+        for (b, status) in bodies {
+            raw.push((serde_json::to_vec(&b).unwrap(), "application/json", status));
+        }
+        for (body, ct, status) in raw {
+            let (s, e) = send_raw(body.clone(), ct).await;
+            cases += 1;
+            assert!(
+                s.is_client_error(),
+                "{path} {}: {s} {e}",
+                String::from_utf8_lossy(&body[..body.len().min(120)])
+            );
+            assert_eq!(
+                s.as_u16(),
+                status,
+                "{path} {}: {e}",
+                String::from_utf8_lossy(&body[..body.len().min(120)])
+            );
+            assert!(
+                e["code"].as_str().is_some_and(|c| !c.is_empty()),
+                "{path}: {e}"
+            );
+            assert!(
+                e["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{path}: {e}"
+            );
+        }
+        assert_eq!(
+            a.changes().await,
+            before,
+            "{path}: a rejected request changed something"
+        );
+    }
+    // the unknown field is named
+    let (s, e) = a
+        .call(
+            "POST",
+            &format!("/members/{id}/points/earn"),
+            Some(json!({"base_points": 1, "source_type": "o", "source_id": "T", "amout": "1.00"})),
+        )
+        .await;
+    assert_error(s, &e, 422, "VALIDATION_ERROR");
+    assert_eq!(e["field"], "amout");
+    assert!(e["message"].as_str().unwrap().contains("amout"));
+    // unknown routes and methods answer in JSON too
+    let (s, e) = a.call("GET", "/nothing-here", None).await;
+    assert_error(s, &e, 404, "NOT_FOUND");
+    let (s, e) = a.call("DELETE", &format!("/members/{id}"), None).await;
+    assert_error(s, &e, 405, "VALIDATION_ERROR");
+    assert!(cases > 150, "{cases} cases");
+    eprintln!("malformed requests: {cases} cases, all 4xx with a code, no change");
+}
