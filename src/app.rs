@@ -24,6 +24,7 @@ impl Application {
 
     /// As `build`, with a clock of the caller's (tests move it to expire sessions).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        crate::web::metrics::install();
         db::create_database_if_missing(&config).await?;
         let pool = db::connect(&config, 20).await?;
         db::migrate(&pool).await?;

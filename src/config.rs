@@ -30,6 +30,8 @@ pub struct Config {
     /// IANA time zone of the business day (daily limit, member codes).
     pub member_timezone: String,
     pub cookie_secure: bool,
+    /// `LOG_FORMAT=json` for machine-read logs.
+    pub log_json: bool,
     /// Prepended to every Redis key, so several portals (or test runs) can share a Redis.
     pub redis_key_prefix: String,
     /// How long a points operation waits for the per-member lock.
@@ -198,6 +200,17 @@ impl Config {
             points_expiry_reminder_days: int("POINTS_EXPIRY_REMINDER_DAYS", 30, 1, 3_650)?,
             member_timezone,
             cookie_secure: boolean("COOKIE_SECURE", false)?,
+            log_json: match get("LOG_FORMAT") {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "LOG_FORMAT",
+                        value: other.to_owned(),
+                        expected: "text or json",
+                    });
+                }
+            },
             redis_key_prefix,
             lock_wait: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(30),
@@ -268,6 +281,7 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "http://x"),
             ("BATCH_SIZE", "0"),
+            ("LOG_FORMAT", "xml"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);

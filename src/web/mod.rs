@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod error;
 pub mod health;
 pub mod i18n;
+pub mod metrics;
 pub mod page;
 pub mod pages;
 pub mod session;
@@ -13,8 +14,16 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware;
 use axum::routing::{get, post};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::service::Services;
 
@@ -81,6 +90,7 @@ pub fn router(services: Services) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .nest_service(
             "/static",
             tower::ServiceBuilder::new()
@@ -96,6 +106,16 @@ pub fn router(services: Services) -> Router {
         )
         .merge(pages)
         .with_state(services)
+        // a request that takes longer gets 503; work it started (points operations) runs
+        // to its end regardless
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http().make_span_with(|r: &Request| {
+            let id = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %r.method(), path = %r.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "same-origin"))

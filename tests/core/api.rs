@@ -535,3 +535,89 @@ async fn malformed_requests_get_a_4xx_with_a_code_and_change_nothing() {
     assert!(cases > 150, "{cases} cases");
     eprintln!("malformed requests: {cases} cases, all 4xx with a code, no change");
 }
+
+#[tokio::test]
+async fn metrics_show_the_seed_series_after_earn_use_and_upgrade() {
+    let a = api().await;
+    let id = a.member("ann@example.com").await;
+    a.call(
+        "POST",
+        &format!("/members/{id}/points/earn"),
+        Some(
+            json!({"base_points": 300, "source_type": "order", "source_id": "M1", "amount": 1200}),
+        ),
+    )
+    .await;
+    a.call(
+        "POST",
+        &format!("/members/{id}/points/use"),
+        Some(json!({"points": 5, "usage_type": "checkout", "reference_id": "M2"})),
+    )
+    .await;
+    a.call("GET", &format!("/members/{id}"), None).await;
+    let r = a
+        .app
+        .client
+        .get(a.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    for series in [
+        "member_system_points_transactions_total{type=\"earn\"}",
+        "member_system_points_transactions_total{type=\"use\"}",
+        "member_system_points_amount_bucket{type=\"earn\",le=",
+        "member_system_level_upgrades_total{from_level=\"普通会员\",to_level=\"银牌会员\"}",
+        "member_system_api_response_time_seconds_bucket{endpoint=\"/api/v1/members/{user_id}/points/earn\",le=",
+        "member_system_cache_hits_total",
+        "member_system_cache_misses_total",
+        "member_system_lock_wait_seconds_bucket",
+        "member_system_db_pool_connections{state=\"idle\"}",
+    ] {
+        assert!(text.contains(series), "missing {series}");
+    }
+    assert!(
+        !text.contains("endpoint=\"/api/v1/members/1"),
+        "ids never become series"
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let a = api().await;
+    let r = a
+        .app
+        .client
+        .get(a.app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let id = r
+        .headers()
+        .get("x-request-id")
+        .expect("a request id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36);
+    let r = a
+        .app
+        .client
+        .get(a.app.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-request-id"],
+        "trace-me-42",
+        "a caller's id is kept"
+    );
+}

@@ -38,6 +38,9 @@ pub fn router() -> Router<Services> {
         .route("/members/{user_id}/points/transactions", get(transactions))
         .route("/members/{user_id}/upgrade-progress", get(upgrade_progress))
         .route("/me/profile", get(me_profile))
+        .route_layer(axum::middleware::from_fn(
+            crate::web::metrics::response_time,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
 }

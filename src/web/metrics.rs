@@ -1,0 +1,110 @@
+//! `/metrics` in Prometheus text: the seed's series (points transactions and amounts,
+//! level upgrades, API response time) plus cache hits/misses, Redis fallbacks, lock waits
+//! and database pool use.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::service::Services;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls share it).
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let points = [1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0];
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "member_system_points_amount".into(),
+                    ),
+                    &points,
+                )
+            })
+            .expect("bucket lists are not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (a test harness); ours still renders.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "member_system_points_transactions_total",
+        "Points transactions by type"
+    );
+    metrics::describe_histogram!(
+        "member_system_points_amount",
+        "Points moved per transaction, by type"
+    );
+    metrics::describe_counter!(
+        "member_system_level_upgrades_total",
+        "Level upgrades by from/to level"
+    );
+    metrics::describe_histogram!(
+        "member_system_api_response_time_seconds",
+        metrics::Unit::Seconds,
+        "API response time by route"
+    );
+    metrics::describe_counter!("member_system_cache_hits_total", "Cache hits");
+    metrics::describe_counter!("member_system_cache_misses_total", "Cache misses");
+    metrics::describe_counter!(
+        "member_system_redis_fallbacks_total",
+        "Redis failures answered from PostgreSQL"
+    );
+    metrics::describe_histogram!(
+        "member_system_lock_wait_seconds",
+        metrics::Unit::Seconds,
+        "Wait for the per-member lock"
+    );
+    metrics::describe_gauge!(
+        "member_system_db_pool_connections",
+        "Database pool connections by state"
+    );
+}
+
+pub async fn render(State(s): State<Services>) -> Response {
+    let pool = &s.ctx.pool;
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("member_system_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("member_system_db_pool_connections", "state" => "in_use")
+        .set(f64::from(pool.size()) - idle);
+    let text = install().render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Records `member_system_api_response_time_seconds{endpoint}` by route template (never
+/// the raw path, so ids do not multiply the series).
+pub async fn response_time(request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!("member_system_api_response_time_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
