@@ -55,10 +55,18 @@ impl Application {
                 tower_sessions_sqlx_store::PostgresStore::new(self.services.ctx.pool.clone());
             tokio::spawn(store.continuously_delete_expired(std::time::Duration::from_secs(3600)))
         };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = crate::worker::spawn(self.services.clone(), stopped);
+        // Graceful: stop accepting, let requests in flight finish, then stop the workers
+        // (a job in progress finishes its current transaction) and close the pool.
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
+        let _ = stop.send(true);
+        for w in workers {
+            let _ = w.await;
+        }
         sweeper.abort();
         self.services.ctx.pool.close().await;
         Ok(())

@@ -13,3 +13,4 @@ pub mod domain;
 pub mod error;
 pub mod service;
 pub mod web;
+pub mod worker;

@@ -118,3 +118,17 @@ pub async fn utc_offset(pool: &PgPool, tz: &str) -> anyhow::Result<time::UtcOffs
     .await?;
     Ok(time::UtcOffset::from_whole_seconds(secs)?)
 }
+
+/// A session-level advisory lock on this connection, if free.
+pub async fn try_advisory_lock(conn: &mut PgConnection, key: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(r#"select pg_try_advisory_lock($1) as "locked!""#, key)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn advisory_unlock(conn: &mut PgConnection, key: i64) -> sqlx::Result<()> {
+    sqlx::query_scalar!(r#"select pg_advisory_unlock($1) as "unlocked!""#, key)
+        .fetch_one(conn)
+        .await?;
+    Ok(())
+}

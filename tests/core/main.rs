@@ -20,3 +20,4 @@ mod web_admin;
 mod web_auth;
 mod web_harness;
 mod web_pages;
+mod workers;

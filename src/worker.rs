@@ -1,0 +1,103 @@
+//! Background work inside `serve`: the expiry sweep, expiry reminders and deferred
+//! upgrades. Each run takes a PostgreSQL advisory lock first, so with several `serve`
+//! instances on one database a job runs in one of them at a time (a lock held by a
+//! process that dies is released with its connection).
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::db;
+use crate::error::Result;
+use crate::service::Services;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    ExpirySweep,
+    ExpiryReminders,
+    DeferredUpgrades,
+}
+
+impl Job {
+    pub const ALL: [Job; 3] = [
+        Job::ExpirySweep,
+        Job::ExpiryReminders,
+        Job::DeferredUpgrades,
+    ];
+
+    fn lock_key(self) -> i64 {
+        // "mp" jobs: a fixed range of advisory lock keys
+        0x6d70_0000
+            + match self {
+                Job::ExpirySweep => 1,
+                Job::ExpiryReminders => 2,
+                Job::DeferredUpgrades => 3,
+            }
+    }
+
+    pub fn period(self) -> Duration {
+        match self {
+            Job::ExpirySweep | Job::ExpiryReminders => Duration::from_secs(3600),
+            Job::DeferredUpgrades => Duration::from_secs(60),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Job::ExpirySweep => "expiry_sweep",
+            Job::ExpiryReminders => "expiry_reminders",
+            Job::DeferredUpgrades => "deferred_upgrades",
+        }
+    }
+}
+
+/// Runs a job now unless another instance is running it. Returns whether it ran and what
+/// it did (members swept, reminders queued, upgrades applied).
+pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
+    let pool: &PgPool = &services.ctx.pool;
+    let mut guard = pool.acquire().await?;
+    if !db::try_advisory_lock(&mut guard, job.lock_key()).await? {
+        return Ok(None);
+    }
+    let result = match job {
+        Job::ExpirySweep => services
+            .points
+            .expire_points()
+            .await
+            .map(|r| r.members as i64),
+        Job::ExpiryReminders => services.points.send_expiry_reminders().await,
+        Job::DeferredUpgrades => services
+            .members
+            .apply_due_upgrades()
+            .await
+            .map(|n| n as i64),
+    };
+    db::advisory_unlock(&mut guard, job.lock_key()).await?;
+    result.map(Some)
+}
+
+/// Starts one task per job; they stop when `stop` changes.
+pub fn spawn(services: Services, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    Job::ALL
+        .into_iter()
+        .map(|job| {
+            let (services, mut stop) = (services.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut timer = tokio::time::interval(job.period());
+                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = timer.tick() => match run_once(&services, job).await {
+                            Ok(Some(n)) => tracing::info!(job = job.name(), done = n, "background job ran"),
+                            Ok(None) => tracing::debug!(job = job.name(), "job is running in another instance"),
+                            Err(e) => tracing::error!(job = job.name(), error = %e, "background job failed"),
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        })
+        .collect()
+}
