@@ -179,3 +179,32 @@ async fn a_request_in_flight_at_shutdown_completes() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn readyz_reports_postgres_and_the_state_of_redis() {
+    for (redis, expected) in [
+        (Some(REDIS), "up"),
+        (Some("redis://127.0.0.1:1"), "down"),
+        (None, "not configured"),
+    ] {
+        let db = TestDb::new().await;
+        let config = member_portal::config::Config {
+            database_url: db.url.clone(),
+            bind_addr: "127.0.0.1:0".parse().unwrap(),
+            redis_url: redis.map(str::to_owned),
+            redis_operation_timeout: StdDuration::from_millis(300),
+            redis_key_prefix: format!("{}:", db.name),
+            ..Default::default()
+        };
+        let app = member_portal::app::Application::build(config)
+            .await
+            .unwrap();
+        let base = format!("http://{}", app.local_addr().unwrap());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let r = client().get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "PostgreSQL is what readiness needs");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["postgres"], "up");
+        assert_eq!(body["redis"], expected);
+    }
+}
