@@ -191,7 +191,7 @@ pub struct Transaction {
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpgradeResult {
     pub upgraded: bool,
     pub old_level: String,
@@ -208,10 +208,11 @@ pub struct Outcome {
     pub upgrade: Option<UpgradeResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExpiringPoints {
     pub points: i64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
 }
 
@@ -231,11 +232,15 @@ pub struct PointsSummary {
     pub valid_until: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpgradeProgress {
     pub next_level: Option<String>,
+    /// the next level's spend threshold
     pub required: Option<i32>,
+    /// total spent, a string with two decimals
+    #[schema(value_type = String, example = "800.00")]
     pub current: Decimal,
+    #[schema(value_type = String, example = "200.00")]
     pub remaining: Decimal,
     /// 0–100, rounded down
     pub percent: u8,
@@ -269,14 +274,16 @@ pub struct Profile {
     pub upgrade_progress: UpgradeProgress,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Batch {
     pub id: i64,
     pub earned_points: i64,
     pub available_points: i64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
