@@ -13,6 +13,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/membe
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
+    /// Whether `DATABASE_URL` was set; if not, a local or private PostgreSQL is found.
+    pub database_url_from_env: bool,
     pub redis_url: Option<String>,
     pub bind_addr: SocketAddr,
     pub points_expiry_days: i64,
@@ -178,6 +180,7 @@ impl Config {
         }
 
         Ok(Self {
+            database_url_from_env: get("DATABASE_URL").is_some(),
             database_url,
             redis_url,
             bind_addr,

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod embedded;
 pub mod error;
 pub mod service;
 pub mod web;

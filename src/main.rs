@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use member_portal::app::Application;
 use member_portal::config::Config;
-use member_portal::db;
 use member_portal::service::{Ctx, Services, accounts, demo, ledger};
+use member_portal::{db, embedded};
 
 /// Member Portal: membership levels and points.
 #[derive(Parser)]
@@ -85,11 +85,35 @@ async fn services(config: Config) -> anyhow::Result<Services> {
     Ok(Services::new(Ctx::with_system_clock(pool, config)?))
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+/// Stops a private PostgreSQL cluster when the command is done, however it ends.
+struct StopOnExit(Option<embedded::Embedded>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        if let Some(pg) = &self.0 {
+            pg.stop();
+        }
+    }
+}
+
+async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
+    let _cluster = StopOnExit(if config.database_url_from_env {
+        None
+    } else {
+        embedded::resolve(&mut config, std::path::Path::new("var/postgres")).await?
+    });
     match command {
         Command::Serve => {
             let app = Application::build(config).await?;
-            tracing::info!(addr = %app.local_addr()?, "member portal listening");
+            let addr = app.local_addr()?;
+            tracing::info!(%addr, "member portal listening");
+            if app.services.staff.staff_count().await? == 0 {
+                eprintln!(
+                    "\nMember Portal is at http://{addr}/ — there is no staff login yet. Create one with:\n  \
+                     member-portal create-staff --email you@example.com --password 'a long password'\n  \
+                     (or: cargo run --release -- create-staff …), then log in at http://{addr}/login\n"
+                );
+            }
             app.run_until(shutdown_signal()).await?;
         }
         Command::Migrate => {

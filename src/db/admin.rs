@@ -197,3 +197,9 @@ pub async fn recalculate_batch(
     .fetch_all(conn)
     .await
 }
+
+pub async fn staff_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"select count(*) as "n!" from users where role = 'staff'"#)
+        .fetch_one(conn)
+        .await
+}

@@ -81,6 +81,11 @@ impl StaffService {
         })
     }
 
+    pub async fn staff_count(&self) -> Result<i64> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(db::staff_count(&mut conn).await?)
+    }
+
     /// Members by exact member code or by the start of their email (at most 50).
     pub async fn search_members(&self, q: &str) -> Result<Vec<MemberRow>> {
         let q = q.trim();

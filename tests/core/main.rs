@@ -10,6 +10,7 @@ mod cancellation;
 mod cli;
 mod concurrency;
 mod earn;
+mod embedded;
 mod expiry;
 mod levels;
 mod members;
