@@ -86,8 +86,25 @@ impl Embedded {
         )?;
         // PostgreSQL refuses to run as root; as root, run it as the `postgres` user
         let run_as = running_as_root().then_some("postgres");
-        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-        let data = data.canonicalize()?;
+        let mut data = prepare(data, run_as)?;
+        if let Some(user) = run_as {
+            if !reachable(user, &data) {
+                // e.g. a checkout inside a directory only root may enter
+                let fallback = std::env::temp_dir()
+                    .join(format!("member-portal-postgres-{:016x}", fnv(&data)));
+                tracing::warn!(
+                    wanted = %data.display(),
+                    using = %fallback.display(),
+                    "the {user} user cannot reach the data directory; using another"
+                );
+                data = prepare(&fallback, run_as)?;
+                anyhow::ensure!(
+                    reachable(user, &data),
+                    "the {user} user cannot reach {}",
+                    data.display()
+                );
+            }
+        }
         let mut pg = Self {
             bin,
             data,
@@ -95,17 +112,6 @@ impl Embedded {
             run_as,
             started: false,
         };
-        if let Some(user) = run_as {
-            let status = Command::new("chown")
-                .args(["-R", &format!("{user}:{user}")])
-                .arg(&pg.data)
-                .status()?;
-            anyhow::ensure!(
-                status.success(),
-                "cannot give {} to the {user} user",
-                pg.data.display()
-            );
-        }
         if !pg.data.join("PG_VERSION").exists() {
             let out = pg
                 .command("initdb")
@@ -150,6 +156,11 @@ impl Embedded {
         Ok(pg)
     }
 
+    /// Where the cluster keeps its data.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
     /// The port of a server already running on this data directory.
     fn running_port(&self) -> Option<u16> {
         let running = self
@@ -183,6 +194,41 @@ impl Embedded {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Creates the data directory and, when PostgreSQL runs as another user, gives it to them.
+fn prepare(data: &Path, run_as: Option<&str>) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let data = data.canonicalize()?;
+    if let Some(user) = run_as {
+        let status = Command::new("chown")
+            .args(["-R", &format!("{user}:{user}")])
+            .arg(&data)
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "cannot give {} to the {user} user",
+            data.display()
+        );
+    }
+    Ok(data)
+}
+
+/// Whether `user` can enter `dir` (every directory above it must let them through).
+fn reachable(user: &str, dir: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", user, "--", "test", "-x"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn fnv(path: &Path) -> u64 {
+    path.to_string_lossy()
+        .bytes()
+        .fold(0xcbf29ce484222325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        })
 }
 
 /// Where the database comes from when `DATABASE_URL` is not set: the default local
