@@ -32,6 +32,9 @@ pub struct Config {
     /// IANA time zone of the business day (daily limit, member codes).
     pub member_timezone: String,
     pub cookie_secure: bool,
+    /// Where notifications are POSTed (besides showing in the portal), and the secret
+    /// their HMAC-SHA256 signature is made with.
+    pub notify_webhook: Option<Webhook>,
     /// `LOG_FORMAT=json` for machine-read logs.
     pub log_json: bool,
     /// Prepended to every Redis key, so several portals (or test runs) can share a Redis.
@@ -40,6 +43,12 @@ pub struct Config {
     pub lock_wait: Duration,
     /// Lease of the per-member Redis lock.
     pub lock_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
 }
 
 /// A variable whose value could not be used.
@@ -167,6 +176,27 @@ impl Config {
                 });
             }
         };
+        let notify_webhook = match (get("NOTIFY_WEBHOOK_URL"), get("NOTIFY_WEBHOOK_SECRET")) {
+            (None, _) => None,
+            (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(ConfigError {
+                    variable: "NOTIFY_WEBHOOK_URL",
+                    value: redact_url(url),
+                    expected: "an http:// or https:// URL",
+                });
+            }
+            (Some(url), Some(secret)) if secret.len() >= 16 => Some(Webhook {
+                url: url.to_owned(),
+                secret: secret.to_owned(),
+            }),
+            (Some(_), _) => {
+                return Err(ConfigError {
+                    variable: "NOTIFY_WEBHOOK_SECRET",
+                    value: "[hidden]".into(),
+                    expected: "a secret of at least 16 characters (it signs each delivery) when NOTIFY_WEBHOOK_URL is set",
+                });
+            }
+        };
         let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or("").to_owned();
         if redis_key_prefix
             .chars()
@@ -203,6 +233,7 @@ impl Config {
             points_expiry_reminder_days: int("POINTS_EXPIRY_REMINDER_DAYS", 30, 1, 3_650)?,
             member_timezone,
             cookie_secure: boolean("COOKIE_SECURE", false)?,
+            notify_webhook,
             log_json: match get("LOG_FORMAT") {
                 None | Some("text") => false,
                 Some("json") => true,
@@ -285,12 +316,26 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("BATCH_SIZE", "0"),
             ("LOG_FORMAT", "xml"),
+            ("NOTIFY_WEBHOOK_URL", "ftp://x"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);
             assert!(err.to_string().contains(name), "{err}");
             assert!(err.to_string().contains("expected"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_webhook_needs_a_secret() {
+        let err = Config::from_vars(&vars(&[("NOTIFY_WEBHOOK_URL", "https://hooks.example/x")]))
+            .unwrap_err();
+        assert_eq!(err.variable, "NOTIFY_WEBHOOK_SECRET");
+        let c = Config::from_vars(&vars(&[
+            ("NOTIFY_WEBHOOK_URL", "https://hooks.example/x"),
+            ("NOTIFY_WEBHOOK_SECRET", "0123456789abcdef"),
+        ]))
+        .unwrap();
+        assert_eq!(c.notify_webhook.unwrap().url, "https://hooks.example/x");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub enum Job {
     ExpirySweep,
     ExpiryReminders,
     DeferredUpgrades,
+    WebhookDelivery,
 }
 
 impl Job {
@@ -34,6 +35,7 @@ impl Job {
                 Job::ExpirySweep => 1,
                 Job::ExpiryReminders => 2,
                 Job::DeferredUpgrades => 3,
+                Job::WebhookDelivery => 4,
             }
     }
 
@@ -41,6 +43,7 @@ impl Job {
         match self {
             Job::ExpirySweep | Job::ExpiryReminders => Duration::from_secs(3600),
             Job::DeferredUpgrades => Duration::from_secs(60),
+            Job::WebhookDelivery => Duration::from_secs(10),
         }
     }
 
@@ -49,6 +52,7 @@ impl Job {
             Job::ExpirySweep => "expiry_sweep",
             Job::ExpiryReminders => "expiry_reminders",
             Job::DeferredUpgrades => "deferred_upgrades",
+            Job::WebhookDelivery => "webhook_delivery",
         }
     }
 }
@@ -68,6 +72,11 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
             .await
             .map(|r| r.members as i64),
         Job::ExpiryReminders => services.points.send_expiry_reminders().await,
+        Job::WebhookDelivery => services
+            .outbox
+            .deliver_due()
+            .await
+            .map(|r| r.delivered as i64),
         Job::DeferredUpgrades => services
             .members
             .apply_due_upgrades()
@@ -82,6 +91,7 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
 pub fn spawn(services: Services, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     Job::ALL
         .into_iter()
+        .filter(|job| *job != Job::WebhookDelivery || services.outbox.is_configured())
         .map(|job| {
             let (services, mut stop) = (services.clone(), stop.clone());
             tokio::spawn(async move {

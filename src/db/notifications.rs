@@ -119,3 +119,68 @@ pub async fn clear_login_failures(conn: &mut PgConnection, key: &str) -> sqlx::R
         .await?;
     Ok(())
 }
+
+pub struct OutboxRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub payload: Value,
+    pub created_at: OffsetDateTime,
+    pub attempts: i32,
+}
+
+/// Claims undelivered notifications that are due, leasing them until `lease_until` (a
+/// delivery that dies mid-way is retried after the lease). Rows claimed by another
+/// instance are skipped.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    lease_until: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<Vec<OutboxRow>> {
+    sqlx::query_as!(
+        OutboxRow,
+        "update notifications set next_attempt_at = $2
+          where id in (select id from notifications
+                        where delivered_at is null and next_attempt_at <= $1
+                        order by next_attempt_at, id
+                        limit $3
+                        for update skip locked)
+          returning id, user_id, kind, payload, created_at, attempts",
+        now,
+        lease_until,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn mark_delivered(
+    conn: &mut PgConnection,
+    id: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update notifications set delivered_at = $2, attempts = attempts + 1 where id = $1",
+        id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn schedule_retry(
+    conn: &mut PgConnection,
+    id: i64,
+    next: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update notifications set attempts = attempts + 1, next_attempt_at = $2 where id = $1",
+        id,
+        next
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod levels;
 pub mod members;
 pub mod notifications;
+pub mod outbox;
 pub mod points;
 
 use std::sync::Arc;
@@ -106,6 +107,7 @@ pub struct Services {
     pub levels: LevelService,
     pub notifications: NotificationService,
     pub staff: StaffService,
+    pub outbox: outbox::OutboxService,
 }
 
 impl Services {
@@ -116,6 +118,7 @@ impl Services {
             levels: LevelService::new(ctx.clone()),
             notifications: NotificationService::new(ctx.clone()),
             staff: StaffService::new(ctx.clone()),
+            outbox: outbox::OutboxService::new(ctx.clone()),
             ctx,
         }
     }

@@ -15,6 +15,7 @@ mod expiry;
 mod levels;
 mod members;
 mod model;
+mod outbox;
 mod reverse_refund;
 mod use_points;
 mod web_admin;

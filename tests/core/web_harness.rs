@@ -48,6 +48,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub fn client() -> reqwest::Client {
+    member_portal::service::outbox::install_crypto();
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
