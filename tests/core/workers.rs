@@ -208,3 +208,118 @@ async fn readyz_reports_postgres_and_the_state_of_redis() {
         assert_eq!(body["redis"], expected);
     }
 }
+
+/// A real `serve` process gets SIGTERM while a request is inside it: the request
+/// completes, then the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_a_serve_process_lets_the_request_in_flight_complete() {
+    let db = TestDb::new().await;
+    let prefix = format!("{}:", db.name);
+    let config = member_portal::config::Config {
+        database_url: db.url.clone(),
+        ..Default::default()
+    };
+    let pool = member_portal::db::connect(&config, 2).await.unwrap();
+    member_portal::db::migrate(&pool).await.unwrap();
+    let s = Services::new(Ctx::with_system_clock(pool.clone(), config).unwrap());
+    let key = member_portal::service::accounts::create_api_key(&s.ctx, "k", None)
+        .await
+        .unwrap();
+    let user = s
+        .members
+        .create_member(
+            member_portal::service::members::NewMember::parse("a@example.com", "A", None).unwrap(),
+        )
+        .await
+        .unwrap()
+        .user_id;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_member-portal"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("REDIS_URL", REDIS)
+        .env("REDIS_KEY_PREFIX", &prefix)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while client()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(30),
+            "serve did not start"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    // someone else holds the member's lock: the request waits inside the server
+    let lock = format!("{prefix}lock:points:{user}");
+    let mut redis = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("held-by-test")
+        .arg("EX")
+        .arg(30)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let request = tokio::spawn(
+        client()
+            .post(format!("{base}/api/v1/members/{user}/points/earn"))
+            .bearer_auth(key)
+            .json(
+                &serde_json::json!({"base_points": 10, "source_type": "o", "source_id": "SIGTERM"}),
+            )
+            .send(),
+    );
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still finishing the request"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&lock)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), 201);
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit: {status}");
+    let n: i64 = sqlx::query_scalar("select count(*) from point_transactions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
