@@ -311,16 +311,23 @@ pub async fn insert_api_key(
     .await
 }
 
-/// The key's id when it exists and is not revoked; notes that it was used.
+/// The key's id when it exists and is not revoked. `last_used_at` is refreshed at most
+/// once a minute, so checking a key is a read, not a write (and a commit) per request.
 pub async fn use_api_key(
     conn: &mut PgConnection,
     key_hash: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar!(
-        "update api_keys set last_used_at = $2
-          where key_hash = $1 and revoked_at is null
-          returning id",
+        r#"with k as (
+               select id, last_used_at from api_keys where key_hash = $1 and revoked_at is null
+           ), touched as (
+               update api_keys set last_used_at = $2
+                 from k
+                where api_keys.id = k.id
+                  and (k.last_used_at is null or k.last_used_at < $2::timestamptz - interval '1 minute')
+           )
+           select id as "id!" from k"#,
         key_hash,
         now
     )
