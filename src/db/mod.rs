@@ -1,6 +1,7 @@
 //! Data access: one file per table family. Functions take a connection or transaction
 //! from the caller, which owns the transaction boundaries (the services).
 
+pub mod accounts;
 pub mod admin;
 pub mod levels;
 pub mod members;

@@ -9,8 +9,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{Ctx, members::insert_user};
+use crate::db::accounts as login_db;
 use crate::db::members as db;
-use crate::db::notifications as login_db;
 use crate::domain::{Email, parse_display_name, parse_password};
 use crate::error::{Error, Result};
 
