@@ -102,6 +102,103 @@ pub async fn find_keyed(
     }))
 }
 
+/// What the one-statement earn (`earn_points` in SQL) decided; see migration 0005.
+#[derive(Debug)]
+pub enum FastEarn {
+    Created(Transaction),
+    Replay(Keyed),
+    NotFound,
+    PerTransaction {
+        actual: i64,
+    },
+    Daily {
+        actual: i64,
+        earned_today: i64,
+    },
+    /// the order amount may move the member up a level: run the full transaction
+    Slow,
+}
+
+pub struct EarnCall<'a> {
+    pub user_id: i64,
+    pub base_points: i64,
+    pub amount: Option<Decimal>,
+    pub source_type: &'a str,
+    pub source_id: &'a str,
+    pub now: OffsetDateTime,
+    pub tz: &'a str,
+    pub expires_at: OffsetDateTime,
+    pub max_per_transaction: i64,
+    pub daily_limit: i64,
+    pub check_upgrade: bool,
+}
+
+/// An earn in one round trip, committing on its own (call it outside a transaction).
+pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Result<FastEarn> {
+    let r = sqlx::query!(
+        r#"select outcome as "outcome!", id, user_id, transaction_type, points_change,
+                  balance_after, reference_type, reference_id, description, status,
+                  unrecovered, created_at, requested_points, amount, actual, earned_today
+             from earn_points($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
+        c.user_id,
+        c.base_points,
+        c.amount,
+        c.source_type,
+        c.source_id,
+        c.now,
+        c.tz,
+        c.expires_at,
+        c.max_per_transaction,
+        c.daily_limit,
+        c.check_upgrade,
+    )
+    .fetch_one(conn)
+    .await?;
+    let tx = || -> Option<Transaction> {
+        Some(Transaction {
+            id: r.id?,
+            user_id: r.user_id?,
+            transaction_type: r.transaction_type.clone()?,
+            points_change: r.points_change?,
+            balance_after: r.balance_after?,
+            reference_type: r.reference_type.clone(),
+            reference_id: r.reference_id.clone(),
+            description: r.description.clone()?,
+            status: r.status.clone()?,
+            unrecovered: r.unrecovered?,
+            created_at: r.created_at?,
+        })
+    };
+    let missing =
+        || sqlx::Error::Protocol(format!("earn_points: {} without a transaction", r.outcome));
+    Ok(match r.outcome.as_str() {
+        "created" => FastEarn::Created(tx().ok_or_else(missing)?),
+        "replay" => FastEarn::Replay(Keyed {
+            tx: tx().ok_or_else(missing)?,
+            requested_points: r.requested_points,
+            amount: r.amount,
+            reversed_points: 0,
+            reversed_amount: Decimal::ZERO,
+            refunded: false,
+            batch_id: None,
+        }),
+        "not_found" => FastEarn::NotFound,
+        "per_tx" => FastEarn::PerTransaction {
+            actual: r.actual.unwrap_or(i64::MAX),
+        },
+        "daily" => FastEarn::Daily {
+            actual: r.actual.unwrap_or_default(),
+            earned_today: r.earned_today.unwrap_or_default(),
+        },
+        "slow" => FastEarn::Slow,
+        other => {
+            return Err(sqlx::Error::Protocol(format!(
+                "earn_points returned an unknown outcome {other}"
+            )));
+        }
+    })
+}
+
 pub struct NewEarn<'a> {
     pub user_id: i64,
     pub points: i64,

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{Ctx, members, run_to_completion};
 use crate::db::members as member_db;
-use crate::db::points::{self as db, Keyed, LockedMember, NewCredit, NewDebit, NewEarn};
+use crate::db::points::{self as db, FastEarn, Keyed, LockedMember, NewCredit, NewDebit, NewEarn};
 use crate::domain::{
     Batch, Money, Outcome, Points, PointsSummary, Reference, Transaction, parse_reason,
 };
@@ -118,7 +118,7 @@ impl PointService {
     pub async fn earn_points(&self, req: EarnRequest) -> Result<Outcome> {
         let this = self.clone();
         run_to_completion(async move {
-            let outcome = match this.ctx.guarded(req.user_id, || this.earn_tx(&req)).await {
+            let outcome = match this.ctx.guarded(req.user_id, || this.earn_one(&req)).await {
                 Err(Error::KeyRace) => {
                     // Another member's earn with this key committed first.
                     this.replay_after_race("earn", &req.source_type, &req.source_id, "", |k| {
@@ -139,6 +139,59 @@ impl PointService {
             Ok(outcome)
         })
         .await
+    }
+
+    /// The common earn is one statement (see `earn_points` in migration 0005); only an
+    /// earn whose order amount may change the member's level takes [`Self::earn_tx`].
+    async fn earn_one(&self, req: &EarnRequest) -> Result<Outcome> {
+        let cfg = &self.ctx.config;
+        let now = self.now();
+        let mut conn = self.ctx.pool.acquire().await?;
+        let call = db::EarnCall {
+            user_id: req.user_id,
+            base_points: req.base_points.get(),
+            amount: req.amount.map(Money::get),
+            source_type: req.source_type.as_str(),
+            source_id: req.source_id.as_str(),
+            now,
+            tz: &cfg.member_timezone,
+            expires_at: now + Duration::days(cfg.points_expiry_days),
+            max_per_transaction: cfg.max_points_per_transaction,
+            daily_limit: cfg.daily_points_limit,
+            check_upgrade: cfg.auto_upgrade,
+        };
+        match db::earn_fast(&mut conn, &call).await {
+            Ok(FastEarn::Created(transaction)) => Ok(Outcome {
+                transaction,
+                replayed: false,
+                upgrade: None,
+            }),
+            Ok(FastEarn::Replay(k)) => {
+                let same = same_earn(&k, req);
+                replay_or_conflict(k, same)
+            }
+            Ok(FastEarn::NotFound) => Err(Error::MemberNotFound {
+                user_id: req.user_id,
+            }),
+            Ok(FastEarn::PerTransaction { actual }) => Err(Error::PointsPerTransactionExceeded {
+                max: cfg.max_points_per_transaction,
+                actual,
+            }),
+            Ok(FastEarn::Daily {
+                actual,
+                earned_today,
+            }) => Err(Error::DailyPointsLimitExceeded {
+                limit: cfg.daily_points_limit,
+                earned_today,
+                requested: actual,
+            }),
+            Ok(FastEarn::Slow) => {
+                drop(conn);
+                self.earn_tx(req).await
+            }
+            Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => Err(Error::KeyRace),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn earn_tx(&self, req: &EarnRequest) -> Result<Outcome> {
