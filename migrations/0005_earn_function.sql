@@ -1,6 +1,8 @@
 -- An earn in one statement (one round trip, the member's row locked for no longer than the
 -- statement). Called outside an explicit transaction, so it commits on its own when it
 -- returns 'created' and writes nothing for any other outcome:
+--   unauthorized  p_key_hash is given and is no valid API key (checked first: an API
+--              earn is authenticated in the same round trip; null for trusted callers)
 --   created    the transaction, its batch and the member's totals were written
 --   replay     the key is taken: the earlier transaction is returned (the caller compares
 --              it with the request: a replay or a conflict)
@@ -13,7 +15,7 @@
 create function earn_points(
     p_user bigint, p_base bigint, p_amount numeric, p_source_type text, p_source_id text,
     p_now timestamptz, p_tz text, p_expires_at timestamptz,
-    p_max_per_tx bigint, p_daily_limit bigint, p_check_upgrade boolean
+    p_max_per_tx bigint, p_daily_limit bigint, p_check_upgrade boolean, p_key_hash text
 ) returns table (
     outcome text, id bigint, user_id bigint, transaction_type text, points_change bigint,
     balance_after bigint, reference_type text, reference_id text, description text,
@@ -32,19 +34,21 @@ declare
     v_balance bigint;
     v_tx bigint;
 begin
-    select p.total_spent, p.daily_earned_date, p.daily_earned_points, l.level_order,
-           l.point_multiplier
-      into m
-      from member_profiles p
-      join member_levels l on l.id = p.level_id
-     where p.user_id = p_user
-       for update of p;
-    if not found then
-        outcome := 'not_found';
-        return next;
-        return;
+    if p_key_hash is not null then
+        -- as use_api_key: last_used_at refreshed at most once a minute
+        update api_keys a set last_used_at = p_now
+         where a.key_hash = p_key_hash and a.revoked_at is null
+           and (a.last_used_at is null or a.last_used_at < p_now - interval '1 minute');
+        if not found and not exists (select 1 from api_keys a
+                                      where a.key_hash = p_key_hash and a.revoked_at is null) then
+            outcome := 'unauthorized';
+            return next;
+            return;
+        end if;
     end if;
 
+    -- A committed earn with this key is a replay (or a conflict) whoever holds the lock:
+    -- looked up before the lock, so the row lock covers only the writes.
     select t.id, t.user_id, t.transaction_type, t.points_change, t.balance_after,
            t.reference_type, t.reference_id, t.description, t.status, t.unrecovered,
            t.created_at, t.requested_points, t.amount
@@ -59,6 +63,19 @@ begin
         reference_type := k.reference_type; reference_id := k.reference_id;
         description := k.description; status := k.status; unrecovered := k.unrecovered;
         created_at := k.created_at; requested_points := k.requested_points; amount := k.amount;
+        return next;
+        return;
+    end if;
+
+    select p.total_spent, p.daily_earned_date, p.daily_earned_points, l.level_order,
+           l.point_multiplier
+      into m
+      from member_profiles p
+      join member_levels l on l.id = p.level_id
+     where p.user_id = p_user
+       for update of p;
+    if not found then
+        outcome := 'not_found';
         return next;
         return;
     end if;
@@ -90,7 +107,10 @@ begin
         end if;
     end if;
 
-    perform expire_member_batches(p_user, p_now);
+    if exists (select 1 from point_batches b
+                where b.user_id = p_user and b.available_points > 0 and b.expires_at <= p_now) then
+        perform expire_member_batches(p_user, p_now);
+    end if;
 
     update member_profiles p
        set available_points = p.available_points + actual,

@@ -108,6 +108,7 @@ pub enum FastEarn {
     Created(Transaction),
     Replay(Keyed),
     NotFound,
+    Unauthorized,
     PerTransaction {
         actual: i64,
     },
@@ -131,6 +132,8 @@ pub struct EarnCall<'a> {
     pub max_per_transaction: i64,
     pub daily_limit: i64,
     pub check_upgrade: bool,
+    /// an API key to check in the same statement (its SHA-256 hash); None for trusted callers
+    pub key_hash: Option<&'a str>,
 }
 
 /// An earn in one round trip, committing on its own (call it outside a transaction).
@@ -139,7 +142,7 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
         r#"select outcome as "outcome!", id, user_id, transaction_type, points_change,
                   balance_after, reference_type, reference_id, description, status,
                   unrecovered, created_at, requested_points, amount, actual, earned_today
-             from earn_points($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
+             from earn_points($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
         c.user_id,
         c.base_points,
         c.amount,
@@ -151,6 +154,7 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
         c.max_per_transaction,
         c.daily_limit,
         c.check_upgrade,
+        c.key_hash,
     )
     .fetch_one(conn)
     .await?;
@@ -183,6 +187,7 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
             batch_id: None,
         }),
         "not_found" => FastEarn::NotFound,
+        "unauthorized" => FastEarn::Unauthorized,
         "per_tx" => FastEarn::PerTransaction {
             actual: r.actual.unwrap_or(i64::MAX),
         },

@@ -184,8 +184,13 @@ pub async fn create_api_key(ctx: &Ctx, name: &str, created_by: Option<i64>) -> R
 
 /// The id of a valid (unrevoked) key.
 pub async fn authenticate_api_key(ctx: &Ctx, key: &str) -> Result<i64> {
+    authenticate_api_key_hash(ctx, &api_key_hash(key)).await
+}
+
+/// As [`authenticate_api_key`], from the key's hash.
+pub async fn authenticate_api_key_hash(ctx: &Ctx, key_hash: &str) -> Result<i64> {
     let mut conn = ctx.pool.acquire().await?;
-    db::use_api_key(&mut conn, &api_key_hash(key), ctx.clock.now())
+    db::use_api_key(&mut conn, key_hash, ctx.clock.now())
         .await?
         .ok_or(Error::Unauthorized)
 }

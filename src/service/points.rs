@@ -116,9 +116,20 @@ impl PointService {
     /// Credits points for an order or other source (seed: `earn_points`).
     #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
     pub async fn earn_points(&self, req: EarnRequest) -> Result<Outcome> {
+        self.earn_points_as(None, req).await
+    }
+
+    /// An earn for an API caller whose key (its SHA-256 hash) is checked in the same
+    /// statement as the earn; `None` for trusted callers.
+    pub async fn earn_points_as(
+        &self,
+        key_hash: Option<String>,
+        req: EarnRequest,
+    ) -> Result<Outcome> {
         let this = self.clone();
         run_to_completion(async move {
-            let outcome = match this.ctx.guarded(req.user_id, || this.earn_one(&req)).await {
+            let earn = || this.earn_one(&req, key_hash.as_deref());
+            let outcome = match this.ctx.guarded(req.user_id, earn).await {
                 Err(Error::KeyRace) => {
                     // Another member's earn with this key committed first.
                     this.replay_after_race("earn", &req.source_type, &req.source_id, "", |k| {
@@ -143,7 +154,7 @@ impl PointService {
 
     /// The common earn is one statement (see `earn_points` in migration 0005); only an
     /// earn whose order amount may change the member's level takes [`Self::earn_tx`].
-    async fn earn_one(&self, req: &EarnRequest) -> Result<Outcome> {
+    async fn earn_one(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
         let cfg = &self.ctx.config;
         let now = self.now();
         let mut conn = self.ctx.pool.acquire().await?;
@@ -159,6 +170,7 @@ impl PointService {
             max_per_transaction: cfg.max_points_per_transaction,
             daily_limit: cfg.daily_points_limit,
             check_upgrade: cfg.auto_upgrade,
+            key_hash,
         };
         match db::earn_fast(&mut conn, &call).await {
             Ok(FastEarn::Created(transaction)) => Ok(Outcome {
@@ -170,6 +182,7 @@ impl PointService {
                 let same = same_earn(&k, req);
                 replay_or_conflict(k, same)
             }
+            Ok(FastEarn::Unauthorized) => Err(Error::Unauthorized),
             Ok(FastEarn::NotFound) => Err(Error::MemberNotFound {
                 user_id: req.user_id,
             }),

@@ -103,6 +103,29 @@ impl FromRequestParts<Services> for ApiKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &Services) -> Result<Self, Self::Rejection> {
+        let key = BearerKey::from_request_parts(parts, s).await?;
+        Ok(ApiKey(key.verify(s).await?))
+    }
+}
+
+/// An API key as sent, not yet checked: for a route that checks it in the same round trip
+/// as its work (earn). Anything that route refuses before that work must call
+/// [`BearerKey::verify`] first, so a caller without a valid key only ever learns 401.
+pub struct BearerKey {
+    /// SHA-256 of the key, as stored
+    pub hash: String,
+}
+
+impl BearerKey {
+    pub async fn verify(&self, s: &Services) -> Result<i64, Error> {
+        accounts::authenticate_api_key_hash(&s.ctx, &self.hash).await
+    }
+}
+
+impl FromRequestParts<Services> for BearerKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &Services) -> Result<Self, Self::Rejection> {
         let key = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -111,7 +134,9 @@ impl FromRequestParts<Services> for ApiKey {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 200)
             .ok_or(Error::Unauthorized)?;
-        Ok(ApiKey(accounts::authenticate_api_key(&s.ctx, key).await?))
+        Ok(BearerKey {
+            hash: accounts::api_key_hash(key),
+        })
     }
 }
 

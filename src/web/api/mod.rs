@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::ApiError;
-use self::extract::{ApiKey, JsonBody, user_id};
+use self::extract::{ApiKey, BearerKey, JsonBody, user_id};
 use crate::domain::{
     Batch, Level, Money, Outcome, Points, PointsSummary, Profile, Reference, Transaction,
     UpgradeProgress, UpgradeResult,
@@ -348,18 +348,28 @@ pub struct EarnBody {
               (status = 404, description = "MEMBER_NOT_FOUND", body = ErrorBody), (status = 401, description = "missing, unknown or revoked API key", body = ErrorBody)))]
 async fn earn(
     State(s): State<Services>,
-    _key: ApiKey,
+    key: BearerKey,
     Path(id): Path<String>,
-    JsonBody(b): JsonBody<EarnBody>,
+    body: Result<JsonBody<EarnBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let req = EarnRequest {
-        user_id: user_id(&id)?,
-        base_points: Points::parse("base_points", b.base_points)?,
-        source_type: Reference::parse("source_type", &b.source_type)?,
-        source_id: Reference::parse("source_id", &b.source_id)?,
-        amount: b.amount.map(|a| Money::parse("amount", a)).transpose()?,
-    };
-    Ok(outcome(s.points.earn_points(req).await?))
+    // The key is checked by the earn's own statement; a request refused before it gets
+    // its key checked first, so without a valid key the answer is always 401.
+    let parsed = body.and_then(|JsonBody(b)| {
+        Ok(EarnRequest {
+            user_id: user_id(&id)?,
+            base_points: Points::parse("base_points", b.base_points)?,
+            source_type: Reference::parse("source_type", &b.source_type)?,
+            source_id: Reference::parse("source_id", &b.source_id)?,
+            amount: b.amount.map(|a| Money::parse("amount", a)).transpose()?,
+        })
+    });
+    match parsed {
+        Ok(req) => Ok(outcome(s.points.earn_points_as(Some(key.hash), req).await?)),
+        Err(e) => {
+            key.verify(&s).await?;
+            Err(e)
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
