@@ -131,29 +131,55 @@ impl Embedded {
         pg.port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        pg.launch()?;
+        pg.started = true;
+        Ok(pg)
+    }
+
+    /// `pg_ctl start` on this cluster's port, waiting until it accepts connections.
+    fn launch(&self) -> anyhow::Result<()> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {}",
-            pg.port,
-            pg.data.display()
+            self.port,
+            self.data.display()
         );
-        let out = pg
+        let out = self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&pg.data)
+            .arg(&self.data)
             .arg("-l")
-            .arg(pg.data.join("server.log"))
+            .arg(self.data.join("server.log"))
             .args(["-o", &options, "-w", "-t", "60", "start"])
             .output()
             .context("running pg_ctl start")?;
         if !out.status.success() {
             bail!(
                 "PostgreSQL did not start (see {}): {}",
-                pg.data.join("server.log").display(),
+                self.data.join("server.log").display(),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        pg.started = true;
-        Ok(pg)
+        Ok(())
+    }
+
+    /// Stops the server in immediate mode (as a crash would: no checkpoint, clients cut
+    /// off), for fault tests; [`Self::start_again`] brings it back on the same port.
+    pub fn stop_immediately(&self) -> anyhow::Result<()> {
+        let status = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running pg_ctl stop")?;
+        anyhow::ensure!(status.success(), "pg_ctl stop -m immediate failed");
+        Ok(())
+    }
+
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        self.launch()
     }
 
     /// Where the cluster keeps its data.

@@ -44,6 +44,9 @@ pub enum Error {
     /// has committed; the caller reads the winner to replay or report a conflict.
     #[error("another points operation for this member is in progress; retry shortly")]
     KeyRace,
+    /// PostgreSQL cannot be reached (restarting, down, or no connection free in time).
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -72,6 +75,7 @@ impl Error {
             Self::ConcurrentOperation | Self::KeyRace => "CONCURRENT_OPERATION",
             Self::LevelInUse { .. } => "LEVEL_IN_USE",
             Self::EmailTaken => "EMAIL_TAKEN",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -91,6 +95,7 @@ impl Error {
             | Self::KeyRace
             | Self::LevelInUse { .. }
             | Self::EmailTaken => 409,
+            Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -126,7 +131,25 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e.into())
+        if is_unavailable(&e) {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Internal(e.into())
+        }
+    }
+}
+
+/// Whether a database error means "PostgreSQL is not there right now" rather than a bug:
+/// no connection in time, a broken connection, or the server shutting down or starting
+/// (SQLSTATE classes 08 and 57P). Nothing was committed by the failed statement, so the
+/// client may retry with the same idempotency key.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 

@@ -33,6 +33,11 @@ pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 
+/// How long a request waits for a connection (or for PostgreSQL to accept one) before it
+/// fails with 503 SERVICE_UNAVAILABLE: long enough to ride out a restart, short enough that
+/// a client is not left hanging while the database is down.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The pool of the application. A pooled connection is only ever used by a task that is
 /// not cancelled mid-transaction (see `service::run_to_completion`).
 pub async fn connect(config: &Config, max_connections: u32) -> anyhow::Result<PgPool> {
@@ -43,7 +48,7 @@ pub async fn connect(config: &Config, max_connections: u32) -> anyhow::Result<Pg
         // broken under the pool (PostgreSQL restarted) fails its next query, which the
         // caller sees as 503 DATABASE_UNAVAILABLE, and is then dropped from the pool.
         .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
         .with_context(|| {

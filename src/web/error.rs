@@ -43,6 +43,10 @@ impl IntoResponse for PageError {
         let status =
             StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match &self.error {
+            Error::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                error_page(status, self.lang, self.lang.t("err.unavailable"), None)
+            }
             Error::Internal(e) => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 tracing::error!(request_id = %id, error = ?e, "page failed");
@@ -109,6 +113,7 @@ pub fn localized(err: &Error, lang: Lang) -> String {
         Error::MemberNotFound { .. } | Error::LevelNotFound { .. } | Error::NotFound { .. } => {
             t("error.not_found")
         }
+        Error::Unavailable(_) => t("err.unavailable"),
         Error::Internal(_) => t("error.internal"),
     }
 }

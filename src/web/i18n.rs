@@ -431,6 +431,11 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "This reference was already used with different details.",
     ),
     (
+        "err.unavailable",
+        "服务暂时不可用，请稍后重试。",
+        "The service is temporarily unavailable; try again shortly.",
+    ),
+    (
         "err.concurrent",
         "该会员正在进行其他积分操作，请稍后重试。",
         "Another points operation for this member is in progress; try again shortly.",

@@ -12,6 +12,7 @@ mod concurrency;
 mod earn;
 mod embedded;
 mod expiry;
+mod faults;
 mod levels;
 mod members;
 mod model;

@@ -46,6 +46,9 @@ impl IntoResponse for ApiError {
         if let Some(f) = self.field {
             body["field"] = json!(f);
         }
+        if let Error::Unavailable(e) = &self.error {
+            tracing::warn!(error = %e, "database unavailable");
+        }
         if let Error::Internal(e) = &self.error {
             let id = uuid::Uuid::new_v4().simple().to_string();
             tracing::error!(request_id = %id, error = ?e, "api request failed");
