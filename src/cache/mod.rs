@@ -44,6 +44,13 @@ impl Keys {
         format!("{}member_system:version:{user_id}", self.prefix)
     }
 
+    /// Bumped by an instance that failed to reach Redis, once it reaches it again: every
+    /// entry is stamped with the epoch too, so entries that a failed invalidation should
+    /// have dropped are never served after the outage.
+    pub fn epoch(&self) -> String {
+        format!("{}member_system:epoch", self.prefix)
+    }
+
     pub fn levels_version(&self) -> String {
         format!("{}member_system:levels:version", self.prefix)
     }
@@ -115,22 +122,33 @@ enum Backend {
     Local(moka::future::Cache<String, (Arc<str>, Instant)>),
 }
 
+/// Redis failures this instance has seen, and how many of them a bump of the epoch has
+/// covered. While `failures > fenced`, Redis entries are not trusted: the next operation
+/// (or the background probe) bumps the epoch first.
+#[derive(Debug, Default)]
+struct Fence {
+    failures: AtomicU64,
+    fenced: AtomicU64,
+    probing: std::sync::atomic::AtomicBool,
+}
+
 #[derive(Clone)]
 pub struct Cache {
     backend: Backend,
     pub keys: Keys,
     pub stats: Arc<CacheStats>,
+    fence: Arc<Fence>,
     /// How long version tokens live: longer than any entry, so an entry never outlives
     /// the token it was checked against.
     version_ttl: Duration,
 }
 
-/// The version token a read saw. An entry is stored with the token that was current
-/// *before* its data was read from PostgreSQL; a write that commits in between replaces
-/// the token, so that entry is never served (the race where a slow reader stores a value
-/// older than the latest write).
+/// The version token (and epoch) a read saw. An entry is stored with the token that was
+/// current *before* its data was read from PostgreSQL; a write that commits in between
+/// replaces the token, so that entry is never served (the race where a slow reader stores
+/// a value older than the latest write). `None`: Redis could not be read, store nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamp(String);
+pub struct Stamp(Option<String>);
 
 #[derive(serde::Serialize)]
 struct EnvelopeOut<'a, T> {
@@ -151,6 +169,7 @@ impl Cache {
             backend: Backend::Redis(conn),
             keys,
             stats: Arc::default(),
+            fence: Arc::default(),
             version_ttl: longest_ttl + Duration::from_secs(3600),
         }
     }
@@ -165,6 +184,7 @@ impl Cache {
             backend: Backend::Local(store),
             keys,
             stats: Arc::default(),
+            fence: Arc::default(),
             version_ttl: longest_ttl + Duration::from_secs(3600),
         }
     }
@@ -200,7 +220,10 @@ impl Cache {
                 )
             }
             Backend::Redis(conn) => {
-                let keys = [key.to_owned(), version_key.to_owned()];
+                if !self.fenced(conn).await {
+                    return self.miss(Stamp(None));
+                }
+                let keys = [key.to_owned(), version_key.to_owned(), self.keys.epoch()];
                 match conn
                     .run(|mut c| async move {
                         redis::cmd("MGET")
@@ -210,40 +233,77 @@ impl Cache {
                     })
                     .await
                 {
-                    Ok(mut v) if v.len() == 2 => {
-                        let version = v.pop().flatten().map(Arc::from);
-                        (v.pop().flatten().map(Arc::from), version)
+                    Ok(v) if v.len() == 3 => {
+                        let mut v = v.into_iter();
+                        let raw = v.next().flatten().map(Arc::from);
+                        let version = v.next().flatten().unwrap_or_default();
+                        let epoch = v.next().flatten().unwrap_or_default();
+                        (raw, Some(Arc::from(format!("{version}@{epoch}"))))
                     }
-                    Ok(_) => (None, None),
+                    Ok(_) => return self.miss(Stamp(None)),
                     Err(e) => {
                         self.fallback("get", &e);
-                        (None, None)
+                        return self.miss(Stamp(None));
                     }
                 }
             }
         };
-        let stamp = Stamp(version.as_deref().unwrap_or("").to_owned());
+        let stamp = Stamp(Some(version.as_deref().unwrap_or("").to_owned()));
         let value = raw
             .and_then(|r| serde_json::from_str::<EnvelopeIn<T>>(&r).ok())
-            .filter(|e| e.v == stamp.0)
+            .filter(|e| Some(&e.v) == stamp.0.as_ref())
             .map(|e| e.d);
-        let counter = if value.is_some() {
-            metrics::counter!("member_system_cache_hits_total").increment(1);
-            &self.stats.hits
-        } else {
-            metrics::counter!("member_system_cache_misses_total").increment(1);
-            &self.stats.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        (value, stamp)
+        match value {
+            Some(v) => {
+                metrics::counter!("member_system_cache_hits_total").increment(1);
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                (Some(v), stamp)
+            }
+            None => self.miss(stamp),
+        }
+    }
+
+    fn miss<T>(&self, stamp: Stamp) -> (Option<T>, Stamp) {
+        metrics::counter!("member_system_cache_misses_total").increment(1);
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        (None, stamp)
+    }
+
+    /// Whether Redis entries may be trusted: after a failure, only once this instance has
+    /// bumped the epoch (which voids every entry stored before it).
+    async fn fenced(&self, conn: &RedisConn) -> bool {
+        let failures = self.fence.failures.load(Ordering::SeqCst);
+        if failures <= self.fence.fenced.load(Ordering::SeqCst) {
+            return true;
+        }
+        match self.bump_epoch(conn, failures).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.fallback("get", &e);
+                false
+            }
+        }
+    }
+
+    /// `INCR` of the epoch; on success the failures up to `failures` count as fenced.
+    async fn bump_epoch(&self, conn: &RedisConn, failures: u64) -> Result<(), RedisFailure> {
+        let key = self.keys.epoch();
+        conn.run(
+            |mut c| async move { redis::cmd("INCR").arg(key).query_async::<i64>(&mut c).await },
+        )
+        .await?;
+        // covers the failures seen before the INCR, not any that came after
+        self.fence.fenced.fetch_max(failures, Ordering::SeqCst);
+        tracing::info!("redis reachable again; cache epoch bumped");
+        Ok(())
     }
 
     /// Stores a value read after `get` returned `stamp`.
     pub async fn set<T: Serialize>(&self, key: &str, stamp: &Stamp, value: &T, ttl: Duration) {
-        let Ok(raw) = serde_json::to_string(&EnvelopeOut {
-            v: &stamp.0,
-            d: value,
-        }) else {
+        let Some(v) = &stamp.0 else {
+            return;
+        };
+        let Ok(raw) = serde_json::to_string(&EnvelopeOut { v, d: value }) else {
             return;
         };
         match &self.backend {
@@ -333,12 +393,48 @@ impl Cache {
         self.invalidate(keys, versions).await;
     }
 
+    /// After a failure, bumps the epoch as soon as Redis answers again, even if no request
+    /// comes (one probe task at a time, every 100 ms).
+    fn probe_until_fenced(&self) {
+        let Backend::Redis(conn) = &self.backend else {
+            return;
+        };
+        if self.fence.probing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.fence.probing.store(false, Ordering::SeqCst);
+            return;
+        };
+        let (this, conn) = (self.clone(), conn.clone());
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let failures = this.fence.failures.load(Ordering::SeqCst);
+                if failures <= this.fence.fenced.load(Ordering::SeqCst) {
+                    break;
+                }
+                if this.bump_epoch(&conn, failures).await.is_ok() {
+                    break;
+                }
+            }
+            this.fence.probing.store(false, Ordering::SeqCst);
+            // a failure that came while this probe was finishing gets a probe of its own
+            if this.fence.failures.load(Ordering::SeqCst) > this.fence.fenced.load(Ordering::SeqCst)
+            {
+                this.probe_until_fenced();
+            }
+        });
+    }
+
     pub async fn invalidate_levels(&self) {
         self.invalidate(vec![self.keys.levels()], vec![self.keys.levels_version()])
             .await;
     }
 
     fn fallback(&self, op: &'static str, e: &RedisFailure) {
+        self.fence.failures.fetch_add(1, Ordering::SeqCst);
+        self.probe_until_fenced();
         self.stats.redis_fallbacks.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("member_system_redis_fallbacks_total", "op" => op).increment(1);
         tracing::warn!(op, error = %e, "redis unavailable; falling back to PostgreSQL");

@@ -91,31 +91,76 @@ impl Drop for Instance {
     }
 }
 
-/// A Redis server of the test's own, so it can be killed without touching anyone else's.
+/// A Redis server of the test's own, so it can be stopped without touching anyone else's.
+/// It keeps its data in an append-only file (fsync always), so a restart brings back
+/// what it held: an outage after which old entries return.
 struct PrivateRedis {
     child: Option<Child>,
+    port: u16,
+    dir: std::path::PathBuf,
     url: String,
 }
 
 impl PrivateRedis {
     async fn start() -> Self {
         let port = free_port();
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("redis-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Self {
+            child: None,
+            port,
+            dir,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (see README)");
-        let url = format!("redis://127.0.0.1:{port}");
+        self.child = Some(child);
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10));
+        loop {
+            let ready = redis::Client::open(self.url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await;
+            if let Ok(mut c) = ready {
+                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+                if pong.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis did not start"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Self {
-            child: Some(child),
-            url,
+    }
+
+    /// Stops the server the way an operator would (SIGTERM: the data is on disk).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let _ = c.wait();
         }
     }
 
@@ -130,6 +175,7 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -693,4 +739,63 @@ async fn a_postgres_crash_under_load_fails_fast_with_503_and_recovers() {
     pg.stop();
     let _ = std::fs::remove_dir_all(pg.data_dir());
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_outage_no_instance_serves_a_balance_older_than_the_last_change() {
+    let mut redis = PrivateRedis::start().await;
+    let db = TestDb::new().await;
+    let prefix = format!("{}:", db.name);
+    let fleet = Fleet::start(&db.url, Some((&redis.url, &prefix)), 2).await;
+    let bases = fleet.bases();
+    let balance_via = |at: usize| {
+        let (http, url, key) = (
+            fleet.http.clone(),
+            format!("{}/api/v1/members/{}", bases[at], fleet.user),
+            fleet.key.clone(),
+        );
+        async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["points"]["available"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let earn = |source: &'static str, at: usize| {
+        let (http, bases, key, path) = (
+            fleet.http.clone(),
+            bases.clone(),
+            fleet.key.clone(),
+            fleet.points_path("earn"),
+        );
+        async move {
+            let body = json!({"base_points": 100, "source_type": "order", "source_id": source});
+            post_until_final(&http, &bases, at, &key, &path, &body).await
+        }
+    };
+    assert_eq!(earn("BEFORE", 0).await.status, 201);
+    // both instances have the balance cached in Redis
+    for at in [0, 1, 0, 1] {
+        assert_eq!(balance_via(at).await, 100);
+    }
+    // Redis goes away (its data kept on disk): a write on A cannot invalidate the entries
+    redis.stop();
+    assert_eq!(earn("DURING", 0).await.status, 201);
+    // answers during the outage come from PostgreSQL
+    assert_eq!(balance_via(1).await, 200);
+    redis.spawn().await;
+    for at in [1, 0, 1, 0] {
+        assert_eq!(
+            balance_via(at).await,
+            200,
+            "stale balance via instance {at}"
+        );
+    }
+    // and the cache works again afterwards
+    assert_eq!(earn("AFTER", 1).await.status, 201);
+    for at in [0, 1] {
+        assert_eq!(balance_via(at).await, 300);
+    }
+    fleet.assert_ledger_clean();
 }
