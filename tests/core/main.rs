@@ -13,6 +13,7 @@ mod earn;
 mod embedded;
 mod expiry;
 mod faults;
+mod fuzz;
 mod levels;
 mod members;
 mod model;
