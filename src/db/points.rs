@@ -543,20 +543,24 @@ pub async fn expire_members(
     .await
 }
 
-/// Live batches of a member, first-expiring first.
+/// Live batches of a member, first-expiring first; the first `limit` of them when given
+/// (read off the FIFO index, so a page costs the same however many batches there are).
 pub async fn live_batches(
     conn: &mut PgConnection,
     user_id: i64,
     now: OffsetDateTime,
+    limit: Option<i64>,
 ) -> sqlx::Result<Vec<Batch>> {
     sqlx::query_as!(
         Batch,
         "select id, earned_points, available_points, expires_at, created_at
            from point_batches
           where user_id = $1 and available_points > 0 and expires_at > $2
-          order by expires_at, id",
+          order by expires_at, id
+          limit $3",
         user_id,
-        now
+        now,
+        limit
     )
     .fetch_all(conn)
     .await

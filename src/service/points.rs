@@ -718,7 +718,17 @@ impl PointService {
     pub async fn batches(&self, user_id: i64) -> Result<Vec<Batch>> {
         let mut conn = self.ctx.pool.acquire().await?;
         member_exists(&mut conn, user_id).await?;
-        Ok(db::live_batches(&mut conn, user_id, self.now()).await?)
+        Ok(db::live_batches(&mut conn, user_id, self.now(), None).await?)
+    }
+
+    /// The first `n` live batches to expire, and whether more follow.
+    pub async fn first_batches(&self, user_id: i64, n: usize) -> Result<(Vec<Batch>, bool)> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        let limit = i64::try_from(n).unwrap_or(i64::MAX - 1) + 1;
+        let mut batches = db::live_batches(&mut conn, user_id, self.now(), Some(limit)).await?;
+        let more = batches.len() > n;
+        batches.truncate(n);
+        Ok((batches, more))
     }
 
     /// History newest first; `cursor` is the id of the last item of the previous page.

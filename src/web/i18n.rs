@@ -160,6 +160,11 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("points.batch_left", "剩余", "Left"),
     ("points.batch_expires", "到期时间", "Expires"),
     (
+        "points.more_batches",
+        "仅列出最先到期的批次，其余批次到期更晚。",
+        "Only the batches that expire first are listed; the others expire later.",
+    ),
+    (
         "points.no_batches",
         "暂无可用积分。",
         "No points available.",

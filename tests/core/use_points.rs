@@ -22,6 +22,43 @@ async fn deductions(h: &Harness, tx_id: i64) -> Vec<(i64, i64)> {
 }
 
 #[tokio::test]
+async fn a_use_spanning_many_batches_walks_them_in_order_across_read_chunks() {
+    // consume_fifo reads the FIFO index 32 batches at a time: cross two chunk boundaries
+    let h = Harness::new().await;
+    let user = h.member().await;
+    for i in 0..70 {
+        h.earn(user, 10, &format!("B{i}")).await.unwrap();
+        h.clock.advance(Duration::minutes(1));
+    }
+    let out = h.spend(user, 655, "PAY-MANY").await.unwrap();
+    let taken = deductions(&h, out.transaction.id).await;
+    assert_eq!(taken.len(), 66);
+    assert!(taken[..65].iter().all(|d| *d == (10, 10)));
+    assert_eq!(taken[65], (10, 5));
+    let left: Vec<i64> =
+        h.s.points
+            .batches(user)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.available_points)
+            .collect();
+    assert_eq!(left, vec![5, 10, 10, 10, 10]);
+    let (first, more) = h.s.points.first_batches(user, 3).await.unwrap();
+    assert_eq!(
+        first.iter().map(|b| b.available_points).collect::<Vec<_>>(),
+        vec![5, 10, 10]
+    );
+    assert!(more);
+    assert!(!h.s.points.first_batches(user, 5).await.unwrap().1);
+    assert!(matches!(
+        h.spend(user, 46, "PAY-TOO-MUCH").await.unwrap_err().code(),
+        "INSUFFICIENT_POINTS"
+    ));
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
 async fn use_consumes_batches_first_expiring_first_and_records_each_deduction() {
     let h = Harness::new().await;
     let user = h.member().await;

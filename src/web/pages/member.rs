@@ -52,9 +52,16 @@ pub struct PointsQuery {
 #[template(path = "pages/member/points.html")]
 pub struct PointsPage {
     pub ctx: PageCtx,
+    /// the first batches to expire
     pub batches: Vec<Batch>,
+    /// more batches expire after those
+    pub more_batches: bool,
     pub rows: HistoryRows,
 }
+
+/// Batches listed on the points page: the next to expire (the page stays the same size
+/// however many batches a member has).
+pub const BATCHES_SHOWN: usize = 10;
 
 /// The rows of the history table and the "load more" link after them: the whole answer
 /// to an htmx "load more", and part of the full page.
@@ -117,10 +124,16 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
     if page.ctx.htmx && cursor.is_some() {
         return Ok(rows.into_response());
     }
-    let batches = page.services.points.batches(user).await.in_lang(lang)?;
+    let (batches, more_batches) = page
+        .services
+        .points
+        .first_batches(user, BATCHES_SHOWN)
+        .await
+        .in_lang(lang)?;
     Ok(PointsPage {
         ctx: page.ctx,
         batches,
+        more_batches,
         rows,
     }
     .into_response())
