@@ -132,6 +132,14 @@ struct Fence {
     probing: std::sync::atomic::AtomicBool,
 }
 
+impl Fence {
+    /// The failure count an epoch bump must cover, or None when all are covered.
+    fn pending(&self) -> Option<u64> {
+        let failures = self.failures.load(Ordering::SeqCst);
+        (failures > self.fenced.load(Ordering::SeqCst)).then_some(failures)
+    }
+}
+
 #[derive(Clone)]
 pub struct Cache {
     backend: Backend,
@@ -272,10 +280,9 @@ impl Cache {
     /// Whether Redis entries may be trusted: after a failure, only once this instance has
     /// bumped the epoch (which voids every entry stored before it).
     async fn fenced(&self, conn: &RedisConn) -> bool {
-        let failures = self.fence.failures.load(Ordering::SeqCst);
-        if failures <= self.fence.fenced.load(Ordering::SeqCst) {
+        let Some(failures) = self.fence.pending() else {
             return true;
-        }
+        };
         match self.bump_epoch(conn, failures).await {
             Ok(()) => true,
             Err(e) => {
@@ -410,18 +417,16 @@ impl Cache {
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let failures = this.fence.failures.load(Ordering::SeqCst);
-                if failures <= this.fence.fenced.load(Ordering::SeqCst) {
+                let Some(failures) = this.fence.pending() else {
                     break;
-                }
+                };
                 if this.bump_epoch(&conn, failures).await.is_ok() {
                     break;
                 }
             }
             this.fence.probing.store(false, Ordering::SeqCst);
             // a failure that came while this probe was finishing gets a probe of its own
-            if this.fence.failures.load(Ordering::SeqCst) > this.fence.fenced.load(Ordering::SeqCst)
-            {
+            if this.fence.pending().is_some() {
                 this.probe_until_fenced();
             }
         });
