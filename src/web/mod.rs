@@ -11,9 +11,10 @@ pub mod pages;
 pub mod session;
 
 use axum::Router;
+use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -33,57 +34,9 @@ const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
 pub fn router(services: Services) -> Router {
     let pool = services.ctx.pool.clone();
     let secure = services.ctx.config.cookie_secure;
-    let pages = Router::new()
-        .route("/", get(pages::member::home))
-        .route(
-            "/login",
-            get(pages::auth::login_form).post(pages::auth::login),
-        )
-        .route(
-            "/register",
-            get(pages::auth::register_form).post(pages::auth::register),
-        )
-        .route("/logout", post(pages::auth::logout))
-        .route("/lang", post(pages::auth::set_language))
-        .route("/profile", get(pages::member::profile))
-        .route("/points", get(pages::member::points))
-        .route("/upgrade", get(pages::member::upgrade))
-        .route("/notifications", get(pages::member::notifications))
-        .route(
-            "/notifications/read-all",
-            post(pages::member::mark_all_read),
-        )
-        .route("/notifications/{id}/read", post(pages::member::mark_read))
-        .route("/admin", get(pages::admin::dashboard))
-        .route(
-            "/admin/levels",
-            get(pages::admin::levels).post(pages::admin::create_level),
-        )
-        .route(
-            "/admin/levels/recalculate",
-            get(pages::admin::recalculate_preview).post(pages::admin::recalculate_apply),
-        )
-        .route(
-            "/admin/levels/{id}",
-            get(pages::admin::edit_level).post(pages::admin::update_level),
-        )
-        .route(
-            "/admin/levels/{id}/active",
-            post(pages::admin::set_level_active),
-        )
-        .route("/admin/members", get(pages::admin::members))
-        .route("/admin/members/{id}", get(pages::admin::member))
-        .route("/admin/members/{id}/adjust", post(pages::admin::adjust))
-        .route("/admin/members/{id}/level", post(pages::admin::set_level))
-        .route("/admin/audit", get(pages::admin::audit))
-        .route(
-            "/admin/api-keys",
-            get(pages::admin::api_keys).post(pages::admin::create_api_key),
-        )
-        .route(
-            "/admin/api-keys/{id}/revoke",
-            post(pages::admin::revoke_api_key),
-        )
+    let pages = page_routes()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handlers))
         .fallback(pages::not_found)
         .layer(middleware::from_fn(csrf::require_token))
         .layer(session::layer(pool, secure));
@@ -120,6 +73,93 @@ pub fn router(services: Services) -> Router {
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+}
+
+/// Who may use a page route. The security tests read [`page_routes`] and check that each
+/// route refuses everyone its access excludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// anyone, logged in or not
+    Public,
+    /// a logged-in member or staff user; others go to the login page
+    User,
+    /// staff only: members get 403, others go to the login page
+    Staff,
+}
+
+/// One page route: its path, who may use it, and which methods it answers.
+pub struct PageRoute {
+    pub path: &'static str,
+    pub access: Access,
+    pub get: bool,
+    pub post: bool,
+    handlers: MethodRouter<Services>,
+}
+
+impl PageRoute {
+    fn new(path: &'static str, access: Access) -> Self {
+        Self {
+            path,
+            access,
+            get: false,
+            post: false,
+            handlers: MethodRouter::new(),
+        }
+    }
+
+    fn get<H: Handler<T, Services>, T: 'static>(mut self, handler: H) -> Self {
+        self.handlers = self.handlers.get(handler);
+        self.get = true;
+        self
+    }
+
+    fn post<H: Handler<T, Services>, T: 'static>(mut self, handler: H) -> Self {
+        self.handlers = self.handlers.post(handler);
+        self.post = true;
+        self
+    }
+}
+
+/// Every page route. A POST is a state change and needs the CSRF token.
+pub fn page_routes() -> Vec<PageRoute> {
+    use Access::{Public, Staff, User};
+    use pages::{admin, auth, member};
+    let r = PageRoute::new;
+    vec![
+        r("/", Public).get(member::home),
+        r("/login", Public).get(auth::login_form).post(auth::login),
+        r("/register", Public)
+            .get(auth::register_form)
+            .post(auth::register),
+        r("/logout", Public).post(auth::logout),
+        r("/lang", Public).post(auth::set_language),
+        r("/profile", User).get(member::profile),
+        r("/points", User).get(member::points),
+        r("/upgrade", User).get(member::upgrade),
+        r("/notifications", User).get(member::notifications),
+        r("/notifications/read-all", User).post(member::mark_all_read),
+        r("/notifications/{id}/read", User).post(member::mark_read),
+        r("/admin", Staff).get(admin::dashboard),
+        r("/admin/levels", Staff)
+            .get(admin::levels)
+            .post(admin::create_level),
+        r("/admin/levels/recalculate", Staff)
+            .get(admin::recalculate_preview)
+            .post(admin::recalculate_apply),
+        r("/admin/levels/{id}", Staff)
+            .get(admin::edit_level)
+            .post(admin::update_level),
+        r("/admin/levels/{id}/active", Staff).post(admin::set_level_active),
+        r("/admin/members", Staff).get(admin::members),
+        r("/admin/members/{id}", Staff).get(admin::member),
+        r("/admin/members/{id}/adjust", Staff).post(admin::adjust),
+        r("/admin/members/{id}/level", Staff).post(admin::set_level),
+        r("/admin/audit", Staff).get(admin::audit),
+        r("/admin/api-keys", Staff)
+            .get(admin::api_keys)
+            .post(admin::create_api_key),
+        r("/admin/api-keys/{id}/revoke", Staff).post(admin::revoke_api_key),
+    ]
 }
 
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

@@ -544,14 +544,17 @@ async fn a_lock_lease_that_runs_out_loses_no_update() {
     fleet.assert_ledger_clean();
 }
 
+/// An operation a client saw through to its end: (kind, reference, final status).
+type Acknowledged = (&'static str, String, u16);
+
 /// A steady load of keyed earns and uses from `clients` tasks until `stop`; returns every
-/// acknowledged operation: (kind, reference, final status).
+/// acknowledged operation.
 fn steady_load(
     fleet: &Fleet,
     clients: usize,
     stop: Arc<AtomicBool>,
     bases: Arc<Vec<String>>,
-) -> Vec<tokio::task::JoinHandle<Vec<(&'static str, String, u16)>>> {
+) -> Vec<tokio::task::JoinHandle<Vec<Acknowledged>>> {
     (0..clients)
         .map(|c| {
             let (http, key, earn, use_) = (

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use member_portal::service::accounts;
 
+use crate::harness::fingerprint;
 use crate::web_harness::*;
 
 /// Values that do not belong where a field expects them, or only barely do.
@@ -132,30 +133,6 @@ fn to_bytes(rng: &mut StdRng, body: &Value) -> Vec<u8> {
 struct Target {
     path: &'static str,
     valid: Value,
-}
-
-/// Everything a refused request must not change.
-async fn fingerprint(pool: &sqlx::PgPool) -> Vec<i64> {
-    sqlx::query_scalar::<_, i64>(
-        "select unnest(array[
-            (select count(*) from users),
-            (select count(*) from member_profiles),
-            (select coalesce(sum(available_points), 0) from member_profiles)::bigint,
-            (select coalesce(sum(total_spent * 100), 0) from member_profiles)::bigint,
-            (select count(*) from point_transactions),
-            (select coalesce(sum(reversed_points), 0) from point_transactions)::bigint,
-            (select count(*) from point_transactions where refunded),
-            (select count(*) from point_batches),
-            (select coalesce(sum(available_points), 0) from point_batches)::bigint,
-            (select count(*) from batch_deductions),
-            (select count(*) from level_change_records),
-            (select count(*) from notifications),
-            (select count(*) from audit_log)
-         ])",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,3 +269,34 @@ pub fn use_req(user: i64, points: i64, reference: &str) -> UseRequest {
 pub fn dec(s: &str) -> rust_decimal::Decimal {
     s.parse().unwrap()
 }
+
+/// Everything a refused request must not change: counts and sums of the ledger, and a hash
+/// of every row staff or members can edit.
+pub async fn fingerprint(pool: &sqlx::PgPool) -> Vec<i64> {
+    sqlx::query_scalar::<_, i64>(
+        "select unnest(array[
+            (select count(*) from users),
+            (select hashtext(coalesce(string_agg(concat_ws('|', id, email, display_name, role, password_hash), ',' order by id), '')) from users)::bigint,
+            (select count(*) from member_profiles),
+            (select hashtext(coalesce(string_agg(concat_ws('|', user_id, level_id, member_code), ',' order by user_id), '')) from member_profiles)::bigint,
+            (select coalesce(sum(available_points), 0) from member_profiles)::bigint,
+            (select coalesce(sum(total_spent * 100), 0) from member_profiles)::bigint,
+            (select count(*) from point_transactions),
+            (select coalesce(sum(reversed_points), 0) from point_transactions)::bigint,
+            (select count(*) from point_transactions where refunded),
+            (select count(*) from point_batches),
+            (select coalesce(sum(available_points), 0) from point_batches)::bigint,
+            (select count(*) from batch_deductions),
+            (select count(*) from level_change_records),
+            (select hashtext(coalesce(string_agg(l::text, ',' order by id), '')) from member_levels l)::bigint,
+            (select count(*) from notifications),
+            (select count(*) from notifications where read_at is null),
+            (select count(*) from audit_log),
+            (select count(*) from api_keys),
+            (select count(*) from api_keys where revoked_at is not null)
+         ])",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}

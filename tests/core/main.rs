@@ -19,6 +19,7 @@ mod members;
 mod model;
 mod outbox;
 mod reverse_refund;
+mod security;
 mod use_points;
 mod web_admin;
 mod web_auth;

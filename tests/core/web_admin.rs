@@ -16,62 +16,6 @@ async fn staff_app() -> TestApp {
     app
 }
 
-const STAFF_PAGES: [&str; 7] = [
-    "/admin",
-    "/admin/levels",
-    "/admin/levels/1",
-    "/admin/levels/recalculate",
-    "/admin/members?q=a",
-    "/admin/audit",
-    "/admin/api-keys",
-];
-
-#[tokio::test]
-async fn staff_pages_refuse_members_and_anonymous_visitors() {
-    let app = spawn_app().await;
-    let ann = app.member("ann@example.com").await;
-    let member_page = format!("/admin/members/{ann}");
-    for page in STAFF_PAGES.iter().copied().chain([member_page.as_str()]) {
-        assert_eq!(app.get(page).await.status(), 303, "anonymous {page}");
-    }
-    app.login("ann@example.com", PASSWORD).await;
-    for page in STAFF_PAGES.iter().copied().chain([member_page.as_str()]) {
-        let r = app.get(page).await;
-        assert_eq!(r.status(), 403, "member {page}");
-    }
-    for (path, form) in [
-        (
-            "/admin/levels",
-            vec![
-                ("level_name", "X"),
-                ("level_order", "9"),
-                ("min_points", "99999"),
-                ("discount_rate", "0.5"),
-                ("point_multiplier", "3"),
-            ],
-        ),
-        ("/admin/levels/1/active", vec![("active", "false")]),
-        ("/admin/levels/recalculate", vec![]),
-        (
-            &format!("/admin/members/{ann}/adjust"),
-            vec![("points", "1000"), ("reason", "self-service")],
-        ),
-        ("/admin/api-keys", vec![("name", "mine")]),
-    ] {
-        assert_eq!(
-            app.post(path, &form).await.status(),
-            403,
-            "member POST {path}"
-        );
-    }
-    assert_eq!(
-        app.s.points.summary(ann).await.unwrap().available,
-        0,
-        "nothing changed"
-    );
-    assert_eq!(app.s.levels.list().await.unwrap().len(), 4);
-}
-
 #[tokio::test]
 async fn dashboard_draws_members_per_level_and_thirty_days_of_points() {
     let app = staff_app().await;

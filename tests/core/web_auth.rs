@@ -26,32 +26,6 @@ async fn login_then_logout() {
 }
 
 #[tokio::test]
-async fn session_id_is_cycled_at_login_and_the_cookie_is_httponly_lax() {
-    let app = spawn_app().await;
-    app.member("ann@example.com").await;
-    let first = app.get("/login").await;
-    let raw = first
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        raw.contains("HttpOnly") && raw.contains("SameSite=Lax"),
-        "{raw}"
-    );
-    assert!(
-        !raw.contains("Secure"),
-        "Secure only with COOKIE_SECURE=true"
-    );
-    let before = session_cookie(&first).unwrap();
-    let r = app.login("ann@example.com", PASSWORD).await;
-    let after = session_cookie(&r).expect("a new session id at login");
-    assert_ne!(before, after);
-}
-
-#[tokio::test]
 async fn an_idle_session_expires_and_a_login_ends_after_twelve_hours() {
     let app = spawn_app().await;
     app.member("ann@example.com").await;
@@ -139,79 +113,6 @@ async fn a_redirect_after_login_goes_only_to_a_same_site_path() {
         assert_eq!(location(&r), expected, "next={next}");
         app.post("/logout", &[]).await;
     }
-}
-
-#[tokio::test]
-async fn every_state_changing_route_refuses_a_request_without_the_csrf_token() {
-    let app = spawn_app().await;
-    let user = app.member("ann@example.com").await;
-    app.login("ann@example.com", PASSWORD).await;
-    let note: i64 = sqlx::query_scalar(
-        "insert into notifications (user_id, kind, payload, created_at) values ($1, 'level_changed', '{}', now()) returning id",
-    )
-    .bind(user)
-    .fetch_one(&app.s.ctx.pool)
-    .await
-    .unwrap();
-    let routes = [
-        "/login".to_owned(),
-        "/register".to_owned(),
-        "/logout".to_owned(),
-        "/lang".to_owned(),
-        "/notifications/read-all".to_owned(),
-        format!("/notifications/{note}/read"),
-    ];
-    for route in &routes {
-        for token in [None, Some("forged")] {
-            let mut form = vec![
-                ("email", "new@example.com"),
-                ("password", PASSWORD),
-                ("confirm", PASSWORD),
-                ("display_name", "N"),
-                ("lang", "en"),
-            ];
-            if let Some(t) = token {
-                form.push(("csrf_token", t));
-            }
-            let r = app
-                .client
-                .post(app.url(route))
-                .form(&form)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 403, "{route} with token {token:?}");
-        }
-        // a header with a wrong token is refused too
-        let r = app
-            .client
-            .post(app.url(route))
-            .header("x-csrf-token", "nope")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{route}");
-    }
-    // nothing changed: still logged in, notification unread, no new user, language unchanged
-    assert_eq!(app.get("/profile").await.status(), 200);
-    assert_eq!(app.s.notifications.unread_count(user).await.unwrap(), 1);
-    let users: i64 = sqlx::query_scalar("select count(*) from users")
-        .fetch_one(&app.s.ctx.pool)
-        .await
-        .unwrap();
-    assert_eq!(users, 1);
-    assert!(app.text("/profile").await.contains("lang=\"zh-CN\""));
-    // and the same requests with the token work (htmx sends it as a header)
-    let token = app.csrf().await;
-    let r = app
-        .client
-        .post(app.url("/notifications/read-all"))
-        .header("x-csrf-token", &token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    assert_eq!(app.s.notifications.unread_count(user).await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -24,13 +24,18 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::new().await;
-    let config = Config {
+    let mut config = Config {
         database_url: db.url.clone(),
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         redis_key_prefix: format!("{}:", db.name),
         ..Default::default()
     };
+    tweak(&mut config);
     let clock = ManualClock::new(START);
     let app = Application::build_with_clock(config, Arc::new(clock.clone()))
         .await
@@ -136,4 +141,30 @@ impl TestApp {
             .unwrap();
         assert!(v.is_empty(), "ledger violations: {v:#?}");
     }
+}
+
+/// The headers every response carries, whatever route, status or content type.
+pub fn assert_security_headers(r: &reqwest::Response) {
+    let what = format!("{} {}", r.status(), r.url().path());
+    let h = r.headers();
+    let get = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let csp = get("content-security-policy");
+    for part in [
+        "default-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{what}: CSP {csp:?} lacks {part}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
 }

@@ -1,8 +1,6 @@
 //! Member pages over HTTP: content, htmx fragments, isolation, escaping, headers.
 
-use member_portal::service::levels::LevelInput;
-
-use crate::harness::{dec, earn_req, use_req};
+use crate::harness::{earn_req, use_req};
 use crate::web_harness::*;
 
 #[tokio::test]
@@ -152,72 +150,8 @@ async fn notifications_show_unread_count_and_mark_read_only_ones_own() {
 }
 
 #[tokio::test]
-async fn a_level_name_with_markup_is_rendered_escaped() {
+async fn pages_have_no_inline_script_or_style_and_serve_htmx_themselves() {
     let app = spawn_app().await;
-    let user = app.member("ann@example.com").await;
-    let evil = app
-        .s
-        .levels
-        .create(
-            LevelInput::parse(
-                "<script>alert(1)</script>",
-                9,
-                90000,
-                dec("0.9"),
-                dec("2"),
-                vec!["<b>x</b>".into()],
-                true,
-            )
-            .unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
-    app.s
-        .members
-        .set_level(user, evil.id, "test", None)
-        .await
-        .unwrap();
-    app.login("ann@example.com", PASSWORD).await;
-    for page in ["/profile", "/upgrade", "/notifications"] {
-        let html = app.text(page).await;
-        assert!(!html.contains("<script>alert(1)"), "{page} renders markup");
-        assert!(!html.contains("<b>x</b>"), "{page} renders markup");
-    }
-    assert!(
-        app.text("/profile")
-            .await
-            .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
-            || app.text("/profile").await.contains("&lt;script&gt;")
-    );
-}
-
-#[tokio::test]
-async fn every_response_carries_the_security_headers() {
-    let app = spawn_app().await;
-    for path in ["/login", "/profile", "/nope", "/static/app.css", "/healthz"] {
-        let r = app.get(path).await;
-        let h = r.headers();
-        let csp = h
-            .get("content-security-policy")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        for part in [
-            "default-src 'self'",
-            "object-src 'none'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        ] {
-            assert!(csp.contains(part), "{path}: {csp}");
-        }
-        assert!(!csp.contains("unsafe-inline"), "{path}");
-        assert_eq!(
-            h.get("x-content-type-options").unwrap(),
-            "nosniff",
-            "{path}"
-        );
-        assert!(h.get("referrer-policy").is_some(), "{path}");
-    }
     let page = app.text("/login").await;
     assert!(
         !page.contains("<script>") && !page.contains(" style="),
