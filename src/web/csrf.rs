@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
 use super::error::error_page;
-use super::i18n::Lang;
-use super::session::{CSRF, LANG};
+use super::page::request_lang;
+use super::session::CSRF;
 
 pub const FIELD: &str = "csrf_token";
 pub const HEADER: &str = "x-csrf-token";
@@ -55,8 +55,7 @@ pub async fn require_token(session: Session, request: Request, next: Next) -> Re
             next.run(Request::from_parts(parts, body)).await
         }
         _ => {
-            let lang: Option<String> = session.get(LANG).await.ok().flatten();
-            let lang = lang.as_deref().and_then(Lang::parse).unwrap_or_default();
+            let lang = request_lang(&parts).await;
             error_page(StatusCode::FORBIDDEN, lang, lang.t("error.csrf"), None)
         }
     }

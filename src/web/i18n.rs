@@ -467,6 +467,16 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "This form has expired. Go back, reload the page and try again.",
     ),
     (
+        "error.bad_form",
+        "表单内容不完整或无法识别，请返回刷新页面后重新填写。",
+        "This form was incomplete or could not be read. Go back, reload the page and fill it in again.",
+    ),
+    (
+        "error.bad_query",
+        "网址中的参数无法识别，请返回后重试。",
+        "This address has parameters that could not be read. Go back and try again.",
+    ),
+    (
         "error.internal",
         "服务器出错了，我们已记录此问题。",
         "Something went wrong on our side; it has been logged.",

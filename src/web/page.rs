@@ -1,15 +1,16 @@
 //! What every page needs: language, CSRF token, the logged-in user for the navigation,
 //! and helpers the templates call.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
 use time::{OffsetDateTime, UtcOffset};
 use tower_sessions::Session;
 
-use super::error::{InLang, PageError};
+use super::error::{InLang, PageError, error_page};
 use super::i18n::Lang;
 use super::session::{self, CurrentUser};
 use crate::service::Services;
@@ -242,6 +243,64 @@ impl FromRequestParts<Services> for UserPage {
                 htmx: page.ctx.htmx,
                 next: page.ctx.here,
             }),
+        }
+    }
+}
+
+/// The language of a page rendered outside [`Page`] (middleware, extractor rejections):
+/// the session's choice, else Accept-Language.
+pub async fn request_lang(parts: &Parts) -> Lang {
+    let chosen: Option<String> = match parts.extensions.get::<Session>() {
+        Some(session) => session.get(session::LANG).await.ok().flatten(),
+        None => None,
+    };
+    chosen.as_deref().and_then(Lang::parse).unwrap_or_else(|| {
+        Lang::from_accept_language(
+            parts
+                .headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        )
+    })
+}
+
+/// A form body for a page: one that cannot be read gets an error page in the reader's
+/// language (axum's own rejection is plain text).
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let lang = request_lang(&parts).await;
+        match axum::Form::<T>::from_request(Request::from_parts(parts, body), state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => Err(error_page(
+                rejection.status(),
+                lang,
+                lang.t("error.bad_form"),
+                None,
+            )),
+        }
+    }
+}
+
+/// Query parameters for a page, with the same kind of error page as [`Form`].
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let lang = request_lang(parts).await;
+                Err(error_page(status, lang, lang.t("error.bad_query"), None))
+            }
         }
     }
 }

@@ -15,20 +15,20 @@ use crate::harness::{earn_req, fingerprint};
 use crate::web_harness::*;
 
 /// A browser: its own cookie jar, and every response checked for the security headers.
-struct Visitor<'a> {
+pub struct Visitor<'a> {
     app: &'a TestApp,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
 }
 
 impl<'a> Visitor<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: client(),
         }
     }
 
-    async fn send(&self, request: RequestBuilder) -> Response {
+    pub async fn send(&self, request: RequestBuilder) -> Response {
         let r = request.send().await.unwrap();
         assert_security_headers(&r);
         assert!(
@@ -40,7 +40,7 @@ impl<'a> Visitor<'a> {
         r
     }
 
-    async fn get(&self, path: &str) -> Response {
+    pub async fn get(&self, path: &str) -> Response {
         self.send(self.client.get(self.app.url(path))).await
     }
 
@@ -54,7 +54,7 @@ impl<'a> Visitor<'a> {
     }
 
     /// This session's CSRF token, from the login form or, once logged in, the logout form.
-    async fn token(&self) -> String {
+    pub async fn token(&self) -> String {
         let r = self.get("/login").await;
         let html = if r.status() == 303 {
             self.get("/notifications").await.text().await.unwrap()
@@ -65,7 +65,7 @@ impl<'a> Visitor<'a> {
     }
 
     /// A POST with a form any route would accept, and `token` as its CSRF field.
-    async fn post(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Response {
+    pub async fn post(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Response {
         let mut fields = form.to_vec();
         if let Some(t) = token {
             fields.push(("csrf_token", t));
@@ -74,7 +74,7 @@ impl<'a> Visitor<'a> {
             .await
     }
 
-    async fn login(&self, email: &str) {
+    pub async fn login(&self, email: &str) {
         let token = self.token().await;
         let r = self
             .post(
@@ -89,7 +89,7 @@ impl<'a> Visitor<'a> {
 
 /// Fields for every form in the portal, valid for each: were a refused request let
 /// through, it would change something.
-const FORM: &[(&str, &str)] = &[
+pub const FORM: &[(&str, &str)] = &[
     ("level_name", "Sneaky"),
     ("level_order", "9"),
     ("min_points", "99999"),
@@ -111,8 +111,8 @@ const FORM: &[(&str, &str)] = &[
 
 /// A portal with staff, two members (Ann, who visits, and Bob, whose things she must not
 /// reach), Bob's history and notification, and an API key.
-struct World {
-    app: TestApp,
+pub struct World {
+    pub app: TestApp,
     ann: i64,
     bob: i64,
     bob_note: i64,
@@ -122,7 +122,7 @@ struct World {
 }
 
 impl World {
-    async fn new() -> Self {
+    pub async fn new() -> Self {
         let app = spawn_app().await;
         accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
             .await
@@ -164,7 +164,7 @@ impl World {
     /// The route with each id filled in with something that is not the visitor's (Bob's,
     /// or staff-only). A route with an id this does not know fails the test: say here
     /// what its id names.
-    fn fill(&self, path: &str) -> String {
+    pub fn fill(&self, path: &str) -> String {
         if !path.contains('{') {
             return path.to_owned();
         }

@@ -3,8 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,7 +18,7 @@ use crate::service::levels::LevelInput;
 use crate::service::points::AdjustRequest;
 use crate::service::{Services, accounts};
 use crate::web::error::{InLang, PageError, localized};
-use crate::web::page::{LoginRequired, PageCtx, UserPage};
+use crate::web::page::{Form, LoginRequired, PageCtx, Query, UserPage};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
 
 /// A page for staff only.

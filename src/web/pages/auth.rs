@@ -2,7 +2,6 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -11,7 +10,7 @@ use crate::service::accounts::{self, Login};
 use crate::service::members::NewMember;
 use crate::web::error::{InLang, PageError};
 use crate::web::i18n::Lang;
-use crate::web::page::{Page, PageCtx, safe_next};
+use crate::web::page::{Form, Page, PageCtx, Query, safe_next};
 use crate::web::session;
 
 #[derive(Template, WebTemplate)]
@@ -36,10 +35,7 @@ fn landing(user_role: &str) -> &'static str {
     }
 }
 
-pub async fn login_form(
-    page: Page,
-    axum::extract::Query(q): axum::extract::Query<NextQuery>,
-) -> Response {
+pub async fn login_form(page: Page, Query(q): Query<NextQuery>) -> Response {
     if let Some(u) = &page.user {
         return Redirect::to(landing(&u.role)).into_response();
     }

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -11,7 +11,7 @@ use crate::domain::{Batch, Level, Profile, Transaction};
 use crate::error::Error;
 use crate::service::notifications::Notification;
 use crate::web::error::{InLang, PageError};
-use crate::web::page::{Page, PageCtx, UserPage};
+use crate::web::page::{Page, PageCtx, Query, UserPage};
 
 pub async fn home(page: Page) -> Response {
     match &page.user {
