@@ -63,7 +63,7 @@ pub struct AdjustRequest {
 
 impl AdjustRequest {
     pub fn parse(user_id: i64, points: i64, reason: &str, actor: Option<i64>) -> Result<Self> {
-        if points == 0 || points.abs() > Points::MAX {
+        if points == 0 || points.unsigned_abs() > Points::MAX.unsigned_abs() {
             return Err(Error::validation(
                 "points",
                 format!(
@@ -839,4 +839,32 @@ async fn take_exactly(
 fn record(kind: &'static str, points: i64) {
     metrics::counter!("member_system_points_transactions_total", "type" => kind).increment(1);
     metrics::histogram!("member_system_points_amount", "type" => kind).record(points as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adjustment_outside_the_points_range_is_refused_at_every_extreme() {
+        for points in [
+            0,
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            -Points::MAX - 1,
+            Points::MAX + 1,
+        ] {
+            assert!(
+                AdjustRequest::parse(1, points, "reason", None).is_err(),
+                "{points}"
+            );
+        }
+        for points in [-Points::MAX, -1, 1, Points::MAX] {
+            assert!(
+                AdjustRequest::parse(1, points, "reason", None).is_ok(),
+                "{points}"
+            );
+        }
+    }
 }
