@@ -55,6 +55,15 @@ impl Keys {
         format!("{}member_system:levels:version", self.prefix)
     }
 
+    /// A browser session, by a digest of its id (the id itself is a secret).
+    pub fn session(&self, digest: &str) -> String {
+        format!("{}member_system:session:{digest}", self.prefix)
+    }
+
+    pub fn session_version(&self, digest: &str) -> String {
+        format!("{}member_system:session:version:{digest}", self.prefix)
+    }
+
     pub fn points_lock(&self, user_id: i64) -> String {
         format!("{}lock:points:{user_id}", self.prefix)
     }

@@ -148,10 +148,10 @@ pub async fn create_staff(
 /// Creates an API key and returns it; only its hash is kept.
 pub async fn create_api_key(ctx: &Ctx, name: &str, created_by: Option<i64>) -> Result<String> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(Error::validation(
             "name",
-            "key name must be 1 to 100 characters",
+            "key name must be 1 to 100 characters on one line",
         ));
     }
     let mut secret = [0u8; 32];

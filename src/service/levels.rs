@@ -82,10 +82,14 @@ impl LevelInput {
             .map(|b| b.trim().to_owned())
             .filter(|b| !b.is_empty())
             .collect();
-        if benefits.len() > 20 || benefits.iter().any(|b| b.chars().count() > 100) {
+        if benefits.len() > 20
+            || benefits
+                .iter()
+                .any(|b| b.chars().count() > 100 || b.chars().any(char::is_control))
+        {
             return Err(Error::validation(
                 "benefits",
-                "at most 20 benefits of up to 100 characters each",
+                "at most 20 benefits of up to 100 characters each, one per line",
             ));
         }
         Ok(Self {

@@ -366,8 +366,8 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ),
     (
         "verr.benefits",
-        "最多 20 项权益，每项不超过 100 个字符。",
-        "At most 20 benefits of up to 100 characters each.",
+        "最多 20 项权益，每行一项，每项不超过 100 个字符。",
+        "At most 20 benefits, one per line, of up to 100 characters each.",
     ),
     (
         "verr.points",
@@ -396,8 +396,8 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ),
     (
         "verr.name",
-        "名称需为 1 到 100 个字符。",
-        "Name must be 1 to 100 characters.",
+        "名称需为 1 到 100 个字符，且只占一行。",
+        "Name must be 1 to 100 characters on one line.",
     ),
     (
         "verr.amount",

@@ -34,12 +34,13 @@ const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
 pub fn router(services: Services) -> Router {
     let pool = services.ctx.pool.clone();
     let secure = services.ctx.config.cookie_secure;
+    let cache = services.ctx.cache.clone();
     let pages = page_routes()
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handlers))
         .fallback(pages::not_found)
         .layer(middleware::from_fn(csrf::require_token))
-        .layer(session::layer(pool, secure));
+        .layer(session::layer(pool, cache.clone(), secure));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -55,7 +56,7 @@ pub fn router(services: Services) -> Router {
         )
         .nest(
             "/api/v1",
-            api::router().layer(session::layer(services.ctx.pool.clone(), secure)),
+            api::router().layer(session::layer(services.ctx.pool.clone(), cache, secure)),
         )
         .merge(pages)
         .with_state(services)

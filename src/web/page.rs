@@ -275,16 +275,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
         let lang = request_lang(&parts).await;
-        match axum::Form::<T>::from_request(Request::from_parts(parts, body), state).await {
+        let refuse = |status| error_page(status, lang, lang.t("error.bad_form"), None);
+        let bytes = axum::body::to_bytes(body, super::csrf::FORM_LIMIT)
+            .await
+            .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE))?;
+        if has_nul(&bytes) {
+            return Err(refuse(StatusCode::BAD_REQUEST));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        match axum::Form::<T>::from_request(request, state).await {
             Ok(axum::Form(value)) => Ok(Self(value)),
-            Err(rejection) => Err(error_page(
-                rejection.status(),
-                lang,
-                lang.t("error.bad_form"),
-                None,
-            )),
+            Err(rejection) => Err(refuse(rejection.status())),
         }
     }
+}
+
+/// Whether a form or query string carries a NUL character, which no text field may hold
+/// (PostgreSQL cannot store it).
+fn has_nul(encoded: &[u8]) -> bool {
+    form_urlencoded::parse(encoded).any(|(k, v)| k.contains('\0') || v.contains('\0'))
 }
 
 /// Query parameters for a page, with the same kind of error page as [`Form`].
@@ -294,10 +303,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let nul = has_nul(parts.uri.query().unwrap_or("").as_bytes());
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => {
-                let status = rejection.status();
+            Ok(axum::extract::Query(value)) if !nul => Ok(Self(value)),
+            result => {
+                let status = match result {
+                    Err(rejection) => rejection.status(),
+                    Ok(_) => StatusCode::BAD_REQUEST,
+                };
                 let lang = request_lang(parts).await;
                 Err(error_page(status, lang, lang.t("error.bad_query"), None))
             }

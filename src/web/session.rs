@@ -1,4 +1,5 @@
-//! Sessions: stored in PostgreSQL, cycled at login, idle expiry 30 min and absolute 12 h.
+//! Sessions: stored in PostgreSQL and read through the cache, cycled at login, idle expiry
+//! 30 min (moved on at most once a minute) and absolute 12 h.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -8,6 +9,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
+use crate::cache::{Cache, Keys};
 use crate::error::Error;
 
 pub const USER_ID: &str = "user_id";
@@ -16,6 +18,16 @@ pub const AUTH_AT: &str = "auth_at";
 pub const CSRF: &str = "csrf";
 pub const LANG: &str = "lang";
 pub const NAME: &str = "display_name";
+/// When the session's idle expiry was last moved on (unix seconds).
+pub const SEEN_AT: &str = "seen_at";
+
+/// A request moves the idle expiry on (a write) only when the last move is this old.
+const REFRESH_SECS: i64 = 60;
+/// How long a session read from PostgreSQL is served from the cache. Each save and delete
+/// replaces the session's version token, so through Redis a cached session is never
+/// served after it changed; in-process, another instance's change (several instances
+/// without Redis) shows within this time.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub const IDLE: Duration = Duration::minutes(30);
 pub const ABSOLUTE: Duration = Duration::hours(12);
@@ -69,8 +81,81 @@ impl SessionStore for DetachedStore {
     }
 }
 
-pub fn layer(pool: sqlx::PgPool, secure: bool) -> SessionManagerLayer<DetachedStore> {
-    SessionManagerLayer::new(DetachedStore::new(pool))
+/// Sessions read through the cache: a page view costs no PostgreSQL round trip for its
+/// session while the session is unchanged.
+#[derive(Clone)]
+pub struct CachedStore {
+    db: DetachedStore,
+    cache: Cache,
+}
+
+impl std::fmt::Debug for CachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore").finish_non_exhaustive()
+    }
+}
+
+impl CachedStore {
+    pub fn new(pool: sqlx::PgPool, cache: Cache) -> Self {
+        Self {
+            db: DetachedStore::new(pool),
+            cache,
+        }
+    }
+
+    fn keys(&self, id: &Id) -> (String, String) {
+        cache_keys(&self.cache.keys, id)
+    }
+
+    async fn forget(&self, id: &Id) {
+        let (key, version) = self.keys(id);
+        self.cache.invalidate(vec![key], vec![version]).await;
+    }
+}
+
+/// The cache entry and version token of a session.
+pub fn cache_keys(keys: &Keys, id: &Id) -> (String, String) {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(id.0.to_le_bytes());
+    let digest = hex::encode(&digest[..16]);
+    (keys.session(&digest), keys.session_version(&digest))
+}
+
+#[async_trait::async_trait]
+impl SessionStore for CachedStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.db.create(record).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.db.save(record).await?;
+        self.forget(&record.id).await;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let (key, version) = self.keys(id);
+        let (cached, stamp) = self.cache.get::<Record>(&key, &version).await;
+        if let Some(record) = cached.filter(|r| r.id == *id) {
+            if record.expiry_date > OffsetDateTime::now_utc() {
+                return Ok(Some(record));
+            }
+        }
+        let record = self.db.load(id).await?;
+        if let Some(r) = &record {
+            self.cache.set(&key, &stamp, r, CACHE_TTL).await;
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.db.delete(id).await?;
+        self.forget(id).await;
+        Ok(())
+    }
+}
+
+pub fn layer(pool: sqlx::PgPool, cache: Cache, secure: bool) -> SessionManagerLayer<CachedStore> {
+    SessionManagerLayer::new(CachedStore::new(pool, cache))
         .with_name("mp_session")
         .with_http_only(true)
         .with_same_site(tower_sessions::cookie::SameSite::Lax)
@@ -106,6 +191,15 @@ pub async fn current_user(
         session.flush().await.map_err(internal)?;
         return Ok(None);
     }
+    // activity keeps the session alive: its idle expiry moves on with a save, at most
+    // once a minute
+    let seen: Option<i64> = session.get(SEEN_AT).await.map_err(internal)?;
+    if seen.is_none_or(|t| now.unix_timestamp() - t >= REFRESH_SECS) {
+        session
+            .insert(SEEN_AT, now.unix_timestamp())
+            .await
+            .map_err(internal)?;
+    }
     let role: String = session
         .get(ROLE)
         .await
@@ -126,10 +220,12 @@ pub async fn log_in(
     session.insert(USER_ID, user_id).await.map_err(internal)?;
     session.insert(ROLE, role).await.map_err(internal)?;
     session.insert(NAME, display_name).await.map_err(internal)?;
-    session
-        .insert(AUTH_AT, now.unix_timestamp())
-        .await
-        .map_err(internal)?;
+    for key in [AUTH_AT, SEEN_AT] {
+        session
+            .insert(key, now.unix_timestamp())
+            .await
+            .map_err(internal)?;
+    }
     session.insert(CSRF, new_token()).await.map_err(internal)?;
     Ok(())
 }

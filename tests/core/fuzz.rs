@@ -415,6 +415,18 @@ async fn hostile_forms_on_every_page_route_are_refused_cleanly_and_change_nothin
         refused > cases / 3,
         "most mutations are refused: {statuses:?}"
     );
+    // NUL, which PostgreSQL cannot store, in a form or a query: an error page
+    let anon = Visitor::new(&w.app);
+    let t = anon.token().await;
+    let r = anon
+        .post(
+            "/login",
+            Some(&t),
+            &[("email", "a\0b@example.com"), ("password", "x")],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(staff.get("/admin/members?q=a%00").await.status(), 400);
     // a query string that does not fit gets a page too
     let r = staff.get("/admin/members?q=a&q=b").await;
     assert_eq!(r.status(), 400);

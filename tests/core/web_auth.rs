@@ -3,6 +3,8 @@
 use member_portal::service::accounts::MAX_LOGIN_FAILURES;
 use time::Duration;
 
+use member_portal::web::session;
+
 use crate::web_harness::*;
 
 #[tokio::test]
@@ -31,12 +33,14 @@ async fn an_idle_session_expires_and_a_login_ends_after_twelve_hours() {
     app.member("ann@example.com").await;
     app.login("ann@example.com", PASSWORD).await;
     assert_eq!(app.get("/profile").await.status(), 200);
-    // 30 minutes without a request: the stored session has expired
+    // 30 minutes without a request: the stored session has expired, and the cached copy
+    // (which carries the same expiry) with it
     let pool = app.s.ctx.pool.clone();
     sqlx::query("update tower_sessions.session set expiry_date = now() - interval '1 second'")
         .execute(&pool)
         .await
         .unwrap();
+    forget_cached_sessions(&app).await;
     assert_eq!(app.get("/profile").await.status(), 303);
     // absolute: however active, a login lasts 12 hours
     app.login("ann@example.com", PASSWORD).await;
@@ -46,6 +50,71 @@ async fn an_idle_session_expires_and_a_login_ends_after_twelve_hours() {
     assert_eq!(app.get("/profile").await.status(), 200);
     app.clock.advance(Duration::minutes(1));
     assert_eq!(app.get("/profile").await.status(), 303);
+}
+
+/// Drops the cached copies of every stored session, as the passing of their expiry would.
+async fn forget_cached_sessions(app: &TestApp) {
+    let ids: Vec<String> = sqlx::query_scalar("select id from tower_sessions.session")
+        .fetch_all(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    for id in ids {
+        let id: tower_sessions::session::Id = id.parse().unwrap();
+        let (key, version) = session::cache_keys(&app.s.ctx.cache.keys, &id);
+        app.s.ctx.cache.invalidate(vec![key], vec![version]).await;
+    }
+}
+
+async fn stored_expiry_minutes(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "select floor(max(extract(epoch from expiry_date - now())) / 60)::bigint from tower_sessions.session",
+    )
+    .fetch_one(&app.s.ctx.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn activity_keeps_a_session_alive_with_at_most_one_write_a_minute() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    assert_eq!(stored_expiry_minutes(&app).await, 29);
+    // 25 minutes later as far as the store is concerned
+    sqlx::query("update tower_sessions.session set expiry_date = now() + interval '5 minutes'")
+        .execute(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    // within the minute of the last move, a page view writes nothing
+    assert_eq!(app.get("/profile").await.status(), 200);
+    assert_eq!(stored_expiry_minutes(&app).await, 4);
+    // a minute on, it moves the idle expiry to 30 minutes from now
+    app.clock.advance(Duration::minutes(1));
+    assert_eq!(app.get("/profile").await.status(), 200);
+    assert_eq!(stored_expiry_minutes(&app).await, 29);
+}
+
+#[tokio::test]
+async fn a_logout_on_one_instance_ends_the_session_on_another_at_once() {
+    let app = spawn_app_with(|c| c.redis_url = Some(crate::harness::REDIS.to_owned())).await;
+    app.member("ann@example.com").await;
+    let cookie = session_cookie(&app.login("ann@example.com", PASSWORD).await).unwrap();
+    let other = app.another_instance().await;
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let on_other = || {
+        bare.get(format!("{other}/profile"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    // the other instance reads the session once, then serves it from the cache
+    assert_eq!(on_other().await.unwrap().status(), 200);
+    assert_eq!(on_other().await.unwrap().status(), 200);
+    assert_eq!(app.post("/logout", &[]).await.status(), 303);
+    // a copy of the old cookie is dead everywhere
+    assert_eq!(on_other().await.unwrap().status(), 303);
 }
 
 fn login_error(html: &str) -> String {

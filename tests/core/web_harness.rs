@@ -21,6 +21,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub s: Services,
     pub client: reqwest::Client,
+    pub config: Config,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -37,7 +38,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     };
     tweak(&mut config);
     let clock = ManualClock::new(START);
-    let app = Application::build_with_clock(config, Arc::new(clock.clone()))
+    let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     let base = format!("http://{}", app.local_addr().unwrap());
@@ -49,6 +50,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         clock,
         s,
         client: client(),
+        config,
     }
 }
 
@@ -62,6 +64,17 @@ pub fn client() -> reqwest::Client {
 }
 
 impl TestApp {
+    /// Another portal process on the same database (and Redis, if configured): its base
+    /// URL.
+    pub async fn another_instance(&self) -> String {
+        let app = Application::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .unwrap();
+        let base = format!("http://{}", app.local_addr().unwrap());
+        tokio::spawn(app.run_until(std::future::pending()));
+        base
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
