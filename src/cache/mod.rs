@@ -35,6 +35,11 @@ impl Keys {
         format!("{}member_system:points:{user_id}", self.prefix)
     }
 
+    /// The member's count of unread notifications (for the navigation of every page).
+    pub fn unread(&self, user_id: i64) -> String {
+        format!("{}member_system:unread:{user_id}", self.prefix)
+    }
+
     pub fn levels(&self) -> String {
         format!("{}member_system:levels", self.prefix)
     }
@@ -396,11 +401,17 @@ impl Cache {
         }
     }
 
-    /// Drops the profile and points entries of these members.
+    /// Drops the profile, points and unread-count entries of these members.
     pub async fn invalidate_members(&self, user_ids: &[i64]) {
         let keys = user_ids
             .iter()
-            .flat_map(|&u| [self.keys.profile(u), self.keys.points(u)])
+            .flat_map(|&u| {
+                [
+                    self.keys.profile(u),
+                    self.keys.points(u),
+                    self.keys.unread(u),
+                ]
+            })
             .collect();
         let versions = user_ids
             .iter()

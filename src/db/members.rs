@@ -236,14 +236,15 @@ pub async fn audit(
 }
 
 /// Sends one reminder per batch that expires within the window and has had none, as one
-/// notification per member listing the points and dates. Returns the batches covered.
+/// notification per member listing the points and dates. Returns the batches covered
+/// and the members notified.
 pub async fn send_expiry_reminders(
     conn: &mut PgConnection,
     now: OffsetDateTime,
     until: OffsetDateTime,
     limit: i64,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
+) -> sqlx::Result<(i64, Vec<i64>)> {
+    sqlx::query!(
         r#"with due as (
                update point_batches
                   set reminder_sent_at = $1
@@ -266,13 +267,15 @@ pub async fn send_expiry_reminders(
                  from due
                 group by user_id
            )
-           select count(*) as "batches!" from due"#,
+           select (select count(*) from due) as "batches!",
+                  (select coalesce(array_agg(distinct user_id), '{}') from due) as "users!""#,
         now,
         until,
         limit
     )
     .fetch_one(conn)
     .await
+    .map(|r| (r.batches, r.users))
 }
 
 pub async fn set_total_spent_for_tests(

@@ -41,15 +41,35 @@ impl NotificationService {
             .collect())
     }
 
+    /// How many of the user's notifications are unread (cached with the member's other
+    /// entries: whatever adds a notification or marks one read drops it).
     pub async fn unread_count(&self, user_id: i64) -> Result<i64> {
+        let cache = &self.ctx.cache;
+        let key = cache.keys.unread(user_id);
+        let (cached, stamp) = cache
+            .get::<i64>(&key, &cache.keys.member_version(user_id))
+            .await;
+        if let Some(n) = cached {
+            return Ok(n);
+        }
         let mut conn = self.ctx.pool.acquire().await?;
-        Ok(db::unread_count(&mut conn, user_id).await?)
+        let n = db::unread_count(&mut conn, user_id).await?;
+        drop(conn);
+        cache
+            .set(&key, &stamp, &n, self.ctx.config.points_cache_ttl)
+            .await;
+        Ok(n)
     }
 
     /// Marks one of the user's notifications (or all with `None`) read; another user's
     /// id changes nothing.
     pub async fn mark_read(&self, user_id: i64, id: Option<i64>) -> Result<u64> {
         let mut conn = self.ctx.pool.acquire().await?;
-        Ok(db::mark_read(&mut conn, user_id, id, self.ctx.clock.now()).await?)
+        let n = db::mark_read(&mut conn, user_id, id, self.ctx.clock.now()).await?;
+        drop(conn);
+        if n > 0 {
+            self.ctx.cache.invalidate_members(&[user_id]).await;
+        }
+        Ok(n)
     }
 }

@@ -657,13 +657,16 @@ impl PointService {
             let mut total = 0;
             loop {
                 let mut conn = this.ctx.pool.acquire().await?;
-                let n = member_db::send_expiry_reminders(
+                let (n, users) = member_db::send_expiry_reminders(
                     &mut conn,
                     now,
                     until,
                     this.ctx.config.batch_size,
                 )
                 .await?;
+                drop(conn);
+                // their unread counts changed
+                this.ctx.cache.invalidate_members(&users).await;
                 total += n;
                 if n < this.ctx.config.batch_size {
                     return Ok(total);
