@@ -98,9 +98,19 @@ impl Ctx {
     }
 }
 
-/// The services of the seed, over one shared context.
+/// The services of the seed, over one shared context; cloned per request, so one `Arc`.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<ServiceSet>);
+
+impl std::ops::Deref for Services {
+    type Target = ServiceSet;
+
+    fn deref(&self) -> &ServiceSet {
+        &self.0
+    }
+}
+
+pub struct ServiceSet {
     pub ctx: Ctx,
     pub members: MemberService,
     pub points: PointService,
@@ -112,7 +122,7 @@ pub struct Services {
 
 impl Services {
     pub fn new(ctx: Ctx) -> Self {
-        Self {
+        Self(Arc::new(ServiceSet {
             members: MemberService::new(ctx.clone()),
             points: PointService::new(ctx.clone()),
             levels: LevelService::new(ctx.clone()),
@@ -120,7 +130,7 @@ impl Services {
             staff: StaffService::new(ctx.clone()),
             outbox: outbox::OutboxService::new(ctx.clone()),
             ctx,
-        }
+        }))
     }
 }
 
