@@ -153,8 +153,9 @@ async fn hostile_json_on_every_writing_route_is_refused_cleanly_and_changes_noth
         .await
         .unwrap();
     let member = app.member("fuzz@example.com").await;
+    let fuzzer = client_without_reuse();
     let post = |path: String, body: Vec<u8>, content_type: &'static str| {
-        app.client
+        fuzzer
             .post(app.url(&path))
             .bearer_auth(&key)
             .header("content-type", content_type)
@@ -329,9 +330,9 @@ async fn hostile_forms_on_every_page_route_are_refused_cleanly_and_change_nothin
     let mut rng = StdRng::seed_from_u64(seed);
     let w = World::new().await;
     let pool = w.app.s.ctx.pool.clone();
-    let ann = Visitor::new(&w.app);
+    let ann = Visitor::fresh_connections(&w.app);
     ann.login("ann@example.com").await;
-    let staff = Visitor::new(&w.app);
+    let staff = Visitor::fresh_connections(&w.app);
     staff.login("boss@example.com").await;
     let (ann_token, staff_token) = (ann.token().await, staff.token().await);
     let routes: Vec<_> = page_routes().into_iter().filter(|r| r.post).collect();
@@ -357,7 +358,7 @@ async fn hostile_forms_on_every_page_route_are_refused_cleanly_and_change_nothin
             Access::Staff => (&staff, staff_token.clone()),
             Access::User => (&ann, ann_token.clone()),
             Access::Public => {
-                newcomer = Visitor::new(&w.app);
+                newcomer = Visitor::fresh_connections(&w.app);
                 let t = newcomer.token().await;
                 (&newcomer, t)
             }

@@ -28,6 +28,14 @@ impl<'a> Visitor<'a> {
         }
     }
 
+    /// One that opens a connection per request (see `client_without_reuse`).
+    pub fn fresh_connections(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            client: client_without_reuse(),
+        }
+    }
+
     pub async fn send(&self, request: RequestBuilder) -> Response {
         let r = request.send().await.unwrap();
         assert_security_headers(&r);

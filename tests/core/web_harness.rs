@@ -63,6 +63,20 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client that opens a connection per request. The server answers an oversized or
+/// unreadable body at once and closes the connection; a pooled client may send its next
+/// request down that closing connection and see no answer (a client-side race, not the
+/// server's), so the fuzz tests use this one.
+pub fn client_without_reuse() -> reqwest::Client {
+    member_portal::service::outbox::install_crypto();
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
 impl TestApp {
     /// Another portal process on the same database (and Redis, if configured): its base
     /// URL.
