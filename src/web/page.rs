@@ -135,20 +135,8 @@ impl FromRequestParts<Services> for Page {
         parts: &mut Parts,
         services: &Services,
     ) -> Result<Self, Self::Rejection> {
-        let accept = parts
-            .headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let header_lang = Lang::from_accept_language(accept);
-        let session = session::from_parts(parts, services)
-            .await
-            .in_lang(header_lang)?;
-        let chosen: Option<String> = session.get(session::LANG).await.ok().flatten();
-        let lang = chosen
-            .as_deref()
-            .and_then(Lang::parse)
-            .unwrap_or(header_lang);
+        let lang = request_lang(parts).await;
+        let session = session::from_parts(parts, services).await.in_lang(lang)?;
         let now = services.ctx.clock.now();
         let user = session::current_user(&session, now).await.in_lang(lang)?;
         let csrf = session::csrf_token(&session).await.in_lang(lang)?;

@@ -137,16 +137,22 @@ struct Target {
     valid: Value,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_json_on_every_writing_route_is_refused_cleanly_and_changes_nothing() {
-    let cases: usize = std::env::var("FUZZ_CASES")
+/// `FUZZ_CASES` (2000 by default) and `FUZZ_SEED` (random by default).
+fn fuzz_settings() -> (usize, u64) {
+    let cases = std::env::var("FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let seed: u64 = std::env::var("FUZZ_SEED")
+    let seed = std::env::var("FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(rand::random);
+    (cases, seed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_json_on_every_writing_route_is_refused_cleanly_and_changes_nothing() {
+    let (cases, seed) = fuzz_settings();
     let mut rng = StdRng::seed_from_u64(seed);
     let app = spawn_app().await;
     let key = accounts::create_api_key(&app.s.ctx, "fuzz", None)
@@ -319,14 +325,7 @@ async fn hostile_forms_on_every_page_route_are_refused_cleanly_and_change_nothin
     use crate::security::{Visitor, World};
     use member_portal::web::{Access, page_routes};
 
-    let cases: usize = std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let seed: u64 = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
+    let (cases, seed) = fuzz_settings();
     let mut rng = StdRng::seed_from_u64(seed);
     let w = World::new().await;
     let pool = w.app.s.ctx.pool.clone();

@@ -55,12 +55,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub fn client() -> reqwest::Client {
+    builder().build().unwrap()
+}
+
+fn builder() -> reqwest::ClientBuilder {
     member_portal::service::outbox::install_crypto();
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
-        .build()
-        .unwrap()
 }
 
 /// A client that opens a connection per request. The server answers an oversized or
@@ -68,13 +70,7 @@ pub fn client() -> reqwest::Client {
 /// request down that closing connection and see no answer (a client-side race, not the
 /// server's), so the fuzz tests use this one.
 pub fn client_without_reuse() -> reqwest::Client {
-    member_portal::service::outbox::install_crypto();
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
+    builder().pool_max_idle_per_host(0).build().unwrap()
 }
 
 impl TestApp {
