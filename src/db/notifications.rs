@@ -12,6 +12,8 @@ pub struct NotificationRow {
     pub read_at: Option<OffsetDateTime>,
 }
 
+/// The newest notifications of a member; the range and order keep the planner on
+/// `notifications_user_idx` (see `points::history`).
 pub async fn list(
     conn: &mut PgConnection,
     user_id: i64,
@@ -20,7 +22,7 @@ pub async fn list(
     sqlx::query_as!(
         NotificationRow,
         "select id, kind, payload, created_at, read_at from notifications
-          where user_id = $1 order by id desc limit $2",
+          where user_id >= $1 and user_id <= $1 order by user_id, id desc limit $2",
         user_id,
         limit
     )

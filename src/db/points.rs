@@ -647,6 +647,14 @@ pub async fn expiring_soon(
 
 /// One page of a member's history, newest first, after the cursor (a transaction id).
 /// Each form walks its own index, so a page costs the same however long the history.
+///
+/// `user_id >= $1 and user_id <= $1` with `order by user_id, id desc` is `user_id = $1`
+/// with `order by id desc`, written so that only the `(user_id, id desc)` indexes can
+/// deliver the order. With a plain equality PostgreSQL drops `user_id` from the order and
+/// may walk the primary key backwards, filtering on `user_id`: when one member holds most
+/// of the table, it expects their rows to be near the top and reads past everyone else's
+/// newer rows instead (3.3 ms and 6 555 buffers against 0.05 ms and 4 in
+/// `scripts/bench-pages`). The page then costs the same at any history length.
 pub async fn history(
     conn: &mut PgConnection,
     user_id: i64,
@@ -662,8 +670,8 @@ pub async fn history(
                 "select id, user_id, transaction_type, points_change, balance_after,
                         reference_type, reference_id, description, status, unrecovered, created_at
                    from point_transactions
-                  where user_id = $1 and id < $2
-                  order by id desc
+                  where user_id >= $1 and user_id <= $1 and id < $2
+                  order by user_id, id desc
                   limit $3",
                 user_id,
                 before,
@@ -678,8 +686,8 @@ pub async fn history(
                 "select id, user_id, transaction_type, points_change, balance_after,
                         reference_type, reference_id, description, status, unrecovered, created_at
                    from point_transactions
-                  where user_id = $1 and transaction_type = $2 and id < $3
-                  order by id desc
+                  where user_id >= $1 and user_id <= $1 and transaction_type = $2 and id < $3
+                  order by user_id, id desc
                   limit $4",
                 user_id,
                 kind,

@@ -18,6 +18,7 @@ mod levels;
 mod members;
 mod model;
 mod outbox;
+mod plans;
 mod reverse_refund;
 mod security;
 mod use_points;
