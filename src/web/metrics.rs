@@ -42,6 +42,20 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
+/// Folds recorded histogram samples into their buckets every `period`. The recorder keeps
+/// each sample (a value and an instant, 24 bytes) until a render or an upkeep drains it, so
+/// a server nobody scrapes grew by that much per request: 2.5 million requests of the
+/// benchmark left it at 105 MB instead of 30.
+pub async fn upkeep(period: std::time::Duration) {
+    let handle = install();
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 fn describe() {
     metrics::describe_counter!(
         "member_system_points_transactions_total",
