@@ -55,7 +55,9 @@ impl Application {
                 tower_sessions_sqlx_store::PostgresStore::new(self.services.ctx.pool.clone());
             tokio::spawn(store.continuously_delete_expired(std::time::Duration::from_secs(3600)))
         };
-        let upkeep = tokio::spawn(crate::web::metrics::upkeep(std::time::Duration::from_secs(5)));
+        let upkeep = tokio::spawn(crate::web::metrics::upkeep(std::time::Duration::from_secs(
+            5,
+        )));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = crate::worker::spawn(self.services.clone(), stopped);
         // Graceful: stop accepting, let requests in flight finish, then stop the workers

@@ -133,8 +133,23 @@ pub struct CacheStats {
 enum Backend {
     Redis(RedisConn),
     /// Values with their own deadline (entries of different kinds have different TTLs).
-    Local(moka::future::Cache<String, (Arc<str>, Instant)>),
+    Local(moka::future::Cache<String, (Local, Instant)>),
 }
+
+/// What the in-process cache holds: version tokens, and values as they are (no JSON: a
+/// hit clones the value instead of parsing text, the biggest item a cached page paid).
+#[derive(Clone)]
+enum Local {
+    Token(Arc<str>),
+    Value {
+        version: Arc<str>,
+        data: Arc<dyn std::any::Any + Send + Sync>,
+    },
+}
+
+/// Types the cache holds: JSON for Redis, the value itself in process.
+pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
 
 /// Redis failures this instance has seen, and how many of them a bump of the epoch has
 /// covered. While `failures > fenced`, Redis entries are not trusted: the next operation
@@ -226,20 +241,23 @@ impl Cache {
     /// store a fresh value with (one round trip: `MGET key version`). `None` on a miss, a
     /// stale or unreadable entry, or when Redis fails (then a warning and a fallback are
     /// recorded and the caller reads PostgreSQL).
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        version_key: &str,
-    ) -> (Option<T>, Stamp) {
-        let (raw, version): (Option<Arc<str>>, Option<Arc<str>>) = match &self.backend {
+    pub async fn get<T: Cacheable>(&self, key: &str, version_key: &str) -> (Option<T>, Stamp) {
+        let (value, stamp) = match &self.backend {
             Backend::Local(store) => {
-                let live = |e: Option<(Arc<str>, Instant)>| {
-                    e.filter(|(_, d)| *d > Instant::now()).map(|(v, _)| v)
+                let now = Instant::now();
+                let live =
+                    |e: Option<(Local, Instant)>| e.filter(|(_, d)| *d > now).map(|(v, _)| v);
+                let version = match live(store.get(version_key).await) {
+                    Some(Local::Token(t)) => t,
+                    _ => Arc::from(""),
                 };
-                (
-                    live(store.get(key).await),
-                    live(store.get(version_key).await),
-                )
+                let value = match live(store.get(key).await) {
+                    Some(Local::Value { version: v, data }) if v == version => {
+                        data.downcast_ref::<T>().cloned()
+                    }
+                    _ => None,
+                };
+                (value, Stamp(Some(version.to_string())))
             }
             Backend::Redis(conn) => {
                 if !self.fenced(conn).await {
@@ -257,10 +275,15 @@ impl Cache {
                 {
                     Ok(v) if v.len() == 3 => {
                         let mut v = v.into_iter();
-                        let raw = v.next().flatten().map(Arc::from);
+                        let raw = v.next().flatten();
                         let version = v.next().flatten().unwrap_or_default();
                         let epoch = v.next().flatten().unwrap_or_default();
-                        (raw, Some(Arc::from(format!("{version}@{epoch}"))))
+                        let stamp = Stamp(Some(format!("{version}@{epoch}")));
+                        let value = raw
+                            .and_then(|r| serde_json::from_str::<EnvelopeIn<T>>(&r).ok())
+                            .filter(|e| Some(&e.v) == stamp.0.as_ref())
+                            .map(|e| e.d);
+                        (value, stamp)
                     }
                     Ok(_) => return self.miss(Stamp(None)),
                     Err(e) => {
@@ -270,11 +293,6 @@ impl Cache {
                 }
             }
         };
-        let stamp = Stamp(Some(version.as_deref().unwrap_or("").to_owned()));
-        let value = raw
-            .and_then(|r| serde_json::from_str::<EnvelopeIn<T>>(&r).ok())
-            .filter(|e| Some(&e.v) == stamp.0.as_ref())
-            .map(|e| e.d);
         match value {
             Some(v) => {
                 metrics::counter!("member_system_cache_hits_total").increment(1);
@@ -320,20 +338,24 @@ impl Cache {
     }
 
     /// Stores a value read after `get` returned `stamp`.
-    pub async fn set<T: Serialize>(&self, key: &str, stamp: &Stamp, value: &T, ttl: Duration) {
+    pub async fn set<T: Cacheable>(&self, key: &str, stamp: &Stamp, value: &T, ttl: Duration) {
         let Some(v) = &stamp.0 else {
-            return;
-        };
-        let Ok(raw) = serde_json::to_string(&EnvelopeOut { v, d: value }) else {
             return;
         };
         match &self.backend {
             Backend::Local(store) => {
+                let entry = Local::Value {
+                    version: Arc::from(v.as_str()),
+                    data: Arc::new(value.clone()),
+                };
                 store
-                    .insert(key.to_owned(), (Arc::from(raw), Instant::now() + ttl))
+                    .insert(key.to_owned(), (entry, Instant::now() + ttl))
                     .await;
             }
             Backend::Redis(conn) => {
+                let Ok(raw) = serde_json::to_string(&EnvelopeOut { v, d: value }) else {
+                    return;
+                };
                 let k = key.to_owned();
                 let secs = ttl.as_secs().max(1);
                 if let Err(e) = conn
@@ -368,7 +390,9 @@ impl Cache {
             Backend::Local(store) => {
                 let deadline = Instant::now() + self.version_ttl;
                 for (k, token) in tokens {
-                    store.insert(k, (Arc::from(token), deadline)).await;
+                    store
+                        .insert(k, (Local::Token(Arc::from(token)), deadline))
+                        .await;
                 }
                 for k in keys {
                     store.invalidate(&k).await;

@@ -243,5 +243,11 @@ async fn a_value_read_before_a_write_but_stored_after_it_is_never_served() {
             Some(42),
             "{backend:?}"
         );
+        // read as another type, the entry is a miss (JSON in Redis, the value in process)
+        assert_eq!(
+            cache.get::<String>(&key, &version).await.0,
+            None,
+            "{backend:?}"
+        );
     }
 }
