@@ -359,3 +359,15 @@ async fn every_staff_form_refuses_a_request_without_the_csrf_token() {
         .unwrap();
     assert_eq!(keys, 0);
 }
+
+#[tokio::test]
+async fn a_staff_user_on_a_member_page_is_led_to_the_dashboard() {
+    let app = staff_app().await;
+    for path in ["/profile", "/points", "/points?type=earn", "/upgrade"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(location(&r), "/admin", "{path}");
+    }
+    // pages that need no member profile still open
+    assert_eq!(app.get("/notifications").await.status(), 200);
+}

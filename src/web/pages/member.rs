@@ -28,13 +28,26 @@ pub struct ProfilePage {
     pub p: Profile,
 }
 
+/// A staff account has no member profile: its member pages lead to the staff dashboard
+/// rather than to "member not found".
+fn staff_without_profile(page: &UserPage, e: &Error) -> bool {
+    page.user.is_staff() && matches!(e, Error::MemberNotFound { .. })
+}
+
+fn to_dashboard() -> Result<Response, PageError> {
+    Ok(Redirect::to("/admin").into_response())
+}
+
 pub async fn profile(page: UserPage) -> Result<Response, PageError> {
-    let p = page
+    let p = match page
         .services
         .members
         .get_member_profile(page.user.user_id)
         .await
-        .in_lang(page.ctx.lang)?;
+    {
+        Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
+        r => r.in_lang(page.ctx.lang)?,
+    };
     Ok(ProfilePage { ctx: page.ctx, p }.into_response())
 }
 
@@ -108,12 +121,15 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
     let lang = page.ctx.lang;
     let (kind, cursor) = q.parse().in_lang(lang)?;
     let user = page.user.user_id;
-    let (items, next_cursor) = page
+    let (items, next_cursor) = match page
         .services
         .points
         .history(user, kind.as_deref(), cursor, PAGE_SIZE)
         .await
-        .in_lang(lang)?;
+    {
+        Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
+        r => r.in_lang(lang)?,
+    };
     let rows = HistoryRows {
         ctx: page.ctx.clone(),
         base: "/points".into(),
@@ -149,12 +165,15 @@ pub struct UpgradePage {
 
 pub async fn upgrade(page: UserPage) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let p = page
+    let p = match page
         .services
         .members
         .get_member_profile(page.user.user_id)
         .await
-        .in_lang(lang)?;
+    {
+        Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
+        r => r.in_lang(lang)?,
+    };
     let ladder = page.services.levels.active().await.in_lang(lang)?;
     Ok(UpgradePage {
         ctx: page.ctx,
