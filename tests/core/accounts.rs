@@ -117,3 +117,27 @@ async fn staff_accounts_have_the_staff_role_and_an_argon2id_hash() {
         "VALIDATION_ERROR"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_password_checks_runs_at_most_one_argon2_per_core_at_once() {
+    let hash = accounts::hash_password("correct horse".into())
+        .await
+        .unwrap();
+    let checks: Vec<_> = (0..12)
+        .map(|i| {
+            let hash = hash.clone();
+            tokio::spawn(accounts::verify_password(format!("guess {i}"), hash))
+        })
+        .collect();
+    for c in checks {
+        assert!(
+            !c.await.unwrap().unwrap(),
+            "a wrong password never verifies"
+        );
+    }
+    let peak = accounts::argon2_peak();
+    assert!(
+        (1..=accounts::argon2_permits()).contains(&peak),
+        "{peak} argon2 computations at once (each holds 19 MiB)"
+    );
+}
