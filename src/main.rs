@@ -1,17 +1,17 @@
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc's malloc, for memory: glibc keeps a freed argon2 buffer
-/// (19 MiB) in the arena of the thread that hashed, so every login on another blocking
-/// thread added 19 MiB of RSS for good (three logins: 51 MB idle); mimalloc returns it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use member_portal::app::Application;
 use member_portal::config::Config;
 use member_portal::service::{Ctx, Services, accounts, demo, ledger};
 use member_portal::{db, embedded};
+
+/// mimalloc instead of glibc's malloc, for memory: glibc keeps a freed argon2 buffer
+/// (19 MiB) in the arena of the thread that hashed, so every login on another blocking
+/// thread added 19 MiB of RSS for good (three logins: 51 MB idle); mimalloc returns it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Member Portal: membership levels and points.
 #[derive(Parser)]
