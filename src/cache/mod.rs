@@ -303,6 +303,28 @@ impl Cache {
         }
     }
 
+    /// The cached value, else `load`'s, stored with the stamp read before loading (so a
+    /// write that commits meanwhile keeps it from being served).
+    pub async fn get_or_load<T, E, Fut>(
+        &self,
+        key: &str,
+        version_key: &str,
+        ttl: Duration,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<T, E>
+    where
+        T: Cacheable,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let (cached, stamp) = self.get::<T>(key, version_key).await;
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = load().await?;
+        self.set(key, &stamp, &v, ttl).await;
+        Ok(v)
+    }
+
     fn miss<T>(&self, stamp: Stamp) -> (Option<T>, Stamp) {
         metrics::counter!("member_system_cache_misses_total").increment(1);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);

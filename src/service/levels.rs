@@ -153,21 +153,18 @@ impl LevelService {
     /// Every level by level_order (cached under `member_system:levels`).
     pub async fn list(&self) -> Result<Vec<Level>> {
         let cache = &self.ctx.cache;
-        let key = cache.keys.levels();
-        let (cached, stamp) = cache
-            .get::<Vec<Level>>(&key, &cache.keys.levels_version())
-            .await;
-        if let Some(levels) = cached {
-            return Ok(levels);
-        }
-        let mut conn = self.ctx.pool.acquire().await?;
-        let levels = db::all(&mut conn).await?;
-        drop(conn);
-        self.ctx
-            .cache
-            .set(&key, &stamp, &levels, self.ctx.config.level_cache_ttl)
-            .await;
-        Ok(levels)
+        let ttl = self.ctx.config.level_cache_ttl;
+        cache
+            .get_or_load(
+                &cache.keys.levels(),
+                &cache.keys.levels_version(),
+                ttl,
+                || async {
+                    let mut conn = self.ctx.pool.acquire().await?;
+                    Ok(db::all(&mut conn).await?)
+                },
+            )
+            .await
     }
 
     /// The active levels, the ladder members climb, by level_order.

@@ -80,23 +80,16 @@ impl MemberService {
     /// The member row (cached under `member_system:profile:{user_id}`).
     pub async fn record(&self, user_id: i64) -> Result<MemberRecord> {
         let cache = &self.ctx.cache;
-        let key = cache.keys.profile(user_id);
-        let (cached, stamp) = cache
-            .get::<MemberRecord>(&key, &cache.keys.member_version(user_id))
-            .await;
-        if let Some(r) = cached {
-            return Ok(r);
-        }
-        let mut conn = self.ctx.pool.acquire().await?;
-        let record = db::member_record(&mut conn, user_id)
-            .await?
-            .ok_or(Error::MemberNotFound { user_id })?;
-        drop(conn);
-        self.ctx
-            .cache
-            .set(&key, &stamp, &record, self.ctx.config.member_cache_ttl)
-            .await;
-        Ok(record)
+        let version = cache.keys.member_version(user_id);
+        let ttl = self.ctx.config.member_cache_ttl;
+        cache
+            .get_or_load(&cache.keys.profile(user_id), &version, ttl, || async {
+                let mut conn = self.ctx.pool.acquire().await?;
+                db::member_record(&mut conn, user_id)
+                    .await?
+                    .ok_or(Error::MemberNotFound { user_id })
+            })
+            .await
     }
 
     /// Everything a member's page or the API shows about them (seed: `get_member_profile`).

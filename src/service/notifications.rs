@@ -45,20 +45,14 @@ impl NotificationService {
     /// entries: whatever adds a notification or marks one read drops it).
     pub async fn unread_count(&self, user_id: i64) -> Result<i64> {
         let cache = &self.ctx.cache;
-        let key = cache.keys.unread(user_id);
-        let (cached, stamp) = cache
-            .get::<i64>(&key, &cache.keys.member_version(user_id))
-            .await;
-        if let Some(n) = cached {
-            return Ok(n);
-        }
-        let mut conn = self.ctx.pool.acquire().await?;
-        let n = db::unread_count(&mut conn, user_id).await?;
-        drop(conn);
+        let version = cache.keys.member_version(user_id);
+        let ttl = self.ctx.config.points_cache_ttl;
         cache
-            .set(&key, &stamp, &n, self.ctx.config.points_cache_ttl)
-            .await;
-        Ok(n)
+            .get_or_load(&cache.keys.unread(user_id), &version, ttl, || async {
+                let mut conn = self.ctx.pool.acquire().await?;
+                Ok(db::unread_count(&mut conn, user_id).await?)
+            })
+            .await
     }
 
     /// Marks one of the user's notifications (or all with `None`) read; another user's
