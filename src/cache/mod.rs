@@ -122,18 +122,48 @@ pub enum RedisFailure {
 }
 
 /// Counters of how the cache is doing, also exported as metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub redis_fallbacks: AtomicU64,
+    /// The exported series, looked up once: `counter!` finds its series by name on every
+    /// call, and a page view counts five cache reads.
+    hits_metric: metrics::Counter,
+    misses_metric: metrics::Counter,
+}
+
+impl Default for CacheStats {
+    fn default() -> Self {
+        Self {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            redis_fallbacks: AtomicU64::new(0),
+            hits_metric: metrics::counter!("member_system_cache_hits_total"),
+            misses_metric: metrics::counter!("member_system_cache_misses_total"),
+        }
+    }
+}
+
+impl CacheStats {
+    fn hit(&self) {
+        self.hits_metric.increment(1);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn miss(&self) {
+        self.misses_metric.increment(1);
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]
 enum Backend {
     Redis(RedisConn),
     /// Values with their own deadline (entries of different kinds have different TTLs).
-    Local(moka::future::Cache<String, (Local, Instant)>),
+    /// The synchronous cache: a read neither waits nor yields, so it needs no future of its
+    /// own (each read of the `future` cache was a state machine to build and poll).
+    Local(moka::sync::Cache<String, (Local, Instant), foldhash::fast::RandomState>),
 }
 
 /// What the in-process cache holds: version tokens, and values as they are (no JSON: a
@@ -185,7 +215,7 @@ pub struct Cache {
 /// replaces the token, so that entry is never served (the race where a slow reader stores
 /// a value older than the latest write). `None`: Redis could not be read, store nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamp(Option<String>);
+pub struct Stamp(Option<Arc<str>>);
 
 #[derive(serde::Serialize)]
 struct EnvelopeOut<'a, T> {
@@ -212,11 +242,13 @@ impl Cache {
     }
 
     pub fn local(keys: Keys, longest_ttl: Duration) -> Self {
-        let store = moka::future::Cache::builder()
+        let store = moka::sync::Cache::builder()
             .max_capacity(200_000)
             // bounds entries and version tokens alike, so tokens still outlive entries
             .time_to_live(Duration::from_secs(24 * 3600))
-            .build();
+            // keys are this program's own (ids, digests); foldhash, seeded per process,
+            // hashes them in a fraction of SipHash's time
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             backend: Backend::Local(store),
             keys,
@@ -247,17 +279,17 @@ impl Cache {
                 let now = Instant::now();
                 let live =
                     |e: Option<(Local, Instant)>| e.filter(|(_, d)| *d > now).map(|(v, _)| v);
-                let version = match live(store.get(version_key).await) {
+                let version = match live(store.get(version_key)) {
                     Some(Local::Token(t)) => t,
                     _ => Arc::from(""),
                 };
-                let value = match live(store.get(key).await) {
+                let value = match live(store.get(key)) {
                     Some(Local::Value { version: v, data }) if v == version => {
                         data.downcast_ref::<T>().cloned()
                     }
                     _ => None,
                 };
-                (value, Stamp(Some(version.to_string())))
+                (value, Stamp(Some(version)))
             }
             Backend::Redis(conn) => {
                 if !self.fenced(conn).await {
@@ -278,10 +310,10 @@ impl Cache {
                         let raw = v.next().flatten();
                         let version = v.next().flatten().unwrap_or_default();
                         let epoch = v.next().flatten().unwrap_or_default();
-                        let stamp = Stamp(Some(format!("{version}@{epoch}")));
+                        let stamp = Stamp(Some(Arc::from(format!("{version}@{epoch}"))));
                         let value = raw
                             .and_then(|r| serde_json::from_str::<EnvelopeIn<T>>(&r).ok())
-                            .filter(|e| Some(&e.v) == stamp.0.as_ref())
+                            .filter(|e| stamp.0.as_deref() == Some(e.v.as_str()))
                             .map(|e| e.d);
                         (value, stamp)
                     }
@@ -295,8 +327,7 @@ impl Cache {
         };
         match value {
             Some(v) => {
-                metrics::counter!("member_system_cache_hits_total").increment(1);
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.hit();
                 (Some(v), stamp)
             }
             None => self.miss(stamp),
@@ -326,8 +357,7 @@ impl Cache {
     }
 
     fn miss<T>(&self, stamp: Stamp) -> (Option<T>, Stamp) {
-        metrics::counter!("member_system_cache_misses_total").increment(1);
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.stats.miss();
         (None, stamp)
     }
 
@@ -367,12 +397,10 @@ impl Cache {
         match &self.backend {
             Backend::Local(store) => {
                 let entry = Local::Value {
-                    version: Arc::from(v.as_str()),
+                    version: v.clone(),
                     data: Arc::new(value.clone()),
                 };
-                store
-                    .insert(key.to_owned(), (entry, Instant::now() + ttl))
-                    .await;
+                store.insert(key.to_owned(), (entry, Instant::now() + ttl));
             }
             Backend::Redis(conn) => {
                 let Ok(raw) = serde_json::to_string(&EnvelopeOut { v, d: value }) else {
@@ -412,12 +440,10 @@ impl Cache {
             Backend::Local(store) => {
                 let deadline = Instant::now() + self.version_ttl;
                 for (k, token) in tokens {
-                    store
-                        .insert(k, (Local::Token(Arc::from(token)), deadline))
-                        .await;
+                    store.insert(k, (Local::Token(Arc::from(token)), deadline));
                 }
                 for k in keys {
-                    store.invalidate(&k).await;
+                    store.invalidate(&k);
                 }
             }
             Backend::Redis(conn) => {

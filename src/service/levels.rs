@@ -2,6 +2,8 @@
 //! with `level_order`, starts at exactly one entry level with `min_points = 0`, and a
 //! level that still has members cannot be deactivated.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 use serde_json::json;
 
@@ -150,8 +152,9 @@ impl LevelService {
         Self { ctx }
     }
 
-    /// Every level by level_order (cached under `member_system:levels`).
-    pub async fn list(&self) -> Result<Vec<Level>> {
+    /// Every level by level_order (cached under `member_system:levels`), shared: every page
+    /// view of a member reads it, and an `Arc` is cheaper to hand out than a copy.
+    pub async fn list(&self) -> Result<Arc<Vec<Level>>> {
         let cache = &self.ctx.cache;
         let ttl = self.ctx.config.level_cache_ttl;
         cache
@@ -161,7 +164,7 @@ impl LevelService {
                 ttl,
                 || async {
                     let mut conn = self.ctx.pool.acquire().await?;
-                    Ok(db::all(&mut conn).await?)
+                    Ok(Arc::new(db::all(&mut conn).await?))
                 },
             )
             .await
@@ -172,16 +175,18 @@ impl LevelService {
         Ok(self
             .list()
             .await?
-            .into_iter()
+            .iter()
             .filter(|l| l.is_active)
+            .cloned()
             .collect())
     }
 
     pub async fn get(&self, id: i32) -> Result<Level> {
         self.list()
             .await?
-            .into_iter()
+            .iter()
             .find(|l| l.id == id)
+            .cloned()
             .ok_or(Error::LevelNotFound { level_id: id })
     }
 

@@ -121,8 +121,9 @@ async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
         .list()
         .await
         .unwrap()
-        .into_iter()
+        .iter()
         .find(|l| l.level_name == "Platinum")
+        .cloned()
         .unwrap();
     assert_eq!(level.benefits, vec!["Lounge", "Gifts"]);
     // edit it

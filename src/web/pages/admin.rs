@@ -609,7 +609,7 @@ pub async fn members(page: StaffPage, Query(q): Query<SearchQuery>) -> Result<Re
         .search_members(&q.q)
         .await
         .in_lang(lang)?;
-    let levels = page.services.levels.list().await.in_lang(lang)?;
+    let levels = page.services.levels.list().await.in_lang(lang)?.to_vec();
     Ok(MembersPage {
         ctx: page.ctx,
         q: q.q.trim().to_owned(),
