@@ -11,7 +11,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tower_sessions::Session;
 
 use super::error::{InLang, PageError, error_page};
-use super::i18n::Lang;
+use super::i18n::{Lang, Text};
 use super::session::{self, CurrentUser};
 use crate::service::Services;
 
@@ -46,8 +46,8 @@ impl PageCtx {
         }
     }
 
-    pub fn t(&self, key: &str) -> &'static str {
-        self.lang.t(key)
+    pub fn t(&self, key: &str) -> Text {
+        Text(self.lang.t(key))
     }
 
     pub fn lang_code(&self) -> &'static str {
@@ -94,7 +94,7 @@ impl PageCtx {
         }
     }
 
-    pub fn type_label(&self, kind: &str) -> &'static str {
+    pub fn type_label(&self, kind: &str) -> Text {
         match kind {
             "earn" => self.t("type.earn"),
             "use" => self.t("type.use"),
@@ -102,7 +102,7 @@ impl PageCtx {
             "adjust" => self.t("type.adjust"),
             "reverse" => self.t("type.reverse"),
             "refund" => self.t("type.refund"),
-            _ => "?",
+            _ => Text("?"),
         }
     }
 

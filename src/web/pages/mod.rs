@@ -12,7 +12,7 @@ pub async fn not_found(page: Page) -> Response {
     error_page(
         StatusCode::NOT_FOUND,
         page.ctx.lang,
-        page.ctx.t("error.not_found"),
+        &page.ctx.t("error.not_found"),
         None,
     )
 }
