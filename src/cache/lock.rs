@@ -103,7 +103,7 @@ impl Locker {
 
     async fn acquire_redis(&self, conn: &RedisConn, user_id: i64) -> Result<LockGuard, Error> {
         let key = self.keys.points_lock(user_id);
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = crate::random_uuid().to_string();
         let deadline = Instant::now() + self.wait;
         let mut pause = Duration::from_millis(2);
         loop {

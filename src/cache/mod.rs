@@ -434,7 +434,7 @@ impl Cache {
         }
         let tokens: Vec<(String, String)> = version_keys
             .into_iter()
-            .map(|k| (k, uuid::Uuid::new_v4().simple().to_string()))
+            .map(|k| (k, crate::random_uuid().simple().to_string()))
             .collect();
         match &self.backend {
             Backend::Local(store) => {

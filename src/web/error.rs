@@ -48,7 +48,7 @@ impl IntoResponse for PageError {
                 error_page(status, self.lang, self.lang.t("err.unavailable"), None)
             }
             Error::Internal(e) => {
-                let id = uuid::Uuid::new_v4().simple().to_string();
+                let id = crate::random_uuid().simple().to_string();
                 tracing::error!(request_id = %id, error = ?e, "page failed");
                 error_page(status, self.lang, self.lang.t("error.internal"), Some(id))
             }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -69,7 +69,7 @@ pub fn router(services: Services) -> Router {
             tracing::info_span!("request", method = %r.method(), path = %r.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
@@ -161,6 +161,20 @@ pub fn page_routes() -> Vec<PageRoute> {
             .post(admin::create_api_key),
         r("/admin/api-keys/{id}/revoke", Staff).post(admin::revoke_api_key),
     ]
+}
+
+/// Request ids from [`crate::random_uuid`] (tower-http's `MakeRequestUuid` makes a system
+/// call per request).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = crate::random_uuid();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

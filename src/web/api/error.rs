@@ -50,7 +50,7 @@ impl IntoResponse for ApiError {
             tracing::warn!(error = %e, "database unavailable");
         }
         if let Error::Internal(e) = &self.error {
-            let id = uuid::Uuid::new_v4().simple().to_string();
+            let id = crate::random_uuid().simple().to_string();
             tracing::error!(request_id = %id, error = ?e, "api request failed");
             body["request_id"] = json!(id);
         }
