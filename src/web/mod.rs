@@ -20,7 +20,9 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -171,9 +173,12 @@ struct RandomRequestId;
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let id = crate::random_uuid();
-        HeaderValue::from_str(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
-            .ok()
-            .map(RequestId::new)
+        HeaderValue::from_str(
+            id.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        )
+        .ok()
+        .map(RequestId::new)
     }
 }
 
