@@ -48,13 +48,6 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = crate::web::router(self.services.clone());
-        // Sessions past their expiry are deleted hourly (they are never honoured anyway).
-        let sweeper = {
-            use tower_sessions::ExpiredDeletion;
-            let store =
-                tower_sessions_sqlx_store::PostgresStore::new(self.services.ctx.pool.clone());
-            tokio::spawn(store.continuously_delete_expired(std::time::Duration::from_secs(3600)))
-        };
         let upkeep = tokio::spawn(crate::web::metrics::upkeep(std::time::Duration::from_secs(
             5,
         )));
@@ -62,6 +55,7 @@ impl Application {
         let workers = crate::worker::spawn(self.services.clone(), stopped);
         // Graceful: stop accepting, let requests in flight finish, then stop the workers
         // (a job in progress finishes its current transaction) and close the pool.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -70,7 +64,6 @@ impl Application {
         for w in workers {
             let _ = w.await;
         }
-        sweeper.abort();
         upkeep.abort();
         self.services.ctx.pool.close().await;
         Ok(())

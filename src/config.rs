@@ -43,6 +43,9 @@ pub struct Config {
     pub lock_wait: Duration,
     /// Lease of the per-member Redis lock.
     pub lock_ttl: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (login throttling counts per
+    /// client address). Empty: the socket's peer is the client.
+    pub trusted_proxies: Vec<crate::client_ip::IpRange>,
 }
 
 #[derive(Clone)]
@@ -197,6 +200,14 @@ impl Config {
                 });
             }
         };
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(raw) => crate::client_ip::parse_ranges(raw).ok_or_else(|| ConfigError {
+                variable: "TRUSTED_PROXIES",
+                value: raw.to_owned(),
+                expected: "comma-separated addresses or ranges, such as 127.0.0.1, 10.0.0.0/8",
+            })?,
+        };
         let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or("").to_owned();
         if redis_key_prefix
             .chars()
@@ -248,6 +259,7 @@ impl Config {
             redis_key_prefix,
             lock_wait: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(30),
+            trusted_proxies,
         })
     }
 }
@@ -317,6 +329,7 @@ mod tests {
             ("BATCH_SIZE", "0"),
             ("LOG_FORMAT", "xml"),
             ("NOTIFY_WEBHOOK_URL", "ftp://x"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);

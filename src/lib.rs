@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod db;

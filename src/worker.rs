@@ -1,5 +1,5 @@
-//! Background work inside `serve`: the expiry sweep, expiry reminders and deferred
-//! upgrades. Each run takes a PostgreSQL advisory lock first, so with several `serve`
+//! Background work inside `serve`: the expiry sweep, expiry reminders, deferred upgrades
+//! webhook delivery and session cleanup. Each run takes a PostgreSQL advisory lock first, so with several `serve`
 //! instances on one database a job runs in one of them at a time (a lock held by a
 //! process that dies is released with its connection).
 
@@ -19,13 +19,18 @@ pub enum Job {
     ExpiryReminders,
     DeferredUpgrades,
     WebhookDelivery,
+    /// Expired sessions and ended login-throttle windows.
+    SessionCleanup,
 }
 
 impl Job {
-    pub const ALL: [Job; 3] = [
+    /// Every job `serve` runs (webhook delivery only where a webhook is configured).
+    pub const ALL: [Job; 5] = [
         Job::ExpirySweep,
         Job::ExpiryReminders,
         Job::DeferredUpgrades,
+        Job::WebhookDelivery,
+        Job::SessionCleanup,
     ];
 
     fn lock_key(self) -> i64 {
@@ -36,12 +41,15 @@ impl Job {
                 Job::ExpiryReminders => 2,
                 Job::DeferredUpgrades => 3,
                 Job::WebhookDelivery => 4,
+                Job::SessionCleanup => 5,
             }
     }
 
     pub fn period(self) -> Duration {
         match self {
-            Job::ExpirySweep | Job::ExpiryReminders => Duration::from_secs(3600),
+            Job::ExpirySweep | Job::ExpiryReminders | Job::SessionCleanup => {
+                Duration::from_secs(3600)
+            }
             Job::DeferredUpgrades => Duration::from_secs(60),
             Job::WebhookDelivery => Duration::from_secs(10),
         }
@@ -53,6 +61,7 @@ impl Job {
             Job::ExpiryReminders => "expiry_reminders",
             Job::DeferredUpgrades => "deferred_upgrades",
             Job::WebhookDelivery => "webhook_delivery",
+            Job::SessionCleanup => "session_cleanup",
         }
     }
 }
@@ -77,6 +86,9 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
             .deliver_due()
             .await
             .map(|r| r.delivered as i64),
+        Job::SessionCleanup => crate::service::accounts::clean_up_sessions(&services.ctx)
+            .await
+            .map(|n| n as i64),
         Job::DeferredUpgrades => services
             .members
             .apply_due_upgrades()

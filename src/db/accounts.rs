@@ -1,4 +1,4 @@
-//! What logging in reads and writes: credentials and login_failures.
+//! What logging in reads and writes: credentials and the login attempt counts.
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -23,46 +23,80 @@ pub async fn credentials(
     .await
 }
 
-/// (window start, failures) for this email key.
-pub async fn login_failures(
+/// Counts an attempt under each key (a window that has ended starts again) and returns,
+/// per key in the order given, when its window started and how many attempts it holds now,
+/// this one included. Concurrent attempts under one key are counted one after another.
+pub async fn reserve_login_attempt(
     conn: &mut PgConnection,
-    key: &str,
-) -> sqlx::Result<Option<(OffsetDateTime, i32)>> {
-    Ok(sqlx::query!(
-        "select window_start, failures from login_failures where email_key = $1",
-        key
-    )
-    .fetch_optional(conn)
-    .await?
-    .map(|r| (r.window_start, r.failures)))
-}
-
-/// Counts a failure; a window that has ended starts again.
-pub async fn record_login_failure(
-    conn: &mut PgConnection,
-    key: &str,
+    keys: &[String],
     now: OffsetDateTime,
     window_ends_before: OffsetDateTime,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "insert into login_failures (email_key, window_start, failures) values ($1, $2, 1)
-         on conflict (email_key) do update
-            set failures = case when login_failures.window_start > $3
-                                then login_failures.failures + 1 else 1 end,
-                window_start = case when login_failures.window_start > $3
-                                    then login_failures.window_start else $2 end",
-        key,
+) -> sqlx::Result<Vec<(OffsetDateTime, i32)>> {
+    let rows = sqlx::query!(
+        r#"insert into login_failures (throttle_key, window_start, attempts)
+           select k, $2, 1 from unnest($1::text[]) k
+           on conflict (throttle_key) do update
+              set attempts = case when login_failures.window_start > $3
+                                  then login_failures.attempts + 1 else 1 end,
+                  window_start = case when login_failures.window_start > $3
+                                      then login_failures.window_start else $2 end
+           returning throttle_key as "key!", window_start as "start!", attempts as "attempts!""#,
+        keys,
         now,
         window_ends_before
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(keys
+        .iter()
+        .map(|k| {
+            rows.iter()
+                .find(|r| &r.key == k)
+                .map_or((now, 1), |r| (r.start, r.attempts))
+        })
+        .collect())
+}
+
+/// After a correct password: the account's count for this client is cleared and the
+/// attempt reserved under the client's own key is given back.
+pub async fn login_succeeded(
+    conn: &mut PgConnection,
+    account_key: &str,
+    client_key: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "with cleared as (delete from login_failures where throttle_key = $1)
+         update login_failures set attempts = greatest(attempts - 1, 0) where throttle_key = $2",
+        account_key,
+        client_key
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-pub async fn clear_login_failures(conn: &mut PgConnection, key: &str) -> sqlx::Result<()> {
-    sqlx::query!("delete from login_failures where email_key = $1", key)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Deletes counts whose window ended before `before` (hourly, with the session sweep).
+pub async fn purge_login_attempts(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query!("delete from login_failures where window_start < $1", before)
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// Deletes sessions past their expiry (they are never honoured anyway).
+pub async fn delete_expired_sessions(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query!("delete from tower_sessions.session where expiry_date < $1", now)
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
 }

@@ -411,47 +411,90 @@ pub async fn mark_reversed(
     earn_id: i64,
     points: i64,
     amount: Option<Decimal>,
+    shortfall: i64,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "update point_transactions
             set reversed_points = reversed_points + $2,
-                reversed_amount = reversed_amount + coalesce($3::numeric, 0)
+                reversed_amount = reversed_amount + coalesce($3::numeric, 0),
+                reversal_shortfall = reversal_shortfall + $4
           where id = $1",
         earn_id,
         points,
-        amount
+        amount,
+        shortfall
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
+/// What a refund of a use puts back, per batch the use took from: the points it took,
+/// and how many of them settle the shortfall of a reversed earn of that batch instead.
+pub struct RefundPart {
+    pub batch_id: i64,
+    pub earn_id: i64,
+    pub points: i64,
+    pub settled: i64,
+}
+
+pub async fn refund_plan(conn: &mut PgConnection, use_id: i64) -> sqlx::Result<Vec<RefundPart>> {
+    sqlx::query_as!(
+        RefundPart,
+        r#"select d.batch_id as "batch_id!", pb.transaction_id as "earn_id!",
+                  d.points as "points!", least(d.points, e.reversal_shortfall) as "settled!"
+             from (select batch_id, sum(points)::bigint as points
+                     from batch_deductions
+                    where transaction_id = $1
+                    group by batch_id) d
+             join point_batches pb on pb.id = d.batch_id
+             join point_transactions e on e.id = pb.transaction_id
+            order by d.batch_id"#,
+        use_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Puts a use's points back into the batches it took them from, with their own expiry
-/// dates, records the return against `refund_tx` and marks the use refunded.
+/// dates, less what settles a reversed earn's shortfall; records the return against
+/// `refund_tx` and marks the use refunded.
 pub async fn restore_use(
     conn: &mut PgConnection,
     use_id: i64,
     refund_tx: i64,
+    parts: &[RefundPart],
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
+    let batches: Vec<i64> = parts.iter().map(|p| p.batch_id).collect();
+    let earns: Vec<i64> = parts.iter().map(|p| p.earn_id).collect();
+    let back: Vec<i64> = parts.iter().map(|p| p.points - p.settled).collect();
+    let settled: Vec<i64> = parts.iter().map(|p| p.settled).collect();
     sqlx::query!(
         r#"with d as (
-               select batch_id, sum(points)::bigint as points
-                 from batch_deductions
-                where transaction_id = $1
-                group by batch_id
+               select * from unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+                          as d (batch_id, earn_id, back, settled)
            ), b as (
                update point_batches pb
-                  set available_points = pb.available_points + d.points
+                  set available_points = pb.available_points + d.back
                  from d
-                where pb.id = d.batch_id
+                where pb.id = d.batch_id and d.back > 0
+           ), s as (
+               update point_transactions e
+                  set reversal_shortfall = e.reversal_shortfall - d.settled
+                 from d
+                where e.id = d.earn_id and d.settled > 0
            ), r as (
                insert into batch_deductions (batch_id, transaction_id, points, created_at)
-               select batch_id, $2, -points, $3 from d
+               select batch_id, $2, -back, $7 from d where back > 0
            )
            update point_transactions set refunded = true where id = $1"#,
         use_id,
         refund_tx,
+        &batches,
+        &earns,
+        &back,
+        &settled,
         now
     )
     .execute(conn)
@@ -459,10 +502,14 @@ pub async fn restore_use(
     Ok(())
 }
 
+/// A refund of `points`, of which `kept` settled reversed earns' shortfalls and were not
+/// returned (`points_change` is `points - kept`).
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_refund(
     conn: &mut PgConnection,
     user_id: i64,
     points: i64,
+    kept: i64,
     balance_after: i64,
     usage_type: &str,
     reference_id: &str,
@@ -472,15 +519,16 @@ pub async fn insert_refund(
         Transaction,
         r#"with p as (
                update member_profiles
-                  set available_points = available_points + $2,
-                      total_refunded = total_refunded + $2,
+                  set available_points = available_points + $2 - $7,
+                      total_refunded = total_refunded + $2 - $7,
                       updated_at = $6
                 where user_id = $1
            ), t as (
                insert into point_transactions
-                      (user_id, transaction_type, points_change, balance_after, reference_type,
-                       reference_id, description, created_at)
-               values ($1, 'refund', $2, $3, $4, $5, 'points returned: ' || $4 || ' ' || $5, $6)
+                      (user_id, transaction_type, points_change, balance_after, requested_points,
+                       unrecovered, reference_type, reference_id, description, created_at)
+               values ($1, 'refund', $2 - $7, $3, $2, $7, $4, $5,
+                       'points returned: ' || $4 || ' ' || $5, $6)
                returning *
            )
            select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
@@ -493,7 +541,8 @@ pub async fn insert_refund(
         balance_after,
         usage_type,
         reference_id,
-        now
+        now,
+        kept
     )
     .fetch_one(conn)
     .await

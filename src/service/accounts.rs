@@ -7,6 +7,7 @@ use argon2::password_hash::{
 use rand::RngCore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
@@ -86,9 +87,13 @@ async fn with_argon2<T: Send + 'static>(
     .map_err(|e| Error::Internal(e.into()))?
 }
 
-/// Failed logins allowed per email within [`LOGIN_WINDOW`] (OWASP ASVS allows at most 100
-/// an hour; this is far stricter).
+/// Login attempts one client may make on one account within [`LOGIN_WINDOW`] (OWASP ASVS
+/// allows at most 100 an hour; this is far stricter). Counted per client, so a stranger's
+/// guesses do not lock the owner out.
 pub const MAX_LOGIN_FAILURES: i32 = 5;
+/// Failed login attempts one client address may make on all accounts together within
+/// [`LOGIN_WINDOW`]: one client cannot try a few passwords on many accounts.
+pub const MAX_CLIENT_LOGIN_FAILURES: i32 = 20;
 pub const LOGIN_WINDOW: time::Duration = time::Duration::minutes(15);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,21 +114,40 @@ pub enum Login {
 /// unknown email takes as long as for a real account.
 static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
-/// Checks a login. Failures are counted per email whether or not the account exists.
-pub async fn login(ctx: &Ctx, email: &str, password: &str) -> Result<Login> {
-    let key = email.trim().to_lowercase();
+/// Checks a login from the client at `client`. The attempt is counted before the password
+/// is checked, per (email, client) and per client, whether or not the account exists; a
+/// client past either limit is refused without a check until its window ends.
+pub async fn login(ctx: &Ctx, email: &str, password: &str, client: IpAddr) -> Result<Login> {
+    let email = email.trim().to_lowercase();
+    // No account has a longer email; a longer one is counted under its digest.
+    let too_long = email.len() > 254;
+    let account = if too_long {
+        format!("#{}", api_key_hash(&email))
+    } else {
+        email.clone()
+    };
+    let keys = [format!("a:{account}|{client}"), format!("c:{client}")];
     let now = ctx.clock.now();
     let mut conn = ctx.pool.acquire().await?;
-    if let Some((start, failures)) = login_db::login_failures(&mut conn, &key).await? {
-        let ends = start + LOGIN_WINDOW;
-        if failures >= MAX_LOGIN_FAILURES && ends > now {
-            let minutes = ((ends - now).whole_seconds() + 59) / 60;
-            return Ok(Login::Throttled {
-                minutes: minutes.max(1),
-            });
-        }
+    let counts =
+        login_db::reserve_login_attempt(&mut conn, &keys, now, now - LOGIN_WINDOW).await?;
+    let over = counts
+        .iter()
+        .zip([MAX_LOGIN_FAILURES, MAX_CLIENT_LOGIN_FAILURES])
+        .filter(|((_, attempts), limit)| attempts > limit)
+        .map(|((start, _), _)| *start + LOGIN_WINDOW)
+        .max();
+    if let Some(ends) = over {
+        let minutes = ((ends - now).whole_seconds() + 59) / 60;
+        return Ok(Login::Throttled {
+            minutes: minutes.max(1),
+        });
     }
-    let account = login_db::credentials(&mut conn, &key).await?;
+    let account = if too_long {
+        None
+    } else {
+        login_db::credentials(&mut conn, &email).await?
+    };
     drop(conn);
     let hash = match &account {
         Some(a) if a.password_hash != NO_PASSWORD => a.password_hash.clone(),
@@ -133,21 +157,29 @@ pub async fn login(ctx: &Ctx, email: &str, password: &str) -> Result<Login> {
             .clone(),
     };
     let verified = verify_password(password.to_owned(), hash).await?;
-    let mut conn = ctx.pool.acquire().await?;
     match account {
         Some(a) if verified => {
-            login_db::clear_login_failures(&mut conn, &key).await?;
+            let mut conn = ctx.pool.acquire().await?;
+            login_db::login_succeeded(&mut conn, &keys[0], &keys[1]).await?;
             Ok(Login::Ok {
                 user_id: a.id,
                 role: a.role,
                 display_name: a.display_name,
             })
         }
-        _ => {
-            login_db::record_login_failure(&mut conn, &key, now, now - LOGIN_WINDOW).await?;
-            Ok(Login::Invalid)
-        }
+        // the reserved attempt stays counted
+        _ => Ok(Login::Invalid),
     }
+}
+
+/// Deletes expired sessions and login attempt counts whose window has ended; returns how
+/// many rows went.
+pub async fn clean_up_sessions(ctx: &Ctx) -> Result<u64> {
+    let now = ctx.clock.now();
+    let mut conn = ctx.pool.acquire().await?;
+    let sessions = login_db::delete_expired_sessions(&mut conn, now).await?;
+    let attempts = login_db::purge_login_attempts(&mut conn, now - LOGIN_WINDOW).await?;
+    Ok(sessions + attempts)
 }
 
 /// The hex SHA-256 under which an API key is stored (keys are 256 random bits, so a fast

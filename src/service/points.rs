@@ -426,14 +426,19 @@ impl PointService {
                         format!("amount exceeds what is left of the order ({left})"),
                     ));
                 }
+                // The share of everything returned so far, less what earlier partial
+                // returns took: rounding down each return on its own would let many
+                // small returns take back nothing.
                 let share = if a == left {
                     points_left
                 } else {
-                    (Decimal::from(earned) * a / order)
+                    let returned_so_far = earn.reversed_amount + a;
+                    (Decimal::from(earned) * returned_so_far / order)
                         .floor()
                         .to_i64()
                         .unwrap_or(0)
-                        .min(points_left)
+                        .saturating_sub(earn.reversed_points)
+                        .clamp(0, points_left)
                 };
                 (share, Some(a))
             }
@@ -477,7 +482,7 @@ impl PointService {
             )
             .await?;
         }
-        db::mark_reversed(&mut tx, earn.tx.id, take, returned).await?;
+        db::mark_reversed(&mut tx, earn.tx.id, take, returned, take - recovered).await?;
         tx.commit().await?;
         Ok(Outcome {
             transaction,
@@ -522,17 +527,20 @@ impl PointService {
             }
         };
         let points = -used.tx.points_change;
+        let parts = db::refund_plan(&mut tx, used.tx.id).await?;
+        let kept: i64 = parts.iter().map(|p| p.settled).sum();
         let transaction = db::insert_refund(
             &mut tx,
             req.user_id,
             points,
-            m.available_points + points,
+            kept,
+            m.available_points + points - kept,
             ut,
             rid,
             now,
         )
         .await?;
-        db::restore_use(&mut tx, used.tx.id, transaction.id, now).await?;
+        db::restore_use(&mut tx, used.tx.id, transaction.id, &parts, now).await?;
         tx.commit().await?;
         Ok(Outcome {
             transaction,

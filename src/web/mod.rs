@@ -165,6 +165,34 @@ pub fn page_routes() -> Vec<PageRoute> {
     ]
 }
 
+/// The client's address (see [`crate::client_ip`]); unspecified where the server was
+/// started without connection info.
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl axum::extract::FromRequestParts<Services> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        services: &Services,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(Self(crate::client_ip::client_ip(
+            peer,
+            forwarded,
+            &services.ctx.config.trusted_proxies,
+        )))
+    }
+}
+
 /// Request ids from [`crate::random_uuid`] (tower-http's `MakeRequestUuid` makes a system
 /// call per request).
 #[derive(Clone, Copy)]

@@ -21,6 +21,7 @@ mod outbox;
 mod plans;
 mod reverse_refund;
 mod security;
+mod serve_process;
 mod use_points;
 mod web_admin;
 mod web_auth;

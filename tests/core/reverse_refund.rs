@@ -260,3 +260,85 @@ async fn refunded_points_of_an_expired_batch_expire_at_the_next_sweep() {
     assert_eq!(h.s.points.summary(user).await.unwrap().total_expired, 40);
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn many_small_returns_take_back_the_share_of_everything_returned() {
+    let h = Harness::with(Backend::Local, |c| c.daily_points_limit = 100_000).await;
+    let user = h.member().await;
+    h.s.points
+        .earn_points(earn_req(user, 99, "O1", Some("999.00")))
+        .await
+        .unwrap();
+    h.earn(user, 1000, "OTHER").await.unwrap();
+    let mut taken = 0;
+    for i in 1..=99 {
+        let out =
+            h.s.points
+                .reverse_points(reverse(user, "O1", Some(&format!("R{i}")), Some("9.99")))
+                .await
+                .unwrap();
+        taken -= out.transaction.points_change;
+        // floor(99 × returned so far / 999.00) = floor(99 × 9.99 i / 999)
+        assert_eq!(taken, 99 * i / 100, "after return {i}");
+    }
+    assert_eq!(taken, 98);
+    let last =
+        h.s.points
+            .reverse_points(reverse(user, "O1", Some("R100"), Some("9.99")))
+            .await
+            .unwrap();
+    assert_eq!(last.transaction.points_change, -1, "the rest of the order");
+    assert_eq!(h.available(user).await, 1000);
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_refund_after_an_unrecovered_reversal_does_not_restore_the_returned_orders_points() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    h.earn(user, 500, "A").await.unwrap();
+    h.spend(user, 500, "B").await.unwrap();
+    let reversed =
+        h.s.points
+            .reverse_points(reverse(user, "A", None, None))
+            .await
+            .unwrap();
+    assert_eq!(reversed.transaction.points_change, 0);
+    assert_eq!(reversed.transaction.unrecovered, 500);
+    let refunded = h.s.points.refund_points(refund(user, "B")).await.unwrap();
+    assert_eq!(refunded.transaction.points_change, 0, "all of it settles order A");
+    assert_eq!(refunded.transaction.unrecovered, 500);
+    assert_eq!(h.available(user).await, 0);
+    // a replay answers the same, and a second refund is not possible
+    let again = h.s.points.refund_points(refund(user, "B")).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.transaction.id, refunded.transaction.id);
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_refund_returns_what_is_left_after_settling_a_partial_shortfall() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    h.earn(user, 500, "A").await.unwrap();
+    h.spend(user, 500, "B").await.unwrap(); // all from A's batch
+    h.earn(user, 300, "C").await.unwrap();
+    let reversed =
+        h.s.points
+            .reverse_points(reverse(user, "A", None, None))
+            .await
+            .unwrap();
+    assert_eq!(reversed.transaction.points_change, -300, "C's points, FIFO");
+    assert_eq!(reversed.transaction.unrecovered, 200);
+    let refunded = h.s.points.refund_points(refund(user, "B")).await.unwrap();
+    assert_eq!(refunded.transaction.points_change, 300);
+    assert_eq!(refunded.transaction.unrecovered, 200);
+    assert_eq!(h.available(user).await, 300, "what order C earned");
+    // once the shortfall is settled, a refund (here again from A's batch) returns it all
+    h.earn(user, 100, "D").await.unwrap();
+    h.spend(user, 400, "E").await.unwrap();
+    let refunded = h.s.points.refund_points(refund(user, "E")).await.unwrap();
+    assert_eq!(refunded.transaction.points_change, 400);
+    assert_eq!(h.available(user).await, 400);
+    h.assert_ledger_clean().await;
+}

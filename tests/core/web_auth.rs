@@ -1,6 +1,6 @@
 //! Sessions, login, throttling, CSRF, redirects, language: over HTTP.
 
-use member_portal::service::accounts::MAX_LOGIN_FAILURES;
+use member_portal::service::accounts::{MAX_CLIENT_LOGIN_FAILURES, MAX_LOGIN_FAILURES};
 use time::Duration;
 
 use member_portal::web::session;
@@ -158,6 +158,108 @@ async fn repeated_failures_are_throttled_with_a_clear_message_for_known_and_unkn
         303,
         "the window ends"
     );
+}
+
+/// POST /login with this session's token, as the client at `ip` (believed only behind a
+/// trusted proxy): the status and the error message shown.
+async fn login_from(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> (u16, String) {
+    let r = client
+        .post(url)
+        .header("x-forwarded-for", ip)
+        .form(&[("email", email), ("password", password), ("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, login_error(&r.text().await.unwrap()))
+}
+
+const INVALID: &str = "邮箱或密码不正确。";
+const THROTTLED: &str = "登录失败次数过多";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_logins_are_counted_before_any_password_is_checked() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    let token = app.csrf().await;
+    let mut guesses = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (client, url, token) = (app.client.clone(), app.url("/login"), token.clone());
+        guesses.spawn(async move {
+            login_from(client, url, token, "192.0.2.1", "ann@example.com", "wrong guess").await
+        });
+    }
+    let replies = guesses.join_all().await;
+    assert!(replies.iter().all(|(s, _)| *s == 401), "{replies:?}");
+    let checked = replies.iter().filter(|(_, m)| m == INVALID).count();
+    let throttled = replies
+        .iter()
+        .filter(|(_, m)| m.starts_with(THROTTLED))
+        .count();
+    assert_eq!(checked, MAX_LOGIN_FAILURES as usize, "{replies:?}");
+    assert_eq!(throttled, 40 - checked, "{replies:?}");
+}
+
+#[tokio::test]
+async fn a_strangers_guesses_do_not_lock_the_owner_out_and_one_client_cannot_spray_accounts() {
+    let app = spawn_app_with(|c| {
+        c.trusted_proxies = member_portal::client_ip::parse_ranges("127.0.0.1").unwrap()
+    })
+    .await;
+    app.member("ann@example.com").await;
+    let token = app.csrf().await;
+    let login = async |ip: &str, email: String, password: &str| {
+        let url = app.url("/login");
+        login_from(app.client.clone(), url, token.clone(), ip, &email, password).await
+    };
+    let attacker = "203.0.113.9";
+    for _ in 0..MAX_LOGIN_FAILURES {
+        assert_eq!(login(attacker, "ann@example.com".into(), "guess").await.1, INVALID);
+    }
+    let (status, msg) = login(attacker, "ann@example.com".into(), PASSWORD).await;
+    assert_eq!(status, 401);
+    assert!(msg.starts_with(THROTTLED), "the attacker is held back: {msg}");
+
+    // one client, a few guesses on each of many accounts
+    let sprayer = "203.0.113.50";
+    for i in 0..MAX_CLIENT_LOGIN_FAILURES {
+        let (_, msg) = login(sprayer, format!("user{i}@example.com"), "guess").await;
+        assert_eq!(msg, INVALID, "attempt {i}");
+    }
+    let (_, msg) = login(sprayer, "fresh@example.com".into(), "guess").await;
+    assert!(msg.starts_with(THROTTLED), "{msg}");
+    // the owner, from her own address, is not
+    let (status, msg) = login("198.51.100.7", "ann@example.com".into(), PASSWORD).await;
+    assert_eq!(status, 303, "{msg}");
+    // without a trusted proxy the header is the client's own claim and counts for nothing
+    let plain = spawn_app().await;
+    plain.member("ann@example.com").await;
+    let token = plain.csrf().await;
+    let login = async |ip: &str, password: &str| {
+        let url = plain.url("/login");
+        login_from(plain.client.clone(), url, token.clone(), ip, "ann@example.com", password).await
+    };
+    for i in 0..MAX_LOGIN_FAILURES {
+        login(&format!("198.51.100.{i}"), "guess").await;
+    }
+    let (_, msg) = login("198.51.100.99", PASSWORD).await;
+    assert!(msg.starts_with(THROTTLED), "all from 127.0.0.1: {msg}");
+}
+
+#[tokio::test]
+async fn an_email_of_any_length_gets_an_answer_not_an_error() {
+    let app = spawn_app().await;
+    let long = format!("{}@example.com", "x".repeat(3000));
+    let r = app.login(&long, "whatever password").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(login_error(&r.text().await.unwrap()), INVALID);
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use crate::service::members::NewMember;
 use crate::web::error::{InLang, PageError};
 use crate::web::i18n::Lang;
 use crate::web::page::{Form, Page, PageCtx, Query, safe_next};
-use crate::web::session;
+use crate::web::{ClientIp, session};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/auth/login.html")]
@@ -57,9 +57,13 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-pub async fn login(page: Page, Form(form): Form<LoginForm>) -> Result<Response, PageError> {
+pub async fn login(
+    page: Page,
+    ClientIp(client): ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let outcome = accounts::login(&page.services.ctx, &form.email, &form.password)
+    let outcome = accounts::login(&page.services.ctx, &form.email, &form.password, client)
         .await
         .in_lang(lang)?;
     let error = match outcome {

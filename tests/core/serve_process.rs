@@ -1,0 +1,253 @@
+//! What `serve` itself must run, tested by starting the binary: every background job
+//! (expiry sweep, reminders, deferred upgrades, session cleanup, webhook delivery).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use time::{Duration, OffsetDateTime};
+
+use crate::harness::*;
+use crate::web_harness::client;
+
+/// A `serve` process on a free port, killed when dropped.
+pub struct ServeProcess {
+    child: Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `serve` on `database_url` with the extra environment, and waits until it
+    /// answers `/healthz`.
+    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_member-portal"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let process = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while client()
+            .get(format!("{}/healthz", process.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < StdDuration::from_secs(30),
+                "serve did not start"
+            );
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+        process
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `check` holds, for at most `limit`.
+async fn eventually<F: Future<Output = bool>>(limit: StdDuration, what: &str, check: impl Fn() -> F) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "serve did not {what} within {limit:?}");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_and_session_cleanup() {
+    // The harness clock is in the past (2025-09-18); the process runs on the real one.
+    let h = Harness::new().await;
+    let expired = h.member().await;
+    h.earn(expired, 100, "OLD").await.unwrap(); // expired 365 days later, before today
+    let upgraded = h.member().await;
+    h.s.points
+        .earn_points(earn_req(upgraded, 10, "U1", Some("1000")))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::hours(1));
+    h.s.points
+        .earn_points(earn_req(upgraded, 10, "U2", Some("4000")))
+        .await
+        .unwrap(); // 金牌 deferred by the cooldown, due a day later: long past
+    let level = |user: i64| {
+        sqlx::query_scalar::<_, String>(
+            "select l.level_name from member_profiles p join member_levels l on l.id = p.level_id
+              where p.user_id = $1",
+        )
+        .bind(user)
+        .fetch_one(&h.pool)
+    };
+    assert_eq!(level(upgraded).await.unwrap(), "银牌会员");
+    let reminded = h.member().await;
+    // points that expire ten days from today
+    h.clock
+        .set(OffsetDateTime::now_utc() + Duration::days(10) - Duration::days(365));
+    h.earn(reminded, 50, "SOON").await.unwrap();
+    sqlx::query(
+        "insert into tower_sessions.session (id, data, expiry_date)
+         values ('stale-session', '\\x00', now() - interval '1 day'),
+                ('live-session', '\\x00', now() + interval '1 day')",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+
+    let _serve = ServeProcess::start(&h.db.url, &[]).await;
+
+    let pool = &h.pool;
+    eventually(StdDuration::from_secs(30), "expire the old batch", || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from point_transactions where user_id = $1 and transaction_type = 'expire'",
+        )
+        .bind(expired)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    eventually(StdDuration::from_secs(30), "send the expiry reminder", || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from notifications where user_id = $1 and kind = 'points_expiry_reminder'",
+        )
+        .bind(reminded)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    eventually(StdDuration::from_secs(30), "apply the deferred upgrade", || async {
+        level(upgraded).await.unwrap() == "金牌会员"
+    })
+    .await;
+    eventually(StdDuration::from_secs(30), "delete the expired session", || async {
+        sqlx::query_scalar::<_, Vec<String>>(
+            "select coalesce(array_agg(id order by id), '{}') from tower_sessions.session",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+            == ["live-session"]
+    })
+    .await;
+    assert_eq!(h.available(expired).await, 0);
+    assert_eq!(h.available(reminded).await, 50, "not yet expired");
+    h.assert_ledger_clean().await;
+}
+
+type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// A webhook receiver on a free port: every POST it gets, with headers and body.
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let got = got.clone();
+            move |headers: HeaderMap, body: Bytes| async move {
+                got.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
+    let db = TestDb::new().await;
+    let config = member_portal::config::Config {
+        database_url: db.url.clone(),
+        ..Default::default()
+    };
+    let pool = member_portal::db::connect(&config, 2).await.unwrap();
+    let s = member_portal::service::Services::new(
+        member_portal::service::Ctx::with_system_clock(pool.clone(), config).unwrap(),
+    );
+    let key = member_portal::service::accounts::create_api_key(&s.ctx, "shop", None)
+        .await
+        .unwrap();
+    let user = s
+        .members
+        .create_member(
+            member_portal::service::members::NewMember::parse("hook@example.com", "H", None)
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .user_id;
+    let (url, got) = receiver().await;
+    let secret = "a webhook secret of some length";
+    let serve = ServeProcess::start(
+        &db.url,
+        &[("NOTIFY_WEBHOOK_URL", &url), ("NOTIFY_WEBHOOK_SECRET", secret)],
+    )
+    .await;
+
+    let earned = client()
+        .post(format!("{}/api/v1/members/{user}/points/earn", serve.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({
+            "base_points": 10, "source_type": "order", "source_id": "BIG-1", "amount": "1500.00"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(earned.status(), 201);
+    let body: serde_json::Value = earned.json().await.unwrap();
+    assert_eq!(body["upgrade"]["new_level"], "银牌会员", "{body}");
+
+    // delivery runs every 10 s
+    eventually(StdDuration::from_secs(25), "deliver the webhook", || async {
+        !got.lock().unwrap().is_empty()
+    })
+    .await;
+    let (headers, body) = got.lock().unwrap()[0].clone();
+    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["kind"], "level_upgraded", "{payload}");
+    assert_eq!(payload["user_id"], user);
+    assert_eq!(
+        headers[member_portal::service::outbox::SIGNATURE_HEADER],
+        member_portal::service::outbox::signature(secret, &body).as_str()
+    );
+    let pool = &pool;
+    eventually(StdDuration::from_secs(10), "mark it delivered", || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from notifications where user_id = $1 and delivered_at is not null",
+        )
+        .bind(user)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+}
