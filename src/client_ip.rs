@@ -14,7 +14,10 @@ impl IpRange {
     /// `10.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8`.
     pub fn parse(s: &str) -> Option<Self> {
         let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a.trim().parse::<IpAddr>().ok()?, Some(p.trim().parse::<u8>().ok()?)),
+            Some((a, p)) => (
+                a.trim().parse::<IpAddr>().ok()?,
+                Some(p.trim().parse::<u8>().ok()?),
+            ),
             None => (s.trim().parse::<IpAddr>().ok()?, None),
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -90,7 +93,11 @@ mod tests {
         assert!(!r.contains(ip("10.2.0.1")));
         assert!(!r.contains(ip("::1")));
         assert!(IpRange::parse("::1").unwrap().contains(ip("::1")));
-        assert!(IpRange::parse("127.0.0.1").unwrap().contains(ip("::ffff:127.0.0.1")));
+        assert!(
+            IpRange::parse("127.0.0.1")
+                .unwrap()
+                .contains(ip("::ffff:127.0.0.1"))
+        );
         assert!(IpRange::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
         assert_eq!(IpRange::parse("10.0.0.0/33"), None);
         assert_eq!(IpRange::parse("proxy"), None);
@@ -103,19 +110,31 @@ mod tests {
         let proxies = parse_ranges("10.0.0.0/8").unwrap();
         let xff = ["6.6.6.6, 1.2.3.4, 10.0.0.7"];
         // straight from the internet: the header is the client's own claim
-        assert_eq!(client_ip(ip("5.5.5.5"), xff.into_iter(), &proxies), ip("5.5.5.5"));
+        assert_eq!(
+            client_ip(ip("5.5.5.5"), xff.into_iter(), &proxies),
+            ip("5.5.5.5")
+        );
         // through our proxies: the first address they did not add
-        assert_eq!(client_ip(ip("10.0.0.2"), xff.into_iter(), &proxies), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), xff.into_iter(), &proxies),
+            ip("1.2.3.4")
+        );
         assert_eq!(
             client_ip(ip("10.0.0.2"), ["6.6.6.6", "1.2.3.4"].into_iter(), &proxies),
             ip("1.2.3.4"),
             "one header per hop"
         );
-        assert_eq!(client_ip(ip("10.0.0.2"), [].into_iter(), &proxies), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), [].into_iter(), &proxies),
+            ip("10.0.0.2")
+        );
         assert_eq!(
             client_ip(ip("10.0.0.2"), ["garbage, 10.0.0.9"].into_iter(), &proxies),
             ip("10.0.0.9")
         );
-        assert_eq!(client_ip(ip("10.0.0.2"), xff.into_iter(), &[]), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), xff.into_iter(), &[]),
+            ip("10.0.0.2")
+        );
     }
 }

@@ -93,10 +93,11 @@ pub async fn delete_expired_sessions(
     conn: &mut PgConnection,
     now: OffsetDateTime,
 ) -> sqlx::Result<u64> {
-    Ok(
-        sqlx::query!("delete from tower_sessions.session where expiry_date < $1", now)
-            .execute(conn)
-            .await?
-            .rows_affected(),
+    Ok(sqlx::query!(
+        "delete from tower_sessions.session where expiry_date < $1",
+        now
     )
+    .execute(conn)
+    .await?
+    .rows_affected())
 }

@@ -129,8 +129,7 @@ pub async fn login(ctx: &Ctx, email: &str, password: &str, client: IpAddr) -> Re
     let keys = [format!("a:{account}|{client}"), format!("c:{client}")];
     let now = ctx.clock.now();
     let mut conn = ctx.pool.acquire().await?;
-    let counts =
-        login_db::reserve_login_attempt(&mut conn, &keys, now, now - LOGIN_WINDOW).await?;
+    let counts = login_db::reserve_login_attempt(&mut conn, &keys, now, now - LOGIN_WINDOW).await?;
     let over = counts
         .iter()
         .zip([MAX_LOGIN_FAILURES, MAX_CLIENT_LOGIN_FAILURES])

@@ -306,7 +306,10 @@ async fn a_refund_after_an_unrecovered_reversal_does_not_restore_the_returned_or
     assert_eq!(reversed.transaction.points_change, 0);
     assert_eq!(reversed.transaction.unrecovered, 500);
     let refunded = h.s.points.refund_points(refund(user, "B")).await.unwrap();
-    assert_eq!(refunded.transaction.points_change, 0, "all of it settles order A");
+    assert_eq!(
+        refunded.transaction.points_change, 0,
+        "all of it settles order A"
+    );
     assert_eq!(refunded.transaction.unrecovered, 500);
     assert_eq!(h.available(user).await, 0);
     // a replay answers the same, and a second refund is not possible

@@ -69,10 +69,17 @@ impl Drop for ServeProcess {
 }
 
 /// Waits until `check` holds, for at most `limit`.
-async fn eventually<F: Future<Output = bool>>(limit: StdDuration, what: &str, check: impl Fn() -> F) {
+async fn eventually<F: Future<Output = bool>>(
+    limit: StdDuration,
+    what: &str,
+    check: impl Fn() -> F,
+) {
     let started = Instant::now();
     while !check().await {
-        assert!(started.elapsed() < limit, "serve did not {what} within {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "serve did not {what} within {limit:?}"
+        );
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
 }
@@ -141,19 +148,25 @@ async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_and_session_cle
             == 1
     })
     .await;
-    eventually(StdDuration::from_secs(30), "apply the deferred upgrade", || async {
-        level(upgraded).await.unwrap() == "金牌会员"
-    })
+    eventually(
+        StdDuration::from_secs(30),
+        "apply the deferred upgrade",
+        || async { level(upgraded).await.unwrap() == "金牌会员" },
+    )
     .await;
-    eventually(StdDuration::from_secs(30), "delete the expired session", || async {
-        sqlx::query_scalar::<_, Vec<String>>(
-            "select coalesce(array_agg(id order by id), '{}') from tower_sessions.session",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap()
-            == ["live-session"]
-    })
+    eventually(
+        StdDuration::from_secs(30),
+        "delete the expired session",
+        || async {
+            sqlx::query_scalar::<_, Vec<String>>(
+                "select coalesce(array_agg(id order by id), '{}') from tower_sessions.session",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap()
+                == ["live-session"]
+        },
+    )
     .await;
     assert_eq!(h.available(expired).await, 0);
     assert_eq!(h.available(reminded).await, 50, "not yet expired");
@@ -208,7 +221,10 @@ async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
     let secret = "a webhook secret of some length";
     let serve = ServeProcess::start(
         &db.url,
-        &[("NOTIFY_WEBHOOK_URL", &url), ("NOTIFY_WEBHOOK_SECRET", secret)],
+        &[
+            ("NOTIFY_WEBHOOK_URL", &url),
+            ("NOTIFY_WEBHOOK_SECRET", secret),
+        ],
     )
     .await;
 
@@ -226,9 +242,11 @@ async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
     assert_eq!(body["upgrade"]["new_level"], "银牌会员", "{body}");
 
     // delivery runs every 10 s
-    eventually(StdDuration::from_secs(25), "deliver the webhook", || async {
-        !got.lock().unwrap().is_empty()
-    })
+    eventually(
+        StdDuration::from_secs(25),
+        "deliver the webhook",
+        || async { !got.lock().unwrap().is_empty() },
+    )
     .await;
     let (headers, body) = got.lock().unwrap()[0].clone();
     let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();

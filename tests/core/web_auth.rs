@@ -173,7 +173,11 @@ async fn login_from(
     let r = client
         .post(url)
         .header("x-forwarded-for", ip)
-        .form(&[("email", email), ("password", password), ("csrf_token", &token)])
+        .form(&[
+            ("email", email),
+            ("password", password),
+            ("csrf_token", &token),
+        ])
         .send()
         .await
         .unwrap();
@@ -193,7 +197,15 @@ async fn parallel_wrong_logins_are_counted_before_any_password_is_checked() {
     for _ in 0..40 {
         let (client, url, token) = (app.client.clone(), app.url("/login"), token.clone());
         guesses.spawn(async move {
-            login_from(client, url, token, "192.0.2.1", "ann@example.com", "wrong guess").await
+            login_from(
+                client,
+                url,
+                token,
+                "192.0.2.1",
+                "ann@example.com",
+                "wrong guess",
+            )
+            .await
         });
     }
     let replies = guesses.join_all().await;
@@ -221,11 +233,17 @@ async fn a_strangers_guesses_do_not_lock_the_owner_out_and_one_client_cannot_spr
     };
     let attacker = "203.0.113.9";
     for _ in 0..MAX_LOGIN_FAILURES {
-        assert_eq!(login(attacker, "ann@example.com".into(), "guess").await.1, INVALID);
+        assert_eq!(
+            login(attacker, "ann@example.com".into(), "guess").await.1,
+            INVALID
+        );
     }
     let (status, msg) = login(attacker, "ann@example.com".into(), PASSWORD).await;
     assert_eq!(status, 401);
-    assert!(msg.starts_with(THROTTLED), "the attacker is held back: {msg}");
+    assert!(
+        msg.starts_with(THROTTLED),
+        "the attacker is held back: {msg}"
+    );
 
     // one client, a few guesses on each of many accounts
     let sprayer = "203.0.113.50";
@@ -244,7 +262,15 @@ async fn a_strangers_guesses_do_not_lock_the_owner_out_and_one_client_cannot_spr
     let token = plain.csrf().await;
     let login = async |ip: &str, password: &str| {
         let url = plain.url("/login");
-        login_from(plain.client.clone(), url, token.clone(), ip, "ann@example.com", password).await
+        login_from(
+            plain.client.clone(),
+            url,
+            token.clone(),
+            ip,
+            "ann@example.com",
+            password,
+        )
+        .await
     };
     for i in 0..MAX_LOGIN_FAILURES {
         login(&format!("198.51.100.{i}"), "guess").await;
