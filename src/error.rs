@@ -133,10 +133,24 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {
             Self::Unavailable(e.into())
+        } else if is_out_of_range(&e) {
+            // Points are bounded before they reach the database; money totals are the
+            // only figures that can outgrow their column.
+            Self::validation(
+                "amount",
+                "this would take the member's total spend past 9,999,999,999.99, the most it can hold",
+            )
         } else {
             Self::Internal(e.into())
         }
     }
+}
+
+/// SQLSTATE 22003: a value does not fit its column (`numeric(12, 2)` totals).
+fn is_out_of_range(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "22003")
 }
 
 /// Whether a database error means "PostgreSQL is not there right now" rather than a bug:

@@ -60,6 +60,29 @@ async fn earn_creates_a_batch_expiring_after_points_expiry_days() {
 }
 
 #[tokio::test]
+async fn a_total_spend_past_what_it_can_hold_is_a_clear_422_that_changes_nothing() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    h.s.points
+        .earn_points(earn_req(user, 10, "BIG1", Some("9999999999.99")))
+        .await
+        .unwrap();
+    let before = fingerprint(&h.pool).await;
+    for (source, amount) in [("BIG2", "9999999999.99"), ("SMALL", "0.01")] {
+        let e =
+            h.s.points
+                .earn_points(earn_req(user, 10, source, Some(amount)))
+                .await
+                .unwrap_err();
+        assert_eq!((e.code(), e.status()), ("VALIDATION_ERROR", 422), "{e:?}");
+        assert_eq!(e.body()["field"], "amount");
+        assert!(e.to_string().contains("9,999,999,999.99"), "{e}");
+    }
+    assert_eq!(fingerprint(&h.pool).await, before);
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
 async fn points_per_transaction_exceeded_is_rejected_and_writes_nothing() {
     let h = Harness::with(Backend::Local, |c| c.max_points_per_transaction = 100).await;
     let user = h.member().await;
