@@ -54,6 +54,8 @@ pub struct Keyed {
     pub reversed_amount: Decimal,
     pub refunded: bool,
     pub batch_id: Option<i64>,
+    /// earn: the upgrade its first reply carried
+    pub upgrade: Option<serde_json::Value>,
 }
 
 pub async fn find_keyed(
@@ -67,7 +69,7 @@ pub async fn find_keyed(
         r#"select t.id, t.user_id, t.transaction_type, t.points_change, t.balance_after,
                   t.reference_type, t.reference_id, t.description, t.status, t.unrecovered,
                   t.created_at, t.requested_points, t.amount, t.reversed_points,
-                  t.reversed_amount, t.refunded,
+                  t.reversed_amount, t.refunded, t.upgrade,
                   (select b.id from point_batches b where b.transaction_id = t.id) as batch_id
              from point_transactions t
             where t.transaction_type = $1 and t.reference_type = $2 and t.reference_id = $3
@@ -99,7 +101,34 @@ pub async fn find_keyed(
         reversed_amount: r.reversed_amount,
         refunded: r.refunded,
         batch_id: r.batch_id,
+        upgrade: r.upgrade,
     }))
+}
+
+/// The upgrade an earn's first reply carried, if any.
+pub async fn earn_upgrade(
+    conn: &mut PgConnection,
+    earn_id: i64,
+) -> sqlx::Result<Option<serde_json::Value>> {
+    sqlx::query_scalar!("select upgrade from point_transactions where id = $1", earn_id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Keeps the upgrade an earn caused with the earn, for its replays.
+pub async fn record_earn_upgrade(
+    conn: &mut PgConnection,
+    earn_id: i64,
+    upgrade: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update point_transactions set upgrade = $2 where id = $1",
+        earn_id,
+        upgrade
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// What the one-statement earn (`earn_points` in SQL) decided; see migration 0005.
@@ -185,6 +214,8 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
             reversed_amount: Decimal::ZERO,
             refunded: false,
             batch_id: None,
+            // not returned by earn_points(): read by [`earn_upgrade`] when needed
+            upgrade: None,
         }),
         "not_found" => FastEarn::NotFound,
         "unauthorized" => FastEarn::Unauthorized,

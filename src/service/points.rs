@@ -178,8 +178,11 @@ impl PointService {
                 replayed: false,
                 upgrade: None,
             }),
-            Ok(FastEarn::Replay(k)) => {
+            Ok(FastEarn::Replay(mut k)) => {
                 let same = same_earn(&k, req);
+                if same && k.amount.is_some() {
+                    k.upgrade = db::earn_upgrade(&mut conn, k.tx.id).await?;
+                }
                 replay_or_conflict(k, same)
             }
             Ok(FastEarn::Unauthorized) => Err(Error::Unauthorized),
@@ -276,6 +279,10 @@ impl PointService {
             } else {
                 None
             };
+        if let Some(up) = &upgrade {
+            let reply = serde_json::to_value(up).map_err(|e| Error::Internal(e.into()))?;
+            db::record_earn_upgrade(&mut tx, transaction.id, &reply).await?;
+        }
         tx.commit().await?;
         Ok(Outcome {
             transaction,
@@ -814,7 +821,7 @@ fn replay_or_conflict(k: Keyed, same: bool) -> Result<Outcome> {
         Ok(Outcome {
             transaction: k.tx,
             replayed: true,
-            upgrade: None,
+            upgrade: k.upgrade.and_then(|u| serde_json::from_value(u).ok()),
         })
     } else {
         Err(Error::IdempotencyConflict {

@@ -233,3 +233,33 @@ async fn earn_input_is_validated_before_the_service_sees_it() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_replayed_earn_answers_with_the_upgrade_of_its_first_reply() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    let first =
+        h.s.points
+            .earn_points(earn_req(user, 10, "UP1", Some("1500")))
+            .await
+            .unwrap();
+    let up = first.upgrade.clone().expect("upgraded");
+    assert_eq!(up.new_level, "银牌会员");
+    // the level is renamed afterwards: the replay still says what the first reply said
+    sqlx::query("update member_levels set level_name = 'Silver' where level_name = '银牌会员'")
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let again =
+        h.s.points
+            .earn_points(earn_req(user, 10, "UP1", Some("1500")))
+            .await
+            .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.transaction.id, first.transaction.id);
+    assert_eq!(again.upgrade, Some(up));
+    // an earn that upgraded nobody replays without one
+    let plain = h.earn(user, 5, "PLAIN").await.unwrap();
+    assert_eq!(plain.upgrade, None);
+    assert_eq!(h.earn(user, 5, "PLAIN").await.unwrap().upgrade, None);
+}
