@@ -55,22 +55,29 @@ pub struct MemberRow {
     pub available_points: i64,
 }
 
-/// Members whose code matches exactly or whose email starts with the text.
+/// Members whose code matches exactly or whose email starts with the text, with their
+/// balance as of `now` (points past their expiry do not count, swept or not).
 pub async fn search_members(
     conn: &mut PgConnection,
     q: &str,
     limit: i64,
+    now: OffsetDateTime,
 ) -> sqlx::Result<Vec<MemberRow>> {
     sqlx::query_as!(
         MemberRow,
-        r#"select p.user_id, p.member_code, u.email, u.display_name, p.level_id, p.available_points
+        r#"select p.user_id, p.member_code, u.email, u.display_name, p.level_id,
+                  p.available_points - (select coalesce(sum(b.available_points), 0)::bigint
+                                          from point_batches b
+                                         where b.user_id = p.user_id and b.available_points > 0
+                                           and b.expires_at <= $3) as "available_points!"
              from member_profiles p join users u on u.id = p.user_id
             where p.member_code = upper($1)
                or lower(u.email) like replace(replace(replace(lower($1), '\', '\\'), '%', '\%'), '_', '\_') || '%'
             order by p.user_id
             limit $2"#,
         q,
-        limit
+        limit,
+        now
     )
     .fetch_all(conn)
     .await

@@ -93,7 +93,7 @@ impl StaffService {
             return Ok(Vec::new());
         }
         let mut conn = self.ctx.pool.acquire().await?;
-        Ok(db::search_members(&mut conn, q, 50).await?)
+        Ok(db::search_members(&mut conn, q, 50, self.ctx.clock.now()).await?)
     }
 
     /// The audit log, newest first; `before` is the last id of the previous page.

@@ -111,3 +111,25 @@ async fn expiry_reminder_is_sent_once_per_batch() {
     assert_eq!(payload["points"], 25);
     assert_eq!(payload["batches"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn staff_member_search_shows_the_balance_without_points_past_their_expiry() {
+    let h = Harness::with(Backend::Local, |c| c.points_expiry_days = 10).await;
+    let user = h.member().await;
+    h.earn(user, 100, "OLD").await.unwrap();
+    h.clock.advance(Duration::days(5));
+    h.earn(user, 30, "NEW").await.unwrap();
+    let email: String = sqlx::query_scalar("select email from users where id = $1")
+        .bind(user)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    let found = |h: &Harness| {
+        let (s, email) = (h.s.clone(), email.clone());
+        async move { s.staff.search_members(&email).await.unwrap()[0].available_points }
+    };
+    assert_eq!(found(&h).await, 130);
+    h.clock.advance(Duration::days(6)); // OLD is due, not yet swept
+    assert_eq!(found(&h).await, 30);
+    assert_eq!(h.available(user).await, 30, "as the member sees it");
+}
