@@ -700,3 +700,37 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
     );
     assert_eq!(member_portal::web::api::openapi().paths.paths.len(), 10);
 }
+
+#[tokio::test]
+async fn unreadable_paths_and_query_strings_get_json_errors_and_a_keyless_caller_401_first() {
+    let a = api().await;
+    let user = a.member("ann@example.com").await;
+    for (method, path) in [
+        ("GET", "/members/%FF".to_owned()),
+        ("GET", "/members/%FF/points/batches".to_owned()),
+        ("POST", "/members/%FF/points/earn".to_owned()),
+        ("POST", "/members/%FF/points/use".to_owned()),
+        ("GET", format!("/members/{user}/points/transactions?limit=1&limit=2")),
+    ] {
+        let body = json!({"base_points": 1, "source_type": "o", "source_id": "X", "points": 1, "usage_type": "u", "reference_id": "R"});
+        // without a key: 401, whatever else is wrong
+        let r = a
+            .app
+            .client
+            .request(method.parse().unwrap(), a.app.url(&format!("/api/v1{path}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+        let (s, e) = a.call(method, &path, Some(body)).await;
+        assert_error(s, &e, 400, "VALIDATION_ERROR");
+        let field = e["field"].as_str().unwrap_or_default();
+        assert!(field == "user_id" || field == "query", "{method} {path}: {e}");
+    }
+    let (s, e) = a
+        .call("GET", &format!("/members/{user}/points/transactions?limit=1&limit=2"), None)
+        .await;
+    assert_error(s, &e, 400, "VALIDATION_ERROR");
+    assert!(e["message"].as_str().unwrap().contains("duplicate field `limit`"), "{e}");
+}

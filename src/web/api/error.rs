@@ -58,6 +58,50 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The safety net under every API route: an error response that is not JSON (a rejection
+/// answered in plain text by axum or a layer) is answered as the error body instead.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let error = match status {
+        StatusCode::UNAUTHORIZED => ApiError::from(Error::Unauthorized),
+        StatusCode::FORBIDDEN => ApiError::from(Error::Forbidden),
+        StatusCode::NOT_FOUND => ApiError::from(Error::NotFound {
+            what: "this API route",
+        }),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => ApiError {
+            status,
+            error: Error::Unavailable(anyhow::anyhow!("{status}: {text}")),
+            field: None,
+        },
+        s if s.is_server_error() => ApiError {
+            status,
+            error: Error::Internal(anyhow::anyhow!("{status}: {text}")),
+            field: None,
+        },
+        _ => ApiError::request(
+            status,
+            "request",
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("bad request").to_owned()
+            } else {
+                text
+            },
+        ),
+    };
+    error.into_response()
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::from(Error::NotFound {
         what: "this API route",

@@ -140,6 +140,46 @@ impl FromRequestParts<Services> for BearerKey {
     }
 }
 
+/// The `{user_id}` of the path: a positive integer. A segment that is not even text (such
+/// as `%FF`) gets the same error as any other bad id.
+pub struct MemberId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for MemberId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| p.0)
+            .unwrap_or_default();
+        user_id(&raw).map(MemberId)
+    }
+}
+
+/// A query string parsed into `T`; one that does not fit (a repeated or malformed
+/// parameter) is a JSON error naming the problem.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| {
+                let text = e.body_text();
+                let why = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ApiError::request(
+                    StatusCode::BAD_REQUEST,
+                    "query",
+                    format!("the query string cannot be read: {why}"),
+                )
+            })
+    }
+}
+
 /// A member id from the path: a positive integer.
 pub fn user_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {

@@ -7,7 +7,7 @@ pub mod extract;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::ApiError;
-use self::extract::{ApiKey, BearerKey, JsonBody, user_id};
+use self::extract::{ApiKey, ApiQuery, BearerKey, JsonBody, MemberId};
 use crate::domain::{
     Batch, Level, Money, Outcome, Points, PointsSummary, Profile, Reference, Transaction,
     UpgradeProgress, UpgradeResult,
@@ -96,6 +96,7 @@ pub fn router() -> Router<Services> {
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::map_response(error::json_errors))
 }
 
 /// The OpenAPI 3.1 description, each path as a client calls it (`/api/v1/...`).
@@ -292,9 +293,9 @@ async fn create_member(
 async fn member(
     State(s): State<Services>,
     _key: ApiKey,
-    Path(id): Path<String>,
+    MemberId(user): MemberId,
 ) -> Result<Response, ApiError> {
-    let profile = s.members.get_member_profile(user_id(&id)?).await?;
+    let profile = s.members.get_member_profile(user).await?;
     Ok(Json(ProfileView::from(profile)).into_response())
 }
 
@@ -318,9 +319,9 @@ pub async fn me_profile(
 async fn upgrade_progress(
     State(s): State<Services>,
     _key: ApiKey,
-    Path(id): Path<String>,
+    MemberId(user): MemberId,
 ) -> Result<Response, ApiError> {
-    let progress = s.members.upgrade_progress(user_id(&id)?).await?;
+    let progress = s.members.upgrade_progress(user).await?;
     Ok(Json(progress).into_response())
 }
 
@@ -349,14 +350,15 @@ pub struct EarnBody {
 async fn earn(
     State(s): State<Services>,
     key: BearerKey,
-    Path(id): Path<String>,
+    user: Result<MemberId, ApiError>,
     body: Result<JsonBody<EarnBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     // The key is checked by the earn's own statement; a request refused before it gets
     // its key checked first, so without a valid key the answer is always 401.
-    let parsed = body.and_then(|JsonBody(b)| {
+    let parsed = user.and_then(|MemberId(user)| {
+        let JsonBody(b) = body?;
         Ok(EarnRequest {
-            user_id: user_id(&id)?,
+            user_id: user,
             base_points: Points::parse("base_points", b.base_points)?,
             source_type: Reference::parse("source_type", &b.source_type)?,
             source_id: Reference::parse("source_id", &b.source_id)?,
@@ -390,11 +392,11 @@ pub struct UseBody {
 async fn spend(
     State(s): State<Services>,
     _key: ApiKey,
-    Path(id): Path<String>,
+    MemberId(user): MemberId,
     JsonBody(b): JsonBody<UseBody>,
 ) -> Result<Response, ApiError> {
     let req = UseRequest {
-        user_id: user_id(&id)?,
+        user_id: user,
         points: Points::parse("points", b.points)?,
         usage_type: Reference::parse("usage_type", &b.usage_type)?,
         reference_id: Reference::parse("reference_id", &b.reference_id)?,
@@ -424,11 +426,11 @@ pub struct ReverseBody {
 async fn reverse(
     State(s): State<Services>,
     _key: ApiKey,
-    Path(id): Path<String>,
+    MemberId(user): MemberId,
     JsonBody(b): JsonBody<ReverseBody>,
 ) -> Result<Response, ApiError> {
     let req = ReverseRequest {
-        user_id: user_id(&id)?,
+        user_id: user,
         source_type: Reference::parse("source_type", &b.source_type)?,
         source_id: Reference::parse("source_id", &b.source_id)?,
         refund_id: b
@@ -455,11 +457,11 @@ pub struct RefundBody {
 async fn refund(
     State(s): State<Services>,
     _key: ApiKey,
-    Path(id): Path<String>,
+    MemberId(user): MemberId,
     JsonBody(b): JsonBody<RefundBody>,
 ) -> Result<Response, ApiError> {
     let req = RefundRequest {
-        user_id: user_id(&id)?,
+        user_id: user,
         usage_type: Reference::parse("usage_type", &b.usage_type)?,
         reference_id: Reference::parse("reference_id", &b.reference_id)?,
     };
@@ -471,9 +473,9 @@ async fn refund(
 async fn batches(
     State(s): State<Services>,
     _key: ApiKey,
-    Path(id): Path<String>,
+    MemberId(user): MemberId,
 ) -> Result<Response, ApiError> {
-    let batches: Vec<Batch> = s.points.batches(user_id(&id)?).await?;
+    let batches: Vec<Batch> = s.points.batches(user).await?;
     Ok(Json(batches).into_response())
 }
 
@@ -499,10 +501,9 @@ pub struct TransactionPage {
 async fn transactions(
     State(s): State<Services>,
     _key: ApiKey,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    MemberId(user): MemberId,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let user = user_id(&id)?;
     let limit = match q.limit.as_deref() {
         None => 20,
         Some(l) => l
