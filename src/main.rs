@@ -62,7 +62,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| "info,sqlx=warn".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // colours only for a person at a terminal, not in a file or a log collector
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if config.log_json {
         logs.json().init();
     } else {

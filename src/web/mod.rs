@@ -72,6 +72,7 @@ pub fn router(services: Services) -> Router {
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
+        .layer(middleware::map_request(drop_unsafe_request_id))
         .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
@@ -191,6 +192,30 @@ impl axum::extract::FromRequestParts<Services> for ClientIp {
             &services.ctx.config.trusted_proxies,
         )))
     }
+}
+
+/// A caller's `x-request-id` is kept only if it is at most 64 characters of
+/// `[A-Za-z0-9._-]`; anything else (too long, spaces, line breaks that would forge log
+/// lines) is dropped and replaced by one of ours.
+pub fn is_safe_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+async fn drop_unsafe_request_id(mut req: Request) -> Request {
+    if req
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .enumerate()
+        .any(|(i, v)| i > 0 || !is_safe_request_id(v.as_bytes()))
+    {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 /// Request ids from [`crate::random_uuid`] (tower-http's `MakeRequestUuid` makes a system

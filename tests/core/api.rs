@@ -620,6 +620,31 @@ async fn every_response_carries_a_request_id() {
         "trace-me-42",
         "a caller's id is kept"
     );
+    // an id that is too long or could forge log lines is replaced by one of ours
+    for bad in ["x".repeat(65), "a b".into(), "line\tbreak".into(), "ok;rm".into()] {
+        let r = a
+            .app
+            .client
+            .get(a.app.url("/healthz"))
+            .header("x-request-id", bad.as_str())
+            .send()
+            .await
+            .unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "{bad:?} replaced: {id}");
+        assert_ne!(id, bad);
+    }
+    let longest = "A-z.0_9".repeat(9) + "x";
+    assert_eq!(longest.len(), 64);
+    let r = a
+        .app
+        .client
+        .get(a.app.url("/healthz"))
+        .header("x-request-id", longest.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], longest.as_str());
 }
 
 /// The description is generated from the handlers; every documented route answers (never

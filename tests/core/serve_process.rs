@@ -22,6 +22,11 @@ impl ServeProcess {
     /// Starts `serve` on `database_url` with the extra environment, and waits until it
     /// answers `/healthz`.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_logging_to(database_url, env, Stdio::null()).await
+    }
+
+    /// As [`Self::start`], with the process's log (stderr) going to `log`.
+    pub async fn start_logging_to(database_url: &str, env: &[(&str, &str)], log: Stdio) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -35,7 +40,7 @@ impl ServeProcess {
             .env_remove("REDIS_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         for (k, v) in env {
             command.env(k, v);
         }
@@ -268,4 +273,18 @@ async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
             == 1
     })
     .await;
+}
+
+#[tokio::test]
+async fn log_lines_written_to_a_file_carry_no_terminal_colours() {
+    let db = TestDb::new().await;
+    let path = std::env::temp_dir().join(format!("{}.log", db.name));
+    let file = std::fs::File::create(&path).unwrap();
+    let serve =
+        ServeProcess::start_logging_to(&db.url, &[("RUST_LOG", "info")], file.into()).await;
+    drop(serve);
+    let log = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(log.contains("member portal listening"), "{log}");
+    assert!(!log.contains('\x1b'), "no ANSI escapes: {log:?}");
 }
