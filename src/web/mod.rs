@@ -41,6 +41,11 @@ pub fn router(services: Services) -> Router {
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handlers))
         .fallback(pages::not_found)
+        // a page may answer an htmx request with a fragment of itself
+        .layer(SetResponseHeaderLayer::appending(
+            header::VARY,
+            HeaderValue::from_static("HX-Request"),
+        ))
         .layer(middleware::from_fn(csrf::require_token))
         .layer(session::layer(pool, cache.clone(), secure));
     Router::new()
@@ -52,7 +57,12 @@ pub fn router(services: Services) -> Router {
             tower::ServiceBuilder::new()
                 .layer(SetResponseHeaderLayer::overriding(
                     header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                    // a file that exists; a 404 is not kept for a year
+                    |r: &axum::http::Response<_>| {
+                        r.status().is_success().then(|| {
+                            HeaderValue::from_static("public, max-age=31536000, immutable")
+                        })
+                    },
                 ))
                 .service(ServeDir::new(static_dir())),
         )
@@ -73,6 +83,9 @@ pub fn router(services: Services) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(middleware::map_request(drop_unsafe_request_id))
+        // Pages, API answers and health are about one session or member, or of the
+        // moment: no browser or proxy keeps them (static files say otherwise).
+        .layer(header_layer(header::CACHE_CONTROL, "no-store"))
         .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "same-origin"))

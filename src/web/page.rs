@@ -116,8 +116,11 @@ impl PageCtx {
     }
 }
 
+/// An htmx request that swaps part of a page. A history restore (back button after a
+/// pushed URL, page not in htmx's cache) needs the whole page, so it does not count.
 fn is_htmx(headers: &HeaderMap) -> bool {
     headers.get("hx-request").is_some_and(|v| v == "true")
+        && !headers.contains_key("hx-history-restore-request")
 }
 
 /// A page for anyone: the session, the user if logged in, and the page context.

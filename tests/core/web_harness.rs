@@ -190,4 +190,12 @@ pub fn assert_security_headers(r: &reqwest::Response) {
     assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
     assert_eq!(get("x-frame-options"), "DENY", "{what}");
     assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+    // nothing about a session or member is kept by a browser or proxy; only static files
+    // that exist are cached
+    let cache = get("cache-control");
+    if r.url().path().starts_with("/static/") && r.status().is_success() {
+        assert!(cache.contains("immutable"), "{what}: {cache}");
+    } else {
+        assert_eq!(cache, "no-store", "{what}");
+    }
 }

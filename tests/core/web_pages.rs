@@ -81,9 +81,33 @@ async fn points_history_loads_more_by_cursor_and_htmx_gets_only_the_rows() {
     assert!(!frag.contains("<html") && !frag.contains("<body"), "{frag}");
     assert_eq!(frag.matches("<tr class=\"tx").count(), 6);
     assert!(!frag.contains("load-more"));
-    // filtering by type
+    // filtering by type: a whole page, or for htmx the rows alone
     let uses = app.text("/points?type=use").await;
     assert_eq!(uses.matches("<tr class=\"tx").count(), 1);
+    let htmx = |path: &'static str, restore: bool| {
+        let mut r = app.client.get(app.url(path)).header("hx-request", "true");
+        if restore {
+            r = r.header("hx-history-restore-request", "true");
+        }
+        async move { r.send().await.unwrap() }
+    };
+    let r = htmx("/points?type=use", false).await;
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(
+        r.headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("HX-Request")),
+        "{:?}",
+        r.headers()
+    );
+    let frag = r.text().await.unwrap();
+    assert!(!frag.contains("<html"), "{frag}");
+    assert_eq!(frag.matches("<tr class=\"tx").count(), 1);
+    let none = htmx("/points?type=expire", false).await.text().await.unwrap();
+    assert!(none.contains("<tr class=\"empty\">"), "says there is nothing: {none}");
+    let restore = htmx("/points?type=use", true).await.text().await.unwrap();
+    assert!(restore.starts_with("<!doctype html>"), "history restore gets the page");
     // a malformed cursor is a clear 4xx, not a 500
     assert_eq!(app.get("/points?cursor=abc").await.status(), 422);
 }

@@ -137,7 +137,8 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
         kind: kind.unwrap_or_default(),
         next_cursor,
     };
-    if page.ctx.htmx && cursor.is_some() {
+    // htmx asks for the rows alone: "load more" (with a cursor) and the type filter
+    if page.ctx.htmx {
         return Ok(rows.into_response());
     }
     let (batches, more_batches) = page
