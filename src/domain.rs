@@ -151,12 +151,50 @@ pub fn parse_display_name(s: &str) -> Result<String, Error> {
 }
 
 /// A password a person chose: 8–128 characters (NIST SP 800-63B lengths).
-pub fn parse_password(s: &str) -> Result<String, Error> {
+/// Passwords of 8 or more characters that lists of leaked passwords put at the top, and
+/// that guessing tools try first (lowercase; compared without case).
+const COMMON_PASSWORDS: &str = "\
+password password1 password12 password123 passw0rd p@ssw0rd p@ssword 12345678 123456789 \
+1234567890 0123456789 12341234 11223344 123123123 87654321 987654321 147258369 11111111 \
+00000000 88888888 66666666 99999999 12121212 123456abc abc12345 abcd1234 a1234567 \
+aa123456 qwerty12 qwerty123 qwertyuiop qwer1234 qwe12345 asdfghjk asdf1234 asdfghjkl \
+zxcvbnm1 1q2w3e4r 1q2w3e4r5t 1qaz2wsx zaq12wsx q1w2e3r4 iloveyou iloveyou1 sunshine \
+princess football baseball basketball welcome1 welcome123 letmein1 trustno1 superman \
+whatever starwars computer internet changeme administrator admin123 admin1234 master123 \
+dragon123 monkey123 shadow123 michelle jennifer charlie1 freedom1 1234qwer woaini1314 \
+5201314520 woaini520 a123456789 qq123456 member123 loyalty1 password! secret123 test1234 \
+testtest letmein123";
+
+/// A password for the account with `email`: 8 to 128 characters, not only spaces, not one
+/// of the most common passwords, not the email or its name part.
+pub fn parse_password(s: &str, email: &str) -> Result<String, Error> {
     let n = s.chars().count();
     if !(8..=128).contains(&n) {
         return Err(Error::validation(
             "password",
             "password must be 8 to 128 characters",
+        ));
+    }
+    if s.trim().chars().count() < 8 {
+        return Err(Error::validation(
+            "password",
+            "password must have at least 8 characters besides spaces",
+        ));
+    }
+    let lower = s.trim().to_lowercase();
+    let email = email.trim().to_lowercase();
+    let name = email.split('@').next().unwrap_or_default();
+    if lower == email || lower == name {
+        return Err(Error::validation(
+            "password",
+            "password must not be your email address",
+        ));
+    }
+    let one_char = lower.chars().all(|c| Some(c) == lower.chars().next());
+    if one_char || COMMON_PASSWORDS.split_whitespace().any(|p| p == lower) {
+        return Err(Error::validation(
+            "password",
+            "this password is among the first that attackers try; choose another",
         ));
     }
     Ok(s.to_owned())
@@ -390,7 +428,26 @@ mod tests {
         assert!(Email::parse("a b@c.d").is_err());
         assert!(Email::parse("A@Example.com").is_ok());
         assert!(parse_reason("reason", "   ").is_err());
-        assert!(parse_password("short").is_err());
+        assert!(parse_password("short", "a@b.co").is_err());
+        for weak in [
+            "        ",
+            "password",
+            "12345678",
+            "PassWord1",
+            "ann@example.com",
+            "ANN@example.com ",
+            "annannann",
+            "aaaaaaaa",
+        ] {
+            let email = if weak == "annannann" {
+                "annannann@example.com"
+            } else {
+                "ann@example.com"
+            };
+            assert!(parse_password(weak, email).is_err(), "{weak:?} refused");
+        }
+        assert!(parse_password("correct horse battery", "ann@example.com").is_ok());
+        assert!(parse_password("  spaces around ok  ", "ann@example.com").is_ok());
     }
 
     #[test]

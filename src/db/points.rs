@@ -110,9 +110,12 @@ pub async fn earn_upgrade(
     conn: &mut PgConnection,
     earn_id: i64,
 ) -> sqlx::Result<Option<serde_json::Value>> {
-    sqlx::query_scalar!("select upgrade from point_transactions where id = $1", earn_id)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        "select upgrade from point_transactions where id = $1",
+        earn_id
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Keeps the upgrade an earn caused with the earn, for its replays.

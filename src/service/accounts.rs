@@ -195,7 +195,7 @@ pub async fn create_staff(
     display_name: Option<&str>,
 ) -> Result<i64> {
     let email = Email::parse(email)?;
-    let password = parse_password(password)?;
+    let password = parse_password(password, email.as_str())?;
     let name = parse_display_name(
         display_name.unwrap_or_else(|| email.as_str().split('@').next().unwrap_or("staff")),
     )?;

@@ -29,7 +29,9 @@ impl NewMember {
         Ok(Self {
             email: Email::parse(email)?,
             display_name: parse_display_name(display_name)?,
-            password: password.map(crate::domain::parse_password).transpose()?,
+            password: password
+                .map(|p| crate::domain::parse_password(p, email))
+                .transpose()?,
         })
     }
 }

@@ -141,7 +141,10 @@ async fn earn_use_reverse_refund_answer_201_then_200_on_replay() {
     let (s, again) = a.call("POST", &p("earn"), Some(earn)).await;
     assert_eq!(s, 200);
     assert_eq!(again["id"], t["id"]);
-    assert_eq!(again, t, "a replay answers the first reply, upgrade included");
+    assert_eq!(
+        again, t,
+        "a replay answers the first reply, upgrade included"
+    );
     let (s, e) = a.call("POST", &p("earn"), Some(json!({"base_points": 301, "source_type": "order_complete", "source_id": "ORDER_001", "amount": 300}))).await;
     assert_error(s, &e, 409, "IDEMPOTENCY_CONFLICT");
 
@@ -621,7 +624,12 @@ async fn every_response_carries_a_request_id() {
         "a caller's id is kept"
     );
     // an id that is too long or could forge log lines is replaced by one of ours
-    for bad in ["x".repeat(65), "a b".into(), "line\tbreak".into(), "ok;rm".into()] {
+    for bad in [
+        "x".repeat(65),
+        "a b".into(),
+        "line\tbreak".into(),
+        "ok;rm".into(),
+    ] {
         let r = a
             .app
             .client
@@ -735,14 +743,20 @@ async fn unreadable_paths_and_query_strings_get_json_errors_and_a_keyless_caller
         ("GET", "/members/%FF/points/batches".to_owned()),
         ("POST", "/members/%FF/points/earn".to_owned()),
         ("POST", "/members/%FF/points/use".to_owned()),
-        ("GET", format!("/members/{user}/points/transactions?limit=1&limit=2")),
+        (
+            "GET",
+            format!("/members/{user}/points/transactions?limit=1&limit=2"),
+        ),
     ] {
         let body = json!({"base_points": 1, "source_type": "o", "source_id": "X", "points": 1, "usage_type": "u", "reference_id": "R"});
         // without a key: 401, whatever else is wrong
         let r = a
             .app
             .client
-            .request(method.parse().unwrap(), a.app.url(&format!("/api/v1{path}")))
+            .request(
+                method.parse().unwrap(),
+                a.app.url(&format!("/api/v1{path}")),
+            )
             .json(&body)
             .send()
             .await
@@ -751,11 +765,24 @@ async fn unreadable_paths_and_query_strings_get_json_errors_and_a_keyless_caller
         let (s, e) = a.call(method, &path, Some(body)).await;
         assert_error(s, &e, 400, "VALIDATION_ERROR");
         let field = e["field"].as_str().unwrap_or_default();
-        assert!(field == "user_id" || field == "query", "{method} {path}: {e}");
+        assert!(
+            field == "user_id" || field == "query",
+            "{method} {path}: {e}"
+        );
     }
     let (s, e) = a
-        .call("GET", &format!("/members/{user}/points/transactions?limit=1&limit=2"), None)
+        .call(
+            "GET",
+            &format!("/members/{user}/points/transactions?limit=1&limit=2"),
+            None,
+        )
         .await;
     assert_error(s, &e, 400, "VALIDATION_ERROR");
-    assert!(e["message"].as_str().unwrap().contains("duplicate field `limit`"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field `limit`"),
+        "{e}"
+    );
 }

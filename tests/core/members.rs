@@ -35,10 +35,12 @@ async fn member_code_is_m_business_date_and_daily_sequence_in_member_timezone() 
 #[tokio::test]
 async fn the_100000th_sign_up_of_a_day_gets_a_six_digit_sequence() {
     let h = Harness::new().await;
-    sqlx::query("insert into member_code_counters (business_date, last_seq) values ('2025-09-18', 99999)")
-        .execute(&h.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "insert into member_code_counters (business_date, last_seq) values ('2025-09-18', 99999)",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
     let a = h.s.members.record(h.member().await).await.unwrap();
     assert_eq!(a.member_code, "M20250918100000");
     let b = h.s.members.record(h.member().await).await.unwrap();

@@ -280,8 +280,7 @@ async fn log_lines_written_to_a_file_carry_no_terminal_colours() {
     let db = TestDb::new().await;
     let path = std::env::temp_dir().join(format!("{}.log", db.name));
     let file = std::fs::File::create(&path).unwrap();
-    let serve =
-        ServeProcess::start_logging_to(&db.url, &[("RUST_LOG", "info")], file.into()).await;
+    let serve = ServeProcess::start_logging_to(&db.url, &[("RUST_LOG", "info")], file.into()).await;
     drop(serve);
     let log = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).ok();

@@ -356,6 +356,32 @@ async fn language_follows_accept_language_and_can_be_switched_for_the_session() 
 }
 
 #[tokio::test]
+async fn sign_up_refuses_common_passwords_blank_ones_and_the_email_itself() {
+    let app = spawn_app().await;
+    for password in ["        ", "password", "12345678", "Qwerty123", "ann@example.com"] {
+        let r = app
+            .post(
+                "/register",
+                &[
+                    ("email", "ann@example.com"),
+                    ("display_name", "Ann"),
+                    ("password", password),
+                    ("confirm", password),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 422, "{password:?}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("id=\"password-error\""), "{password:?}");
+    }
+    let users: i64 = sqlx::query_scalar("select count(*) from users")
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 0, "no account was made");
+}
+
+#[tokio::test]
 async fn sign_up_shows_errors_next_to_fields_then_logs_the_member_in() {
     let app = spawn_app().await;
     app.member("taken@example.com").await;

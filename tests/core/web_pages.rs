@@ -104,10 +104,20 @@ async fn points_history_loads_more_by_cursor_and_htmx_gets_only_the_rows() {
     let frag = r.text().await.unwrap();
     assert!(!frag.contains("<html"), "{frag}");
     assert_eq!(frag.matches("<tr class=\"tx").count(), 1);
-    let none = htmx("/points?type=expire", false).await.text().await.unwrap();
-    assert!(none.contains("<tr class=\"empty\">"), "says there is nothing: {none}");
+    let none = htmx("/points?type=expire", false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        none.contains("<tr class=\"empty\">"),
+        "says there is nothing: {none}"
+    );
     let restore = htmx("/points?type=use", true).await.text().await.unwrap();
-    assert!(restore.starts_with("<!doctype html>"), "history restore gets the page");
+    assert!(
+        restore.starts_with("<!doctype html>"),
+        "history restore gets the page"
+    );
     // a malformed cursor is a clear 4xx, not a 500
     assert_eq!(app.get("/points?cursor=abc").await.status(), 422);
 }

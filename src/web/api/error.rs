@@ -93,7 +93,10 @@ pub async fn json_errors(response: Response) -> Response {
             status,
             "request",
             if text.is_empty() {
-                status.canonical_reason().unwrap_or("bad request").to_owned()
+                status
+                    .canonical_reason()
+                    .unwrap_or("bad request")
+                    .to_owned()
             } else {
                 text
             },

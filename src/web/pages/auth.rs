@@ -170,7 +170,7 @@ pub async fn register(page: Page, Form(form): Form<RegisterForm>) -> Result<Resp
         ),
         (
             "password",
-            crate::domain::parse_password(&form.password).map(|_| ()),
+            crate::domain::parse_password(&form.password, &form.email).map(|_| ()),
         ),
     ] {
         if let Err(e) = parsed {
