@@ -24,9 +24,19 @@ pub fn error_page(
     message: &str,
     request_id: Option<String>,
 ) -> Response {
+    page_in(PageCtx::bare(lang), status, message.to_owned(), request_id)
+}
+
+/// An error page with a request's own context (its user's navigation).
+pub fn page_in(
+    ctx: PageCtx,
+    status: StatusCode,
+    message: String,
+    request_id: Option<String>,
+) -> Response {
     let page = ErrorPage {
-        ctx: PageCtx::bare(lang),
-        message: message.to_owned(),
+        ctx,
+        message,
         request_id,
     };
     (status, page).into_response()

@@ -290,7 +290,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("level.discount_rate", "折扣率", "Discount rate"),
     (
         "level.discount_hint",
-        "0.95 表示 95 折",
+        "0.95 表示 9.5 折",
         "0.95 means 5% off",
     ),
     ("level.point_multiplier", "积分倍率", "Points multiplier"),
@@ -368,6 +368,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("audit.details", "详情", "Details"),
     ("audit.older", "更早的记录", "Older entries"),
     ("audit.system", "系统", "system"),
+    ("common.actions", "操作", "Actions"),
     ("keys.name", "名称", "Name"),
     ("keys.prefix", "前缀", "Prefix"),
     ("keys.created", "创建时间", "Created"),
@@ -399,7 +400,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ),
     (
         "verr.discount_rate",
-        "折扣率需大于 0 且不超过 1，最多 3 位小数（0.95 表示 95 折）。",
+        "折扣率需大于 0 且不超过 1，最多 3 位小数（0.95 表示 9.5 折）。",
         "Discount rate must be above 0 and at most 1, with up to 3 decimals (0.95 = 5% off).",
     ),
     (

@@ -79,14 +79,14 @@ impl PageCtx {
         self.datetime(t)[..10].to_owned()
     }
 
-    /// 0.950 → "95折" / "5% off"; 1 → "no discount".
+    /// 0.900 → "9折", 0.950 → "9.5折" / "5% off"; 1 → "no discount".
     pub fn discount(&self, rate: &Decimal) -> String {
         let rate = *rate;
         if rate >= Decimal::ONE {
             return self.t("profile.no_discount").to_owned();
         }
         match self.lang {
-            Lang::Zh => format!("{}折", (rate * Decimal::from(100)).normalize()),
+            Lang::Zh => format!("{}折", (rate * Decimal::TEN).normalize()),
             Lang::En => format!(
                 "{}% off",
                 ((Decimal::ONE - rate) * Decimal::from(100)).normalize()
@@ -191,12 +191,18 @@ pub struct UserPage {
 pub enum LoginRequired {
     Error(PageError),
     Redirect { htmx: bool, next: String },
+    /// logged in, but not allowed here: the 403 page, with this user's navigation
+    Forbidden(Box<PageCtx>),
 }
 
 impl IntoResponse for LoginRequired {
     fn into_response(self) -> Response {
         match self {
             LoginRequired::Error(e) => e.into_response(),
+            LoginRequired::Forbidden(ctx) => {
+                let message = ctx.t("error.forbidden").to_owned();
+                crate::web::error::page_in(*ctx, StatusCode::FORBIDDEN, message, None)
+            }
             LoginRequired::Redirect { htmx, next } => {
                 let target = format!("/login?next={}", encode(&next));
                 if htmx {
@@ -352,7 +358,11 @@ mod tests {
         let zh = PageCtx::bare(Lang::Zh);
         let en = PageCtx::bare(Lang::En);
         let d = |s: &str| s.parse::<Decimal>().unwrap();
-        assert_eq!(zh.discount(&d("0.950")), "95折");
+        assert_eq!(zh.discount(&d("0.950")), "9.5折");
+        assert_eq!(zh.discount(&d("0.900")), "9折");
+        assert_eq!(zh.discount(&d("0.980")), "9.8折");
+        assert_eq!(zh.discount(&d("0.885")), "8.85折");
+        assert_eq!(en.discount(&d("0.900")), "10% off");
         assert_eq!(en.discount(&d("0.950")), "5% off");
         assert_eq!(en.discount(&d("0.980")), "2% off");
         assert_eq!(zh.discount(&d("1.000")), "无折扣");

@@ -62,6 +62,8 @@ struct MEarn {
     rev_points: i64,
     rev_cents: i64,
     fully_reversed: bool,
+    /// points a reversal could not take back, settled by refunds into this earn's batch
+    shortfall: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +150,7 @@ impl Model {
             rev_points: 0,
             rev_cents: 0,
             fully_reversed: false,
+            shortfall: 0,
         });
         self.spent_cents += cents.unwrap_or(0);
         Ok(())
@@ -188,10 +191,12 @@ impl Model {
                 if a > left {
                     return Err("VALIDATION_ERROR");
                 }
+                // the share of everything returned so far, less what was taken before
                 let share = if a == left {
                     points_left
                 } else {
-                    (earn.points * a / order).min(points_left)
+                    (earn.points * (earn.rev_cents + a) / order - earn.rev_points)
+                        .clamp(0, points_left)
                 };
                 (share, Some(a))
             }
@@ -202,6 +207,7 @@ impl Model {
         let recovered = take.min(self.live(now));
         self.consume(recovered, now, Some(earn.batch));
         let m = &mut self.earns[e];
+        m.shortfall += take - recovered;
         m.rev_points += take;
         m.rev_cents += returned.unwrap_or(0);
         if sub.is_none() {
@@ -331,7 +337,16 @@ async fn run_case(h: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     Ok(true)
                 } else {
                     for (b, p) in &used.deductions {
-                        next.batches[*b].avail += p;
+                        // a reversed earn's shortfall is settled before points come back
+                        let settled = match next.earns.iter_mut().find(|e| e.batch == *b) {
+                            Some(e) => {
+                                let s = e.shortfall.min(*p);
+                                e.shortfall -= s;
+                                s
+                            }
+                            None => 0,
+                        };
+                        next.batches[*b].avail += p - settled;
                     }
                     next.uses[u].refunded = true;
                     Ok(false)

@@ -372,3 +372,20 @@ async fn a_staff_user_on_a_member_page_is_led_to_the_dashboard() {
     // pages that need no member profile still open
     assert_eq!(app.get("/notifications").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_member_refused_a_staff_page_still_sees_their_own_navigation() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    let r = app.get("/admin/levels").await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("action=\"/logout\""), "logged in: {html}");
+    assert!(!html.contains("href=\"/register\""), "no sign-up link: {html}");
+    assert!(html.contains("href=\"/profile\""));
+    assert!(html.contains("rel=\"icon\" href=\"/static/favicon.svg\""));
+    let icon = app.get("/static/favicon.svg").await;
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+}

@@ -37,10 +37,7 @@ impl FromRequestParts<Services> for StaffPage {
     ) -> Result<Self, Self::Rejection> {
         let page = UserPage::from_request_parts(parts, services).await?;
         if !page.user.is_staff() {
-            return Err(LoginRequired::Error(PageError {
-                lang: page.ctx.lang,
-                error: Error::Forbidden,
-            }));
+            return Err(LoginRequired::Forbidden(Box::new(page.ctx)));
         }
         Ok(StaffPage {
             ctx: page.ctx,
