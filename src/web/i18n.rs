@@ -188,6 +188,9 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("profile.total_spent", "累计消费", "Total spent"),
     ("profile.total_earned", "累计获得", "Earned"),
     ("profile.total_used", "累计使用", "Used"),
+    ("profile.total_adjusted", "客服调整", "Adjusted by staff"),
+    ("profile.total_reversed", "退货扣回", "Taken back (returns)"),
+    ("profile.total_refunded", "取消抵扣退回", "Returned (cancelled checkouts)"),
     ("profile.total_expired", "已过期", "Expired"),
     ("profile.expiring_soon", "即将过期", "Expiring soon"),
     (

@@ -106,14 +106,76 @@ impl PageCtx {
         }
     }
 
+    /// 99011009 → "99,011,009" (both languages group digits in threes).
+    pub fn n<N: Copy + Into<i64>>(&self, n: &N) -> String {
+        let n: i64 = (*n).into();
+        group_digits(&n.unsigned_abs().to_string(), n < 0)
+    }
+
+    /// +1,200 / -30 / 0
     pub fn signed(&self, n: &i64) -> String {
         let n = *n;
         if n > 0 {
-            format!("+{n}")
+            format!("+{}", self.n(&n))
         } else {
-            n.to_string()
+            self.n(&n)
         }
     }
+
+    /// 12345.6 → "12,345.60" (the currency sign is the template's).
+    pub fn money(&self, d: &Decimal) -> String {
+        let text = format!("{:.2}", d.abs());
+        let (whole, cents) = text.split_once('.').unwrap_or((&text, "00"));
+        format!("{}.{cents}", group_digits(whole, d.is_sign_negative() && !d.is_zero()))
+    }
+
+    /// What a line of the points history was, in the reader's language: the order,
+    /// checkout or staff reason it belongs to, never a raw code.
+    pub fn describe(&self, t: &crate::domain::Transaction) -> String {
+        let reference = t.reference_id.as_deref().unwrap_or_default();
+        let source = t.reference_type.as_deref().unwrap_or_default();
+        let (zh, en) = match source {
+            "order_complete" | "order" | "purchase" => ("订单", "order"),
+            "checkout" | "payment" | "order_payment" => ("结账", "checkout"),
+            _ => ("", ""),
+        };
+        let what = |known: &str| {
+            if known.is_empty() {
+                format!("{} {reference}", source.replace('_', " "))
+            } else {
+                format!("{known} {reference}")
+            }
+        };
+        match (t.transaction_type.as_str(), self.lang) {
+            ("earn", Lang::Zh) => format!("{} 获得积分", what(zh)),
+            ("earn", Lang::En) => format!("Earned on {}", what(en)),
+            ("use", Lang::Zh) => format!("{} 使用积分", what(zh)),
+            ("use", Lang::En) => format!("Spent at {}", what(en)),
+            ("reverse", Lang::Zh) => format!("{} 退货，扣回积分", what(zh)),
+            ("reverse", Lang::En) => format!("Taken back: {} returned", what(en)),
+            ("refund", Lang::Zh) => format!("{} 已取消，积分退回", what(zh)),
+            ("refund", Lang::En) => format!("Returned: {} cancelled", what(en)),
+            ("expire", Lang::Zh) => "积分到期".to_owned(),
+            ("expire", Lang::En) => "Points reached their expiry date".to_owned(),
+            ("adjust", Lang::Zh) => format!("客服调整：{}", t.description),
+            ("adjust", Lang::En) => format!("Adjusted by staff: {}", t.description),
+            _ => t.description.clone(),
+        }
+    }
+}
+
+fn group_digits(digits: &str, negative: bool) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if negative {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// An htmx request that swaps part of a page. A history restore (back button after a
@@ -351,6 +413,50 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
         }
         assert_eq!(safe_next(None), None);
+    }
+
+    #[test]
+    fn numbers_and_money_group_digits_in_threes() {
+        let zh = PageCtx::bare(Lang::Zh);
+        assert_eq!(zh.n(&99011009), "99,011,009");
+        assert_eq!(zh.n(&999), "999");
+        assert_eq!(zh.n(&-1000), "-1,000");
+        assert_eq!(zh.n(&0), "0");
+        assert_eq!(zh.signed(&1200), "+1,200");
+        assert_eq!(zh.signed(&-30), "-30");
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(zh.money(&d("12345.6")), "12,345.60");
+        assert_eq!(zh.money(&d("9999999999.99")), "9,999,999,999.99");
+        assert_eq!(zh.money(&d("0")), "0.00");
+        assert_eq!(zh.money(&d("800")), "800.00");
+    }
+
+    #[test]
+    fn history_lines_are_described_in_the_readers_language() {
+        let t = |kind: &str, source: &str, reference: &str, description: &str| {
+            crate::domain::Transaction {
+                id: 1,
+                user_id: 1,
+                transaction_type: kind.into(),
+                points_change: 1,
+                balance_after: 1,
+                reference_type: Some(source.into()),
+                reference_id: Some(reference.into()),
+                description: description.into(),
+                status: "completed".into(),
+                unrecovered: 0,
+                created_at: OffsetDateTime::UNIX_EPOCH,
+            }
+        };
+        let (zh, en) = (PageCtx::bare(Lang::Zh), PageCtx::bare(Lang::En));
+        let earn = t("earn", "order_complete", "DEMO-4-R2", "order_complete DEMO-4-R2");
+        assert_eq!(zh.describe(&earn), "订单 DEMO-4-R2 获得积分");
+        assert_eq!(en.describe(&earn), "Earned on order DEMO-4-R2");
+        let other = t("earn", "sign_up_bonus", "S1", "x");
+        assert_eq!(en.describe(&other), "Earned on sign up bonus S1");
+        let adjust = t("adjust", "", "", "goodwill for a late parcel");
+        assert_eq!(zh.describe(&adjust), "客服调整：goodwill for a late parcel");
+        assert_eq!(en.describe(&t("refund", "checkout", "PAY_1", "")), "Returned: checkout PAY_1 cancelled");
     }
 
     #[test]

@@ -130,6 +130,12 @@ async fn log_in(c: &Client, app: &TestApp, email: &str) {
         .click()
         .await
         .unwrap();
+    // logged in once the login's redirect has landed
+    let started = std::time::Instant::now();
+    while c.current_url().await.unwrap().path() == "/login" {
+        assert!(started.elapsed() < Duration::from_secs(10), "login did not land");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,6 +233,52 @@ async fn member_logs_in_sees_profile_loads_more_history_and_opens_upgrade_progre
     c.goto(&app.url("/points")).await.unwrap();
     wait_css(c, "#history").await;
     shot(c, "member-points-375").await;
+    c.execute(
+        "document.getElementById('history').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(c, "member-points-history-375").await;
+    // one card per line: the type and the change each on one line, nothing wider
+    // than the phone
+    let tallest = c
+        .execute(
+            "return Math.max(...[...document.querySelectorAll('#history td.type, #history td.change')]
+                .map(td => td.getBoundingClientRect().height))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(tallest.as_f64().unwrap() < 30.0, "a cell wraps: {tallest}");
+    assert_eq!(
+        c.execute("return document.documentElement.scrollWidth", vec![])
+            .await
+            .unwrap(),
+        json!(375)
+    );
+    // the type filter swaps the rows in place (htmx) and keeps the address
+    c.find(Locator::Css("#type option[value=use]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while c.current_url().await.unwrap().query() != Some("type=use") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the filter's address"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        c.find_all(Locator::Css("#history tr.tx"))
+            .await
+            .unwrap()
+            .len()
+            <= 1
+    );
     phone.client.clone().close().await.unwrap();
 }
 
@@ -337,4 +389,40 @@ async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_lang
     wait_css(c, "#audit").await;
     shot(c, "admin-audit").await;
     b.client.clone().close().await.unwrap();
+
+    // staff pages on a phone: tables scroll sideways rather than squeeze words
+    let phone = browser(true, "zh-CN").await;
+    let c = &phone.client;
+    log_in(c, &app, "boss@example.com").await;
+    for (path, name, table, cells) in [
+        ("/admin/levels", "admin-levels-375", "#levels", "#levels td strong"),
+        ("/admin/audit", "admin-audit-375", "#audit", "#audit td:not(.details)"),
+    ] {
+        c.goto(&app.url(path)).await.unwrap();
+        wait_css(c, table).await;
+        let tallest = c
+            .execute(
+                &format!(
+                    "return Math.max(...[...document.querySelectorAll('{cells}')].map(e => {{
+                        const r = document.createRange(); r.selectNodeContents(e);
+                        return r.getBoundingClientRect().height; }}))"
+                ),
+                vec![],
+            )
+            .await
+            .unwrap();
+        let tallest = tallest.as_f64().unwrap_or_else(|| {
+            panic!("{path}: no {cells}: {tallest}");
+        });
+        assert!(tallest < 45.0, "{path}: a cell wraps ({tallest})");
+        assert_eq!(
+            c.execute("return document.documentElement.scrollWidth", vec![])
+                .await
+                .unwrap(),
+            json!(375),
+            "{path}: only the table scrolls"
+        );
+        shot(c, name).await;
+    }
+    phone.client.clone().close().await.unwrap();
 }
