@@ -93,20 +93,37 @@ pub struct AuditRow {
     pub created_at: OffsetDateTime,
 }
 
+/// Which audit entries to show: each filter that is set must match.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    /// the acting staff user's email (any case)
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// the member the entry is about (entries whose target is that member)
+    pub member: Option<i64>,
+}
+
 pub async fn audit_log(
     conn: &mut PgConnection,
     before: Option<i64>,
     limit: i64,
+    filter: &AuditFilter,
 ) -> sqlx::Result<Vec<AuditRow>> {
     sqlx::query_as!(
         AuditRow,
         r#"select a.id, u.email as "actor?", a.action, a.target_type, a.target_id, a.details, a.created_at
              from audit_log a left join users u on u.id = a.actor_user_id
             where a.id < $1
+              and ($3::text is null or lower(u.email) = lower($3))
+              and ($4::text is null or a.action = $4)
+              and ($5::text is null or (a.target_type = 'member' and a.target_id = $5))
             order by a.id desc
             limit $2"#,
         before.unwrap_or(i64::MAX),
-        limit
+        limit,
+        filter.actor.as_deref(),
+        filter.action.as_deref(),
+        filter.member.map(|m| m.to_string()),
     )
     .fetch_all(conn)
     .await

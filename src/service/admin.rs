@@ -97,10 +97,14 @@ impl StaffService {
     }
 
     /// The audit log, newest first; `before` is the last id of the previous page.
-    pub async fn audit_log(&self, before: Option<i64>) -> Result<(Vec<AuditRow>, Option<i64>)> {
+    pub async fn audit_log(
+        &self,
+        before: Option<i64>,
+        filter: &db::AuditFilter,
+    ) -> Result<(Vec<AuditRow>, Option<i64>)> {
         const PAGE: i64 = 50;
         let mut conn = self.ctx.pool.acquire().await?;
-        let mut rows = db::audit_log(&mut conn, before, PAGE + 1).await?;
+        let mut rows = db::audit_log(&mut conn, before, PAGE + 1, filter).await?;
         let next = if rows.len() as i64 > PAGE {
             rows.truncate(PAGE as usize);
             rows.last().map(|r| r.id)

@@ -49,6 +49,14 @@ impl Lang {
         best.map(|(_, l)| l).unwrap_or_default()
     }
 
+    /// The text of a key made at run time (an audit action, say), if the table has it.
+    pub fn try_t(self, key: &str) -> Option<&'static str> {
+        TEXT.get(key).map(|(zh, en)| match self {
+            Lang::Zh => *zh,
+            Lang::En => *en,
+        })
+    }
+
     pub fn t(self, key: &str) -> &'static str {
         match TEXT.get(key) {
             Some((zh, en)) => match self {
@@ -190,7 +198,11 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("profile.total_used", "累计使用", "Used"),
     ("profile.total_adjusted", "客服调整", "Adjusted by staff"),
     ("profile.total_reversed", "退货扣回", "Taken back (returns)"),
-    ("profile.total_refunded", "取消抵扣退回", "Returned (cancelled checkouts)"),
+    (
+        "profile.total_refunded",
+        "取消抵扣退回",
+        "Returned (cancelled checkouts)",
+    ),
     ("profile.total_expired", "已过期", "Expired"),
     ("profile.expiring_soon", "即将过期", "Expiring soon"),
     (
@@ -370,6 +382,64 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("audit.target", "对象", "Target"),
     ("audit.details", "详情", "Details"),
     ("audit.older", "更早的记录", "Older entries"),
+    ("audit.filter", "筛选", "Filter"),
+    ("audit.any_action", "全部操作", "All actions"),
+    ("audit.actor_email", "操作人邮箱", "Staff email"),
+    ("audit.member_id", "会员 ID", "Member ID"),
+    ("audit.none", "没有符合条件的记录。", "No entries match."),
+    ("audit.action.points.adjust", "调整积分", "Points adjusted"),
+    (
+        "audit.action.member.set_level",
+        "设置会员等级",
+        "Member level set",
+    ),
+    (
+        "audit.action.levels.recalculate",
+        "重新计算等级",
+        "Levels recalculated",
+    ),
+    ("audit.action.level.create", "新建等级", "Level created"),
+    ("audit.action.level.update", "修改等级", "Level changed"),
+    (
+        "audit.action.api_key.create",
+        "创建 API 密钥",
+        "API key created",
+    ),
+    (
+        "audit.action.api_key.revoke",
+        "吊销 API 密钥",
+        "API key revoked",
+    ),
+    (
+        "audit.action.staff.create",
+        "创建员工账号",
+        "Staff account created",
+    ),
+    ("audit.target.member", "会员", "member"),
+    ("audit.target.level", "等级", "level"),
+    ("audit.target.api_key", "API 密钥", "API key"),
+    ("audit.target.user", "账号", "account"),
+    ("audit.field.points", "积分", "points"),
+    ("audit.field.reason", "原因", "reason"),
+    ("audit.field.transaction_id", "交易编号", "transaction"),
+    ("audit.field.old_level_id", "原等级", "from level"),
+    ("audit.field.new_level_id", "新等级", "to level"),
+    ("audit.field.note", "备注", "note"),
+    ("audit.field.members", "调整人数", "members moved"),
+    ("audit.field.email", "邮箱", "email"),
+    ("audit.field.name", "名称", "name"),
+    ("audit.field.level_name", "等级名称", "name"),
+    ("audit.field.level_order", "等级顺序", "order"),
+    ("audit.field.min_points", "消费门槛", "spend threshold"),
+    ("audit.field.discount_rate", "折扣率", "discount rate"),
+    (
+        "audit.field.point_multiplier",
+        "积分倍率",
+        "points multiplier",
+    ),
+    ("audit.field.is_active", "启用", "active"),
+    ("common.yes", "是", "yes"),
+    ("common.no", "否", "no"),
     ("audit.system", "系统", "system"),
     ("common.actions", "操作", "Actions"),
     ("keys.name", "名称", "Name"),

@@ -126,7 +126,10 @@ impl PageCtx {
     pub fn money(&self, d: &Decimal) -> String {
         let text = format!("{:.2}", d.abs());
         let (whole, cents) = text.split_once('.').unwrap_or((&text, "00"));
-        format!("{}.{cents}", group_digits(whole, d.is_sign_negative() && !d.is_zero()))
+        format!(
+            "{}.{cents}",
+            group_digits(whole, d.is_sign_negative() && !d.is_zero())
+        )
     }
 
     /// What a line of the points history was, in the reader's language: the order,
@@ -252,7 +255,10 @@ pub struct UserPage {
 
 pub enum LoginRequired {
     Error(PageError),
-    Redirect { htmx: bool, next: String },
+    Redirect {
+        htmx: bool,
+        next: String,
+    },
     /// logged in, but not allowed here: the 403 page, with this user's navigation
     Forbidden(Box<PageCtx>),
 }
@@ -449,14 +455,22 @@ mod tests {
             }
         };
         let (zh, en) = (PageCtx::bare(Lang::Zh), PageCtx::bare(Lang::En));
-        let earn = t("earn", "order_complete", "DEMO-4-R2", "order_complete DEMO-4-R2");
+        let earn = t(
+            "earn",
+            "order_complete",
+            "DEMO-4-R2",
+            "order_complete DEMO-4-R2",
+        );
         assert_eq!(zh.describe(&earn), "订单 DEMO-4-R2 获得积分");
         assert_eq!(en.describe(&earn), "Earned on order DEMO-4-R2");
         let other = t("earn", "sign_up_bonus", "S1", "x");
         assert_eq!(en.describe(&other), "Earned on sign up bonus S1");
         let adjust = t("adjust", "", "", "goodwill for a late parcel");
         assert_eq!(zh.describe(&adjust), "客服调整：goodwill for a late parcel");
-        assert_eq!(en.describe(&t("refund", "checkout", "PAY_1", "")), "Returned: checkout PAY_1 cancelled");
+        assert_eq!(
+            en.describe(&t("refund", "checkout", "PAY_1", "")),
+            "Returned: checkout PAY_1 cancelled"
+        );
     }
 
     #[test]

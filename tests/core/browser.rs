@@ -133,7 +133,10 @@ async fn log_in(c: &Client, app: &TestApp, email: &str) {
     // logged in once the login's redirect has landed
     let started = std::time::Instant::now();
     while c.current_url().await.unwrap().path() == "/login" {
-        assert!(started.elapsed() < Duration::from_secs(10), "login did not land");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "login did not land"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -395,8 +398,18 @@ async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_lang
     let c = &phone.client;
     log_in(c, &app, "boss@example.com").await;
     for (path, name, table, cells) in [
-        ("/admin/levels", "admin-levels-375", "#levels", "#levels td strong"),
-        ("/admin/audit", "admin-audit-375", "#audit", "#audit td:not(.details)"),
+        (
+            "/admin/levels",
+            "admin-levels-375",
+            "#levels",
+            "#levels td strong",
+        ),
+        (
+            "/admin/audit",
+            "admin-audit-375",
+            "#audit",
+            "#audit td:not(.details)",
+        ),
     ] {
         c.goto(&app.url(path)).await.unwrap();
         wait_css(c, table).await;

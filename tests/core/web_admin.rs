@@ -145,8 +145,12 @@ async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
         app.s.levels.get(level.id).await.unwrap().level_name,
         "Platinum+"
     );
-    // audited
-    assert!(app.text("/admin/audit").await.contains("level.create"));
+    // audited, in words
+    let audit = app.text("/admin/audit").await;
+    assert!(
+        audit.contains("<td class=\"action\">新建等级</td>"),
+        "{audit}"
+    );
 }
 
 #[tokio::test]
@@ -279,9 +283,61 @@ async fn staff_find_a_member_adjust_points_with_a_reason_and_set_a_level_with_a_
     assert!(html.contains("id=\"member-level\">金牌会员<") && html.contains("goodwill"));
     let audit = app.text("/admin/audit").await;
     assert!(
-        audit.contains("points.adjust")
-            && audit.contains("member.set_level")
-            && audit.contains("boss@example.com")
+        audit.contains("<td class=\"action\">调整积分</td>")
+            && audit.contains("<td class=\"action\">设置会员等级</td>")
+            && audit.contains("boss@example.com"),
+        "{audit}"
+    );
+    // the details in words, not JSON: the reason, and level names instead of ids
+    assert!(audit.contains("<dt>原因</dt><dd>goodwill</dd>"), "{audit}");
+    assert!(
+        audit.contains("<dt>新等级</dt><dd>金牌会员</dd>"),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("{&quot;") && !audit.contains("new_level_id"),
+        "{audit}"
+    );
+    // filtered by action, by member and by actor
+    let rows = |html: &str| html.matches("<td class=\"action\">").count();
+    let adjusts = app.text("/admin/audit?action=points.adjust").await;
+    assert_eq!(rows(&adjusts), 1, "{adjusts}");
+    let about_ann = app.text(&format!("/admin/audit?member={ann}")).await;
+    assert_eq!(rows(&about_ann), 2, "{about_ann}");
+    assert_eq!(
+        rows(
+            &app.text(&format!("/admin/audit?member={}", ann + 1000))
+                .await
+        ),
+        0
+    );
+    // the staff account itself was created from the command line, by no one
+    assert_eq!(
+        rows(&app.text("/admin/audit?actor=BOSS@example.com").await),
+        rows(&audit) - 1
+    );
+    assert_eq!(
+        rows(&app.text("/admin/audit?actor=nobody@example.com").await),
+        0
+    );
+    assert_eq!(
+        app.get("/admin/audit?action=drop.tables").await.status(),
+        422
+    );
+    assert_eq!(app.get("/admin/audit?member=abc").await.status(), 422);
+    let english = app
+        .client
+        .get(app.url("/admin/audit?action=points.adjust"))
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        english.contains("<td class=\"action\">Points adjusted</td>"),
+        "{english}"
     );
     // ids that are not numbers or not members are 404 pages, never 500
     assert_eq!(app.get("/admin/members/abc").await.status(), 404);
@@ -382,7 +438,10 @@ async fn a_member_refused_a_staff_page_still_sees_their_own_navigation() {
     assert_eq!(r.status(), 403);
     let html = r.text().await.unwrap();
     assert!(html.contains("action=\"/logout\""), "logged in: {html}");
-    assert!(!html.contains("href=\"/register\""), "no sign-up link: {html}");
+    assert!(
+        !html.contains("href=\"/register\""),
+        "no sign-up link: {html}"
+    );
     assert!(html.contains("href=\"/profile\""));
     assert!(html.contains("rel=\"icon\" href=\"/static/favicon.svg\""));
     let icon = app.get("/static/favicon.svg").await;

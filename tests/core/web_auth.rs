@@ -358,7 +358,13 @@ async fn language_follows_accept_language_and_can_be_switched_for_the_session() 
 #[tokio::test]
 async fn sign_up_refuses_common_passwords_blank_ones_and_the_email_itself() {
     let app = spawn_app().await;
-    for password in ["        ", "password", "12345678", "Qwerty123", "ann@example.com"] {
+    for password in [
+        "        ",
+        "password",
+        "12345678",
+        "Qwerty123",
+        "ann@example.com",
+    ] {
         let r = app
             .post(
                 "/register",

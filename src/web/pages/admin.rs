@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::db::admin::{ApiKeyRow, AuditRow, MemberRow};
+use crate::db::admin::{ApiKeyRow, MemberRow};
 use crate::domain::{Level, Profile};
 use crate::error::Error;
 use crate::service::admin::{Dashboard, Move};
@@ -20,6 +20,9 @@ use crate::service::{Services, accounts};
 use crate::web::error::{InLang, PageError, localized};
 use crate::web::page::{Form, LoginRequired, PageCtx, Query, UserPage};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
+
+mod audit;
+pub use audit::audit;
 
 /// A page for staff only.
 pub struct StaffPage {
@@ -790,40 +793,6 @@ pub async fn set_level(
 }
 
 // ---------------------------------------------------------------- audit log and API keys
-
-#[derive(Deserialize)]
-pub struct AuditQuery {
-    before: Option<String>,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "pages/admin/audit.html")]
-pub struct AuditPage {
-    pub ctx: PageCtx,
-    pub rows: Vec<AuditRow>,
-    pub next: Option<i64>,
-}
-
-pub async fn audit(page: StaffPage, Query(q): Query<AuditQuery>) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
-    let before = match q.before.as_deref().map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(b)) => Some(b),
-        Some(Err(_)) => {
-            return Err(PageError {
-                lang,
-                error: Error::validation("before", "invalid cursor"),
-            });
-        }
-    };
-    let (rows, next) = page.services.staff.audit_log(before).await.in_lang(lang)?;
-    Ok(AuditPage {
-        ctx: page.ctx,
-        rows,
-        next,
-    }
-    .into_response())
-}
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/admin/api_keys.html")]
