@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -55,11 +58,15 @@ impl Application {
         let workers = crate::worker::spawn(self.services.clone(), stopped);
         // Graceful: stop accepting, let requests in flight finish, then stop the workers
         // (a job in progress finishes its current transaction) and close the pool.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        let config = &self.services.ctx.config;
+        serve(
+            self.listener,
+            app,
+            config.max_connections,
+            config.header_read_timeout,
+            shutdown,
+        )
+        .await;
         let _ = stop.send(true);
         for w in workers {
             let _ = w.await;
@@ -68,4 +75,61 @@ impl Application {
         self.services.ctx.pool.close().await;
         Ok(())
     }
+}
+
+/// Accepts connections until `shutdown`, then waits for the requests in flight. At most
+/// `max_connections` are served at once (the rest wait in the kernel's backlog), and a
+/// client that takes longer than `header_read_timeout` to send a request's headers is
+/// disconnected, so slow or idle clients cannot hold the server's connections.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    max_connections: usize,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // out of file descriptors and the like: wait rather than spin
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                tower::ServiceExt::oneshot(router.clone(), req)
+            });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -46,6 +46,10 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` names the client (login throttling counts per
     /// client address). Empty: the socket's peer is the client.
     pub trusted_proxies: Vec<crate::client_ip::IpRange>,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client that has not sent a request's headers within this is disconnected.
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -260,6 +264,8 @@ impl Config {
             lock_wait: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(30),
             trusted_proxies,
+            max_connections: int("MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
+            header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 10, 1)?,
         })
     }
 }
@@ -314,6 +320,9 @@ mod tests {
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert!(c.redis_url.is_none());
         assert!(!c.cookie_secure);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 1024);
+        assert!(c.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod cache;
 mod cancellation;
 mod cli;
 mod concurrency;
+mod connections;
 mod earn;
 mod embedded;
 mod expiry;
