@@ -8,6 +8,7 @@ pub struct Credentials {
     pub role: String,
     pub display_name: String,
     pub password_hash: String,
+    pub disabled: bool,
 }
 
 pub async fn credentials(
@@ -16,7 +17,8 @@ pub async fn credentials(
 ) -> sqlx::Result<Option<Credentials>> {
     sqlx::query_as!(
         Credentials,
-        "select id, role, display_name, password_hash from users where lower(email) = lower($1)",
+        r#"select id, role, display_name, password_hash, disabled_at is not null as "disabled!"
+             from users where lower(email) = lower($1)"#,
         email
     )
     .fetch_optional(conn)
@@ -100,4 +102,55 @@ pub async fn delete_expired_sessions(
     .execute(conn)
     .await?
     .rows_affected())
+}
+
+/// Whether the user is a staff account that is not disabled (checked on every page a
+/// staff session opens, so a change to the account takes effect at once).
+pub async fn is_active_staff(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from users
+                           where id = $1 and role = 'staff' and disabled_at is null) as "ok!""#,
+        user_id
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub struct StaffAccount {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub created_at: OffsetDateTime,
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+pub async fn staff_accounts(conn: &mut PgConnection) -> sqlx::Result<Vec<StaffAccount>> {
+    sqlx::query_as!(
+        StaffAccount,
+        "select id, email, display_name, created_at, disabled_at
+           from users where role = 'staff' order by id"
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Disables or enables a staff account; false if there is no such staff account.
+pub async fn set_staff_disabled(
+    conn: &mut PgConnection,
+    user_id: i64,
+    disabled: bool,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
+        "update users
+            set disabled_at = case when $2 then coalesce(disabled_at, $3) end, updated_at = $3
+          where id = $1 and role = 'staff'",
+        user_id,
+        disabled,
+        now
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
 }

@@ -105,6 +105,8 @@ pub enum Login {
     },
     /// Unknown email and wrong password look the same.
     Invalid,
+    /// the right password for an account staff have disabled
+    Disabled,
     Throttled {
         minutes: i64,
     },
@@ -157,6 +159,7 @@ pub async fn login(ctx: &Ctx, email: &str, password: &str, client: IpAddr) -> Re
     };
     let verified = verify_password(password.to_owned(), hash).await?;
     match account {
+        Some(a) if verified && a.disabled => Ok(Login::Disabled),
         Some(a) if verified => {
             let mut conn = ctx.pool.acquire().await?;
             login_db::login_succeeded(&mut conn, &keys[0], &keys[1]).await?;

@@ -81,6 +81,52 @@ impl StaffService {
         })
     }
 
+    /// Whether a staff session still has staff power: its account is staff and enabled.
+    pub async fn is_active_staff(&self, user_id: i64) -> Result<bool> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(crate::db::accounts::is_active_staff(&mut conn, user_id).await?)
+    }
+
+    pub async fn staff_accounts(&self) -> Result<Vec<crate::db::accounts::StaffAccount>> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(crate::db::accounts::staff_accounts(&mut conn).await?)
+    }
+
+    /// Disables or enables a staff account, audited. Its sessions lose staff power at
+    /// their next request. Nobody disables their own account (the last staff login could
+    /// lock everyone out).
+    pub async fn set_staff_disabled(&self, actor: i64, user_id: i64, disabled: bool) -> Result<()> {
+        if disabled && actor == user_id {
+            return Err(Error::validation(
+                "user_id",
+                "you cannot disable your own account; ask another staff member",
+            ));
+        }
+        let now = self.ctx.clock.now();
+        let mut tx = self.ctx.pool.begin().await?;
+        if !crate::db::accounts::set_staff_disabled(&mut tx, user_id, disabled, now).await? {
+            return Err(Error::NotFound {
+                what: "staff account",
+            });
+        }
+        member_db::audit(
+            &mut tx,
+            Some(actor),
+            if disabled {
+                "staff.disable"
+            } else {
+                "staff.enable"
+            },
+            "user",
+            &user_id.to_string(),
+            &json!({}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn staff_count(&self) -> Result<i64> {
         let mut conn = self.ctx.pool.acquire().await?;
         Ok(db::staff_count(&mut conn).await?)

@@ -172,6 +172,9 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/admin/members/{id}/adjust", Staff).post(admin::adjust),
         r("/admin/members/{id}/level", Staff).post(admin::set_level),
         r("/admin/audit", Staff).get(admin::audit),
+        r("/admin/staff", Staff).get(admin::staff),
+        r("/admin/staff/{id}/disable", Staff).post(admin::disable_staff),
+        r("/admin/staff/{id}/enable", Staff).post(admin::enable_staff),
         r("/admin/api-keys", Staff)
             .get(admin::api_keys)
             .post(admin::create_api_key),

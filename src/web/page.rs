@@ -206,7 +206,23 @@ impl FromRequestParts<Services> for Page {
         let lang = request_lang(parts).await;
         let session = session::from_parts(parts, services).await.in_lang(lang)?;
         let now = services.ctx.clock.now();
-        let user = session::current_user(&session, now).await.in_lang(lang)?;
+        let mut user = session::current_user(&session, now).await.in_lang(lang)?;
+        // A staff session's power is the account's, not what the session remembers: an
+        // account disabled or no longer staff is logged out at its next request.
+        if let Some(u) = user.as_ref().filter(|u| u.is_staff()) {
+            if !services
+                .staff
+                .is_active_staff(u.user_id)
+                .await
+                .in_lang(lang)?
+            {
+                session.flush().await.map_err(|e| PageError {
+                    lang,
+                    error: crate::error::Error::Internal(anyhow::anyhow!("session: {e}")),
+                })?;
+                user = None;
+            }
+        }
         let csrf = session::csrf_token(&session).await.in_lang(lang)?;
         let nav = match &user {
             None => None,

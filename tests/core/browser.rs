@@ -391,6 +391,9 @@ async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_lang
     c.goto(&app.url("/admin/audit")).await.unwrap();
     wait_css(c, "#audit").await;
     shot(c, "admin-audit").await;
+    c.goto(&app.url("/admin/staff")).await.unwrap();
+    wait_css(c, "#staff").await;
+    shot(c, "admin-staff").await;
     b.client.clone().close().await.unwrap();
 
     // staff pages on a phone: tables scroll sideways rather than squeeze words

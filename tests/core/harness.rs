@@ -28,6 +28,8 @@ fn server() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// dropped by its owner, not by this handle
+    borrowed: bool,
 }
 
 impl TestDb {
@@ -93,12 +95,28 @@ impl TestDb {
             .unwrap();
         admin.close().await.ok();
         let url = format!("{}/{name}", server());
-        Self { name, url }
+        Self {
+            name,
+            url,
+            borrowed: false,
+        }
+    }
+
+    /// A handle on another test's database that leaves it in place when dropped.
+    pub fn borrowed(other: &TestDb) -> Self {
+        Self {
+            name: other.name.clone(),
+            url: other.url.clone(),
+            borrowed: true,
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.borrowed {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs outside async; a short-lived runtime on its own thread does the work.
         let _ = std::thread::spawn(move || {
@@ -276,7 +294,7 @@ pub async fn fingerprint(pool: &sqlx::PgPool) -> Vec<i64> {
     sqlx::query_scalar::<_, i64>(
         "select unnest(array[
             (select count(*) from users),
-            (select hashtext(coalesce(string_agg(concat_ws('|', id, email, display_name, role, password_hash), ',' order by id), '')) from users)::bigint,
+            (select hashtext(coalesce(string_agg(concat_ws('|', id, email, display_name, role, password_hash, disabled_at), ',' order by id), '')) from users)::bigint,
             (select count(*) from member_profiles),
             (select hashtext(coalesce(string_agg(concat_ws('|', user_id, level_id, member_code), ',' order by user_id), '')) from member_profiles)::bigint,
             (select coalesce(sum(available_points), 0) from member_profiles)::bigint,

@@ -127,6 +127,8 @@ pub struct World {
     level: i32,
     key_id: i64,
     key: String,
+    /// a second staff account, which a request let through could disable
+    deputy: i64,
 }
 
 impl World {
@@ -135,6 +137,10 @@ impl World {
         accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
             .await
             .unwrap();
+        let deputy =
+            accounts::create_staff(&app.s.ctx, "deputy@example.com", PASSWORD, Some("Deputy"))
+                .await
+                .unwrap();
         let ann = app.member("ann@example.com").await;
         let bob = app.member("bob@example.com").await;
         app.s
@@ -166,6 +172,7 @@ impl World {
             level,
             key_id,
             key,
+            deputy,
         }
     }
 
@@ -182,6 +189,8 @@ impl World {
             self.level.to_string()
         } else if path.starts_with("/admin/members/{id}") {
             self.bob.to_string()
+        } else if path.starts_with("/admin/staff/{id}") {
+            self.deputy.to_string()
         } else if path.starts_with("/admin/api-keys/{id}") {
             self.key_id.to_string()
         } else if path.starts_with("/api/v1/members/{user_id}") {

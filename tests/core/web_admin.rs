@@ -448,3 +448,63 @@ async fn a_member_refused_a_staff_page_still_sees_their_own_navigation() {
     assert_eq!(icon.status(), 200);
     assert_eq!(icon.headers()["content-type"], "image/svg+xml");
 }
+
+#[tokio::test]
+async fn a_disabled_or_demoted_staff_account_loses_its_power_at_the_next_request() {
+    let boss = staff_app().await;
+    let deputy_id =
+        accounts::create_staff(&boss.s.ctx, "deputy@example.com", PASSWORD, Some("Deputy"))
+            .await
+            .unwrap();
+    let deputy = boss.another_browser();
+    assert_eq!(
+        location(&deputy.login("deputy@example.com", PASSWORD).await),
+        "/admin"
+    );
+    assert_eq!(deputy.get("/admin/members").await.status(), 200);
+
+    // nobody disables themselves
+    let boss_id: i64 = sqlx::query_scalar("select id from users where email = 'boss@example.com'")
+        .fetch_one(&boss.s.ctx.pool)
+        .await
+        .unwrap();
+    let r = boss
+        .post(&format!("/admin/staff/{boss_id}/disable"), &[])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("id=\"staff-error\""));
+
+    let r = boss
+        .post(&format!("/admin/staff/{deputy_id}/disable"), &[])
+        .await;
+    assert_eq!(location(&r), "/admin/staff?done=disabled");
+    let list = boss.text("/admin/staff?done=disabled").await;
+    assert!(
+        list.contains("id=\"staff-notice\""),
+        "says it is done: {list}"
+    );
+    // the deputy's open session has no staff power any more, and cannot log in again
+    let r = deputy.get("/admin/members").await;
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("/login"), "{}", location(&r));
+    let r = deputy.login("deputy@example.com", PASSWORD).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("此账号已停用"));
+    // enabled again: back in
+    boss.post(&format!("/admin/staff/{deputy_id}/enable"), &[])
+        .await;
+    assert_eq!(
+        location(&deputy.login("deputy@example.com", PASSWORD).await),
+        "/admin"
+    );
+    assert_eq!(deputy.get("/admin/members").await.status(), 200);
+    // the role changed behind the portal's back: the session does not keep it
+    sqlx::query("update users set role = 'member' where id = $1")
+        .bind(deputy_id)
+        .execute(&boss.s.ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(deputy.get("/admin/members").await.status(), 303);
+    let audit = boss.text("/admin/audit?action=staff.disable").await;
+    assert!(audit.contains("停用员工账号"), "{audit}");
+}

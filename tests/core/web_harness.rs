@@ -85,6 +85,18 @@ impl TestApp {
         base
     }
 
+    /// The same portal seen from another browser: its own cookies and session.
+    pub fn another_browser(&self) -> TestApp {
+        TestApp {
+            _db: TestDb::borrowed(&self._db),
+            base: self.base.clone(),
+            clock: self.clock.clone(),
+            s: self.s.clone(),
+            client: client(),
+            config: self.config.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -22,7 +22,9 @@ use crate::web::page::{Form, LoginRequired, PageCtx, Query, UserPage};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
 
 mod audit;
+mod staff;
 pub use audit::audit;
+pub use staff::{disable as disable_staff, enable as enable_staff, staff};
 
 /// A page for staff only.
 pub struct StaffPage {
@@ -50,7 +52,7 @@ impl FromRequestParts<Services> for StaffPage {
     }
 }
 
-fn parse_id<T: std::str::FromStr>(ctx: &PageCtx, raw: &str) -> Result<T, PageError> {
+pub(crate) fn parse_id<T: std::str::FromStr>(ctx: &PageCtx, raw: &str) -> Result<T, PageError> {
     raw.parse().map_err(|_| PageError {
         lang: ctx.lang,
         error: Error::NotFound { what: "page" },

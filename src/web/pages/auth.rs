@@ -80,6 +80,7 @@ pub async fn login(
             return Ok(Redirect::to(&to).into_response());
         }
         Login::Invalid => lang.t("login.invalid").to_owned(),
+        Login::Disabled => lang.t("login.disabled").to_owned(),
         Login::Throttled { minutes } => lang
             .t("login.throttled")
             .replace("{minutes}", &minutes.to_string()),

@@ -17,7 +17,7 @@ use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
 /// Every action the services record, in the order the filter offers them.
-pub const ACTIONS: [&str; 8] = [
+pub const ACTIONS: [&str; 10] = [
     "points.adjust",
     "member.set_level",
     "levels.recalculate",
@@ -26,6 +26,8 @@ pub const ACTIONS: [&str; 8] = [
     "api_key.create",
     "api_key.revoke",
     "staff.create",
+    "staff.disable",
+    "staff.enable",
 ];
 
 #[derive(Deserialize)]

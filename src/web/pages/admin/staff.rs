@@ -1,0 +1,91 @@
+//! Staff accounts: who can use the staff pages, and disabling an account at once.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{StaffPage, parse_id};
+use crate::db::accounts::StaffAccount;
+use crate::web::error::PageError;
+use crate::web::error::{InLang, localized};
+use crate::web::page::{PageCtx, Query};
+
+#[derive(Deserialize)]
+pub struct StaffQuery {
+    done: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/admin/staff.html")]
+pub struct StaffListPage {
+    pub ctx: PageCtx,
+    pub accounts: Vec<StaffAccount>,
+    pub me: i64,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+async fn list(
+    page: StaffPage,
+    notice: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let accounts = page
+        .services
+        .staff
+        .staff_accounts()
+        .await
+        .in_lang(page.ctx.lang)?;
+    Ok((
+        status,
+        StaffListPage {
+            me: page.actor,
+            ctx: page.ctx,
+            accounts,
+            notice,
+            error,
+        },
+    )
+        .into_response())
+}
+
+pub async fn staff(page: StaffPage, Query(q): Query<StaffQuery>) -> Result<Response, PageError> {
+    let notice = match q.done.as_deref() {
+        Some("disabled") => Some(page.ctx.t("staff.done_disabled").to_string()),
+        Some("enabled") => Some(page.ctx.t("staff.done_enabled").to_string()),
+        _ => None,
+    };
+    list(page, notice, None, StatusCode::OK).await
+}
+
+async fn set(page: StaffPage, raw: &str, disabled: bool) -> Result<Response, PageError> {
+    let id: i64 = parse_id(&page.ctx, raw)?;
+    match page
+        .services
+        .staff
+        .set_staff_disabled(page.actor, id, disabled)
+        .await
+    {
+        Ok(()) => {
+            let done = if disabled { "disabled" } else { "enabled" };
+            Ok(Redirect::to(&format!("/admin/staff?done={done}")).into_response())
+        }
+        Err(e @ crate::error::Error::Validation { .. }) => {
+            let message = localized(&e, page.ctx.lang);
+            list(page, None, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e).in_lang(page.ctx.lang),
+    }
+}
+
+pub async fn disable(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
+    set(page, &id, true).await
+}
+
+pub async fn enable(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
+    set(page, &id, false).await
+}
