@@ -35,37 +35,56 @@ impl LevelInput {
         benefits: Vec<String>,
         is_active: bool,
     ) -> Result<Self> {
+        Self::parse_all(
+            level_name,
+            level_order,
+            min_points,
+            discount_rate,
+            point_multiplier,
+            benefits,
+            is_active,
+        )
+        .map_err(|mut errors| errors.remove(0))
+    }
+
+    /// As [`Self::parse`], with every field's error at once (a form shows them all).
+    pub fn parse_all(
+        level_name: &str,
+        level_order: i64,
+        min_points: i64,
+        discount_rate: Decimal,
+        point_multiplier: Decimal,
+        benefits: Vec<String>,
+        is_active: bool,
+    ) -> Result<Self, Vec<Error>> {
+        let mut errors = Vec::new();
         let level_name = level_name.trim();
         let n = level_name.chars().count();
         if n == 0 || n > 50 || level_name.chars().any(char::is_control) {
-            return Err(Error::validation(
+            errors.push(Error::validation(
                 "level_name",
                 "level name must be 1 to 50 characters",
             ));
         }
-        let level_order = i32::try_from(level_order)
-            .ok()
-            .filter(|o| *o >= 0)
-            .ok_or_else(|| {
-                Error::validation(
-                    "level_order",
-                    "level order must be a whole number from 0 to 2147483647",
-                )
-            })?;
-        let min_points = i32::try_from(min_points)
-            .ok()
-            .filter(|m| *m >= 0)
-            .ok_or_else(|| {
-                Error::validation(
-                    "min_points",
-                    "threshold must be a whole number from 0 to 2147483647",
-                )
-            })?;
+        let level_order = i32::try_from(level_order).ok().filter(|o| *o >= 0);
+        if level_order.is_none() {
+            errors.push(Error::validation(
+                "level_order",
+                "level order must be a whole number from 0 to 2147483647",
+            ));
+        }
+        let min_points = i32::try_from(min_points).ok().filter(|m| *m >= 0);
+        if min_points.is_none() {
+            errors.push(Error::validation(
+                "min_points",
+                "threshold must be a whole number from 0 to 2147483647",
+            ));
+        }
         if discount_rate <= Decimal::ZERO
             || discount_rate > Decimal::ONE
             || discount_rate.normalize().scale() > 3
         {
-            return Err(Error::validation(
+            errors.push(Error::validation(
                 "discount_rate",
                 "discount rate must be above 0 and at most 1, with up to 3 decimal places (0.95 = 5% off)",
             ));
@@ -74,7 +93,7 @@ impl LevelInput {
             || point_multiplier > Decimal::TEN
             || point_multiplier.normalize().scale() > 2
         {
-            return Err(Error::validation(
+            errors.push(Error::validation(
                 "point_multiplier",
                 "point multiplier must be from 1.00 to 10.00, with up to 2 decimal places",
             ));
@@ -89,20 +108,23 @@ impl LevelInput {
                 .iter()
                 .any(|b| b.chars().count() > 100 || b.chars().any(char::is_control))
         {
-            return Err(Error::validation(
+            errors.push(Error::validation(
                 "benefits",
                 "at most 20 benefits of up to 100 characters each, one per line",
             ));
         }
-        Ok(Self {
-            level_name: level_name.to_owned(),
-            level_order,
-            min_points,
-            discount_rate: discount_rate.round_dp(3),
-            point_multiplier: point_multiplier.round_dp(2),
-            benefits,
-            is_active,
-        })
+        match (level_order, min_points) {
+            (Some(level_order), Some(min_points)) if errors.is_empty() => Ok(Self {
+                level_name: level_name.to_owned(),
+                level_order,
+                min_points,
+                discount_rate: discount_rate.round_dp(3),
+                point_multiplier: point_multiplier.round_dp(2),
+                benefits,
+                is_active,
+            }),
+            _ => Err(errors),
+        }
     }
 
     fn values(&self) -> LevelValues<'_> {

@@ -488,6 +488,11 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "不能停用自己的账号，请让其他员工操作。",
         "You cannot disable your own account; ask another staff member.",
     ),
+    (
+        "level.not_negative",
+        "不能为负数，需为不小于 0 的整数。",
+        "Must be 0 or more, not negative.",
+    ),
     ("keys.name", "名称", "Name"),
     ("keys.prefix", "前缀", "Prefix"),
     ("keys.created", "创建时间", "Created"),

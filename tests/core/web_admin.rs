@@ -508,3 +508,52 @@ async fn a_disabled_or_demoted_staff_account_loses_its_power_at_the_next_request
     let audit = boss.text("/admin/audit?action=staff.disable").await;
     assert!(audit.contains("停用员工账号"), "{audit}");
 }
+
+#[tokio::test]
+async fn a_level_form_shows_every_fields_error_at_once_each_with_its_own_message() {
+    let app = staff_app().await;
+    let r = app
+        .post(
+            "/admin/levels",
+            &[
+                ("level_name", ""),
+                ("level_order", "7"),
+                ("min_points", "-5"),
+                ("discount_rate", "1.5"),
+                ("point_multiplier", "abc"),
+                ("benefits", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    let error = |field: &str| {
+        let at = html
+            .find(&format!("id=\"{field}-error\""))
+            .unwrap_or_else(|| panic!("no error for {field}: {html}"));
+        let text = &html[at..];
+        text[text.find('>').unwrap() + 1..text.find('<').unwrap()].to_owned()
+    };
+    for field in [
+        "level_name",
+        "min_points",
+        "discount_rate",
+        "point_multiplier",
+    ] {
+        assert!(!error(field).is_empty(), "{field}");
+    }
+    assert!(
+        !html.contains("id=\"level_order-error\""),
+        "order 7 is fine"
+    );
+    assert_eq!(error("min_points"), "不能为负数，需为不小于 0 的整数。");
+    assert!(
+        !error("min_points").contains("递增"),
+        "not the ladder message"
+    );
+    assert_eq!(
+        app.s.levels.list().await.unwrap().len(),
+        4,
+        "nothing was created"
+    );
+}

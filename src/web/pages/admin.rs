@@ -255,13 +255,23 @@ impl LevelForm {
         self.is_active.is_some()
     }
 
+    /// Every field's error at once, each its own message in the reader's language.
     fn parse(&self, ctx: &PageCtx) -> Result<LevelInput, Box<LevelErrors>> {
         let mut e = LevelErrors::default();
-        let whole = |s: &str, slot: &mut Option<String>| {
-            s.trim()
-                .parse::<i64>()
-                .map_err(|_| *slot = Some(ctx.t("level.whole_number").into()))
-                .ok()
+        let whole = |s: &str, slot: &mut Option<String>| match s.trim().parse::<i64>() {
+            Ok(n) if n < 0 => {
+                *slot = Some(ctx.t("level.not_negative").into());
+                None
+            }
+            Ok(n) if n > i64::from(i32::MAX) => {
+                *slot = Some(ctx.t("level.whole_number").into());
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                *slot = Some(ctx.t("level.whole_number").into());
+                None
+            }
         };
         let decimal = |s: &str, slot: &mut Option<String>| {
             s.trim()
@@ -274,19 +284,40 @@ impl LevelForm {
         let rate = decimal(&self.discount_rate, &mut e.discount_rate);
         let mult = decimal(&self.point_multiplier, &mut e.point_multiplier);
         let benefits = self.benefits.lines().map(str::to_owned).collect();
-        let (Some(order), Some(min), Some(rate), Some(mult)) = (order, min, rate, mult) else {
-            return Err(Box::new(e));
-        };
-        LevelInput::parse(
+        // the service judges every field it can, stand-ins where a field did not parse
+        let parsed = LevelInput::parse_all(
             &self.level_name,
-            order,
-            min,
-            rate,
-            mult,
+            order.unwrap_or(0),
+            min.unwrap_or(0),
+            rate.unwrap_or(Decimal::ONE),
+            mult.unwrap_or(Decimal::ONE),
             benefits,
             self.checked(),
-        )
-        .map_err(|err| Box::new(level_error(err, ctx)))
+        );
+        let errors = match parsed {
+            Ok(input) if order.is_some() && min.is_some() && rate.is_some() && mult.is_some() => {
+                return Ok(input);
+            }
+            Ok(_) => Vec::new(),
+            Err(errors) => errors,
+        };
+        for err in errors {
+            let field_error = level_error(err, ctx);
+            for (slot, found) in [
+                (&mut e.level_name, field_error.level_name),
+                (&mut e.level_order, field_error.level_order),
+                (&mut e.min_points, field_error.min_points),
+                (&mut e.discount_rate, field_error.discount_rate),
+                (&mut e.point_multiplier, field_error.point_multiplier),
+                (&mut e.benefits, field_error.benefits),
+                (&mut e.form, field_error.form),
+            ] {
+                if slot.is_none() {
+                    *slot = found;
+                }
+            }
+        }
+        Err(Box::new(e))
     }
 }
 
