@@ -50,6 +50,10 @@ pub struct Config {
     pub max_connections: usize,
     /// A client that has not sent a request's headers within this is disconnected.
     pub header_read_timeout: Duration,
+    /// The most points one staff adjustment may add or take.
+    pub adjustment_max_points: i64,
+    /// Staff confirm an adjustment of more points than this before it is made.
+    pub adjustment_confirm_above: i64,
 }
 
 #[derive(Clone)]
@@ -266,6 +270,13 @@ impl Config {
             trusted_proxies,
             max_connections: int("MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
             header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 10, 1)?,
+            adjustment_max_points: int("STAFF_ADJUSTMENT_MAX_POINTS", 100_000, 1, 1_000_000_000)?,
+            adjustment_confirm_above: int(
+                "STAFF_ADJUSTMENT_CONFIRM_ABOVE",
+                1_000,
+                0,
+                1_000_000_000,
+            )?,
         })
     }
 }

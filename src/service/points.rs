@@ -560,6 +560,15 @@ impl PointService {
     /// never below zero. Audited in the same transaction.
     #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
     pub async fn adjust_points(&self, req: AdjustRequest) -> Result<Transaction> {
+        let max = self.ctx.config.adjustment_max_points;
+        if req.points.unsigned_abs() > max.unsigned_abs() {
+            return Err(Error::validation(
+                "adjustment",
+                format!(
+                    "one adjustment may add or take at most {max} points (STAFF_ADJUSTMENT_MAX_POINTS)"
+                ),
+            ));
+        }
         let this = self.clone();
         run_to_completion(async move {
             let t = this

@@ -388,6 +388,15 @@ async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_lang
         .unwrap();
     wait_css(c, "#new-key").await;
     shot(c, "admin-api-keys").await;
+    // revoking asks first
+    c.find(Locator::Css("#keys form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(c, "#confirm-yes").await;
+    shot(c, "admin-confirm").await;
     c.goto(&app.url("/admin/audit")).await.unwrap();
     wait_css(c, "#audit").await;
     shot(c, "admin-audit").await;

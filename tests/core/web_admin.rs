@@ -112,9 +112,16 @@ async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers().get("hx-redirect").unwrap(), "/admin/levels");
-    let list = app.text("/admin/levels").await;
+    assert_eq!(
+        r.headers().get("hx-redirect").unwrap(),
+        "/admin/levels?done=saved"
+    );
+    let list = app.text("/admin/levels?done=saved").await;
     assert!(list.contains("<strong>Platinum</strong>"));
+    assert!(
+        list.contains("id=\"levels-done\">等级已保存。<"),
+        "says it is saved"
+    );
     let level = app
         .s
         .levels
@@ -140,7 +147,7 @@ async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
             ],
         )
         .await;
-    assert_eq!(location(&r), "/admin/levels");
+    assert_eq!(location(&r), "/admin/levels?done=saved");
     assert_eq!(
         app.s.levels.get(level.id).await.unwrap().level_name,
         "Platinum+"
@@ -157,16 +164,33 @@ async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
 async fn a_level_with_members_cannot_be_deactivated_from_the_page() {
     let app = staff_app().await;
     app.member("ann@example.com").await;
+    // deactivating asks first, and changes nothing until confirmed
     let r = app
-        .post("/admin/levels/1/active", &[("active", "false")])
+        .post("/admin/levels/4/active", &[("active", "false")])
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"confirm-yes\"") && html.contains("name=\"confirm\" value=\"yes\""),
+        "{html}"
+    );
+    assert!(app.s.levels.get(4).await.unwrap().is_active);
+    let r = app
+        .post(
+            "/admin/levels/1/active",
+            &[("active", "false"), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("id=\"levels-notice\""));
     assert!(app.s.levels.get(1).await.unwrap().is_active);
     let r = app
-        .post("/admin/levels/4/active", &[("active", "false")])
+        .post(
+            "/admin/levels/4/active",
+            &[("active", "false"), ("confirm", "yes")],
+        )
         .await;
-    assert_eq!(location(&r), "/admin/levels");
+    assert_eq!(location(&r), "/admin/levels?done=active");
     assert!(!app.s.levels.get(4).await.unwrap().is_active);
 }
 
@@ -256,7 +280,7 @@ async fn staff_find_a_member_adjust_points_with_a_reason_and_set_a_level_with_a_
             &[("points", "50"), ("reason", "goodwill")],
         )
         .await;
-    assert_eq!(location(&r), page);
+    assert_eq!(location(&r), format!("{page}?done=adjusted"));
     assert_eq!(app.s.points.summary(ann).await.unwrap().available, 50);
     // never below zero
     let r = app
@@ -267,6 +291,55 @@ async fn staff_find_a_member_adjust_points_with_a_reason_and_set_a_level_with_a_
         .await;
     assert_eq!(r.status(), 422);
     assert_eq!(app.s.points.summary(ann).await.unwrap().available, 50);
+    // a large adjustment is confirmed first (above 1,000 points by default) ...
+    let r = app
+        .post(
+            &format!("{page}/adjust"),
+            &[("points", "5000"), ("reason", "big order")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"confirm-yes\"") && html.contains("+5,000"),
+        "{html}"
+    );
+    assert_eq!(
+        app.s.points.summary(ann).await.unwrap().available,
+        50,
+        "not yet"
+    );
+    let r = app
+        .post(
+            &format!("{page}/adjust"),
+            &[
+                ("points", "5000"),
+                ("reason", "big order"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), format!("{page}?done=adjusted"));
+    assert_eq!(app.s.points.summary(ann).await.unwrap().available, 5050);
+    // ... and none may pass the limit (100,000 by default), confirmed or not
+    let r = app
+        .post(
+            &format!("{page}/adjust"),
+            &[
+                ("points", "99999999"),
+                ("reason", "typo"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("STAFF_ADJUSTMENT_MAX_POINTS")
+    );
+    assert_eq!(app.s.points.summary(ann).await.unwrap().available, 5050);
     // a note is required to set a level
     let r = app
         .post(&format!("{page}/level"), &[("level_id", "3"), ("note", "")])
@@ -278,9 +351,13 @@ async fn staff_find_a_member_adjust_points_with_a_reason_and_set_a_level_with_a_
             &[("level_id", "3"), ("note", "VIP")],
         )
         .await;
-    assert_eq!(location(&r), page);
-    let html = app.text(&page).await;
+    assert_eq!(location(&r), format!("{page}?done=level"));
+    let html = app.text(&format!("{page}?done=level")).await;
     assert!(html.contains("id=\"member-level\">金牌会员<") && html.contains("goodwill"));
+    assert!(
+        html.contains("id=\"member-notice\">会员等级已设置。<"),
+        "says it is done"
+    );
     let audit = app.text("/admin/audit").await;
     assert!(
         audit.contains("<td class=\"action\">调整积分</td>")
@@ -301,9 +378,9 @@ async fn staff_find_a_member_adjust_points_with_a_reason_and_set_a_level_with_a_
     // filtered by action, by member and by actor
     let rows = |html: &str| html.matches("<td class=\"action\">").count();
     let adjusts = app.text("/admin/audit?action=points.adjust").await;
-    assert_eq!(rows(&adjusts), 1, "{adjusts}");
+    assert_eq!(rows(&adjusts), 2, "{adjusts}");
     let about_ann = app.text(&format!("/admin/audit?member={ann}")).await;
-    assert_eq!(rows(&about_ann), 2, "{about_ann}");
+    assert_eq!(rows(&about_ann), 3, "{about_ann}");
     assert_eq!(
         rows(
             &app.text(&format!("/admin/audit?member={}", ann + 1000))
@@ -367,7 +444,25 @@ async fn an_api_key_is_shown_once_and_can_be_revoked() {
         .await
         .unwrap();
     let r = app.post(&format!("/admin/api-keys/{id}/revoke"), &[]).await;
-    assert_eq!(location(&r), "/admin/api-keys");
+    assert!(
+        r.text().await.unwrap().contains("id=\"confirm-yes\""),
+        "asks first"
+    );
+    accounts::authenticate_api_key(&app.s.ctx, &key)
+        .await
+        .expect("not revoked before it is confirmed");
+    let r = app
+        .post(
+            &format!("/admin/api-keys/{id}/revoke"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(location(&r), "/admin/api-keys?done=revoked");
+    assert!(
+        app.text("/admin/api-keys?done=revoked")
+            .await
+            .contains("id=\"keys-notice\"")
+    );
     assert_eq!(
         accounts::authenticate_api_key(&app.s.ctx, &key)
             .await
@@ -469,13 +564,27 @@ async fn a_disabled_or_demoted_staff_account_loses_its_power_at_the_next_request
         .await
         .unwrap();
     let r = boss
-        .post(&format!("/admin/staff/{boss_id}/disable"), &[])
+        .post(
+            &format!("/admin/staff/{boss_id}/disable"),
+            &[("confirm", "yes")],
+        )
         .await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("id=\"staff-error\""));
 
     let r = boss
         .post(&format!("/admin/staff/{deputy_id}/disable"), &[])
+        .await;
+    assert!(
+        r.text().await.unwrap().contains("id=\"confirm-yes\""),
+        "asks first"
+    );
+    assert_eq!(deputy.get("/admin/members").await.status(), 200, "not yet");
+    let r = boss
+        .post(
+            &format!("/admin/staff/{deputy_id}/disable"),
+            &[("confirm", "yes")],
+        )
         .await;
     assert_eq!(location(&r), "/admin/staff?done=disabled");
     let list = boss.text("/admin/staff?done=disabled").await;

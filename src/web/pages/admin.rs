@@ -22,8 +22,10 @@ use crate::web::page::{Form, LoginRequired, PageCtx, Query, UserPage};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
 
 mod audit;
+mod confirm;
 mod staff;
 pub use audit::audit;
+use confirm::{ConfirmPage, Confirmed};
 pub use staff::{disable as disable_staff, enable as enable_staff, staff};
 
 /// A page for staff only.
@@ -381,12 +383,24 @@ pub struct LevelsPage {
     pub levels: Vec<(Level, i64)>,
     pub form: LevelFormView,
     pub notice: Option<String>,
+    /// what the last form did
+    pub done: Option<String>,
 }
 
 async fn levels_page(
     page: StaffPage,
     form: LevelFormView,
     notice: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    levels_page_with(page, form, notice, None, status).await
+}
+
+async fn levels_page_with(
+    page: StaffPage,
+    form: LevelFormView,
+    notice: Option<String>,
+    done: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let d = page
@@ -402,12 +416,20 @@ async fn levels_page(
             levels: d.members_per_level,
             form,
             notice,
+            done,
         },
     )
         .into_response())
 }
 
-pub async fn levels(page: StaffPage) -> Result<Response, PageError> {
+pub async fn levels(page: StaffPage, Query(q): Query<DoneQuery>) -> Result<Response, PageError> {
+    let done = q.notice(
+        &page.ctx,
+        &[
+            ("saved", "level.done_saved"),
+            ("active", "level.done_active"),
+        ],
+    );
     let form = LevelFormView {
         ctx: page.ctx.clone(),
         id: None,
@@ -417,7 +439,7 @@ pub async fn levels(page: StaffPage) -> Result<Response, PageError> {
         },
         errors: LevelErrors::default(),
     };
-    levels_page(page, form, None, StatusCode::OK).await
+    levels_page_with(page, form, None, done, StatusCode::OK).await
 }
 
 /// Answers a level form: success goes back to the list; errors come back next to their
@@ -451,11 +473,13 @@ async fn level_form_result(
     match result {
         Ok(()) if page.ctx.htmx => {
             let mut r = StatusCode::OK.into_response();
-            r.headers_mut()
-                .insert("hx-redirect", HeaderValue::from_static("/admin/levels"));
+            r.headers_mut().insert(
+                "hx-redirect",
+                HeaderValue::from_static("/admin/levels?done=saved"),
+            );
             Ok(r)
         }
-        Ok(()) => Ok(Redirect::to("/admin/levels").into_response()),
+        Ok(()) => Ok(Redirect::to("/admin/levels?done=saved").into_response()),
         Err(errors) => {
             let view = LevelFormView {
                 ctx: page.ctx.clone(),
@@ -527,6 +551,8 @@ pub async fn update_level(
 #[derive(Deserialize)]
 pub struct ActiveForm {
     active: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 pub async fn set_level_active(
@@ -536,13 +562,24 @@ pub async fn set_level_active(
 ) -> Result<Response, PageError> {
     let id: i32 = parse_id(&page.ctx, &id)?;
     let active = f.active == "true";
+    if !active && f.confirm != "yes" {
+        return Ok(ConfirmPage::new(
+            page.ctx,
+            "level.confirm_deactivate",
+            "level.confirm_yes",
+            format!("/admin/levels/{id}/active"),
+            "/admin/levels".into(),
+        )
+        .field("active", "false")
+        .response());
+    }
     match page
         .services
         .levels
         .set_active(id, active, Some(page.actor))
         .await
     {
-        Ok(_) => Ok(Redirect::to("/admin/levels").into_response()),
+        Ok(_) => Ok(Redirect::to("/admin/levels?done=active").into_response()),
         Err(e @ (Error::Internal(_) | Error::LevelNotFound { .. })) => Err(PageError {
             lang: page.ctx.lang,
             error: e,
@@ -661,6 +698,7 @@ pub struct MemberPage {
     pub rows: HistoryRows,
     pub adjust_error: Option<String>,
     pub level_error: Option<String>,
+    pub notice: Option<String>,
 }
 
 /// Messages next to the member page's forms.
@@ -668,6 +706,24 @@ pub struct MemberPage {
 struct Messages {
     adjust_error: Option<String>,
     level_error: Option<String>,
+    notice: Option<String>,
+}
+
+/// `?done=` after a staff form succeeded (post, redirect, get): which message to show.
+#[derive(Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+impl DoneQuery {
+    /// The notice for `done`, from the keys a page knows.
+    fn notice(&self, ctx: &PageCtx, known: &[(&str, &str)]) -> Option<String> {
+        let done = self.done.as_deref()?;
+        known
+            .iter()
+            .find(|(code, _)| *code == done)
+            .map(|(_, key)| ctx.t(key).to_string())
+    }
 }
 
 async fn ledger(
@@ -717,6 +773,7 @@ async fn member_page(
         rows,
         adjust_error: m.adjust_error,
         level_error: m.level_error,
+        notice: m.notice,
     };
     Ok((status, view).into_response())
 }
@@ -725,14 +782,26 @@ pub async fn member(
     page: StaffPage,
     Path(id): Path<String>,
     Query(q): Query<PointsQuery>,
+    Query(done): Query<DoneQuery>,
 ) -> Result<Response, PageError> {
     let id: i64 = parse_id(&page.ctx, &id)?;
     let (_, cursor) = q.parse().in_lang(page.ctx.lang)?;
     if cursor.is_some() && page.ctx.htmx {
         return Ok(ledger(&page, id, cursor).await?.into_response());
     }
+    let notice = done.notice(
+        &page.ctx,
+        &[
+            ("adjusted", "member.done_adjusted"),
+            ("level", "member.done_level"),
+        ],
+    );
+    let messages = Messages {
+        notice,
+        ..Default::default()
+    };
     // without JavaScript, "load more" is this page with the next page of the ledger
-    member_page(page, id, cursor, Messages::default()).await
+    member_page(page, id, cursor, messages).await
 }
 
 #[derive(Deserialize)]
@@ -741,6 +810,9 @@ pub struct AdjustForm {
     points: String,
     #[serde(default)]
     reason: String,
+    /// "yes" once a large adjustment is confirmed
+    #[serde(default)]
+    confirm: String,
 }
 
 pub async fn adjust(
@@ -756,6 +828,28 @@ pub async fn adjust(
         .parse::<i64>()
         .map_err(|_| Error::validation("points", lang.t("level.whole_number")))
         .and_then(|n| AdjustRequest::parse(id, n, &f.reason, Some(page.actor)));
+    // a large adjustment is made only once it is confirmed
+    if let Ok(r) = &request {
+        let above = page.services.ctx.config.adjustment_confirm_above;
+        if r.points.unsigned_abs() > above.unsigned_abs() && f.confirm != "yes" {
+            let back = format!("/admin/members/{id}");
+            let confirm = ConfirmPage::new(
+                page.ctx.clone(),
+                "member.confirm_adjust_text",
+                "member.confirm_yes",
+                format!("{back}/adjust"),
+                back,
+            )
+            .detail(
+                page.ctx.t("member.adjust_points").as_ref(),
+                page.ctx.signed(&r.points),
+            )
+            .detail(page.ctx.t("member.reason").as_ref(), r.reason.clone())
+            .field("points", &r.points.to_string())
+            .field("reason", &r.reason);
+            return Ok(confirm.response());
+        }
+    }
     let outcome = match request {
         Ok(r) => page.services.points.adjust_points(r).await.map(|_| ()),
         Err(e) => Err(e),
@@ -778,7 +872,13 @@ async fn after_member_form(
 ) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
     match outcome {
-        Ok(()) => Ok(Redirect::to(&format!("/admin/members/{id}")).into_response()),
+        Ok(()) => {
+            let done = match form {
+                MemberForm::Adjust => "adjusted",
+                MemberForm::Level => "level",
+            };
+            Ok(Redirect::to(&format!("/admin/members/{id}?done={done}")).into_response())
+        }
         Err(e @ (Error::Internal(_) | Error::MemberNotFound { .. })) => {
             Err(PageError { lang, error: e })
         }
@@ -834,12 +934,23 @@ pub struct ApiKeysPage {
     pub keys: Vec<ApiKeyRow>,
     pub created: Option<String>,
     pub error: Option<String>,
+    pub notice: Option<String>,
 }
 
 async fn api_keys_page(
     page: StaffPage,
     created: Option<String>,
     error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    api_keys_page_with(page, created, error, None, status).await
+}
+
+async fn api_keys_page_with(
+    page: StaffPage,
+    created: Option<String>,
+    error: Option<String>,
+    notice: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let keys = page
@@ -855,13 +966,18 @@ async fn api_keys_page(
             keys,
             created,
             error,
+            notice,
         },
     )
         .into_response())
 }
 
-pub async fn api_keys(page: StaffPage) -> Result<Response, PageError> {
-    api_keys_page(page, None, None, StatusCode::OK).await
+pub async fn api_keys(
+    page: StaffPage,
+    Query(done): Query<DoneQuery>,
+) -> Result<Response, PageError> {
+    let notice = done.notice(&page.ctx, &[("revoked", "keys.done_revoked")]);
+    api_keys_page_with(page, None, None, notice, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -890,12 +1006,23 @@ pub async fn create_api_key(
 pub async fn revoke_api_key(
     page: StaffPage,
     Path(id): Path<String>,
+    Form(f): Form<Confirmed>,
 ) -> Result<Response, PageError> {
     let id: i64 = parse_id(&page.ctx, &id)?;
+    if !f.yes() {
+        return Ok(ConfirmPage::new(
+            page.ctx,
+            "keys.confirm_revoke",
+            "keys.confirm_yes",
+            format!("/admin/api-keys/{id}/revoke"),
+            "/admin/api-keys".into(),
+        )
+        .response());
+    }
     page.services
         .staff
         .revoke_api_key(id, Some(page.actor))
         .await
         .in_lang(page.ctx.lang)?;
-    Ok(Redirect::to("/admin/api-keys").into_response())
+    Ok(Redirect::to("/admin/api-keys?done=revoked").into_response())
 }

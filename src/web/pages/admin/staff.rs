@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::confirm::{ConfirmPage, Confirmed};
 use super::{StaffPage, parse_id};
 use crate::db::accounts::StaffAccount;
 use crate::web::error::PageError;
 use crate::web::error::{InLang, localized};
-use crate::web::page::{PageCtx, Query};
+use crate::web::page::{Form, PageCtx, Query};
 
 #[derive(Deserialize)]
 pub struct StaffQuery {
@@ -62,8 +63,23 @@ pub async fn staff(page: StaffPage, Query(q): Query<StaffQuery>) -> Result<Respo
     list(page, notice, None, StatusCode::OK).await
 }
 
-async fn set(page: StaffPage, raw: &str, disabled: bool) -> Result<Response, PageError> {
+async fn set(
+    page: StaffPage,
+    raw: &str,
+    disabled: bool,
+    confirmed: bool,
+) -> Result<Response, PageError> {
     let id: i64 = parse_id(&page.ctx, raw)?;
+    if disabled && !confirmed {
+        return Ok(ConfirmPage::new(
+            page.ctx,
+            "staff.confirm_disable",
+            "staff.confirm_yes",
+            format!("/admin/staff/{id}/disable"),
+            "/admin/staff".into(),
+        )
+        .response());
+    }
     match page
         .services
         .staff
@@ -82,10 +98,14 @@ async fn set(page: StaffPage, raw: &str, disabled: bool) -> Result<Response, Pag
     }
 }
 
-pub async fn disable(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
-    set(page, &id, true).await
+pub async fn disable(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Form(f): Form<Confirmed>,
+) -> Result<Response, PageError> {
+    set(page, &id, true, f.yes()).await
 }
 
 pub async fn enable(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
-    set(page, &id, false).await
+    set(page, &id, false, true).await
 }
