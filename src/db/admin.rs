@@ -1,5 +1,6 @@
 //! Queries behind the staff pages.
 
+use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
@@ -165,58 +166,133 @@ pub async fn revoke_api_key(
 
 /// How many members would move from which level to which: each member belongs on the
 /// highest active level whose threshold their spend reaches.
-pub async fn recalculation_moves(conn: &mut PgConnection) -> sqlx::Result<Vec<(i32, i32, i64)>> {
-    Ok(sqlx::query!(
-        r#"select p.level_id as "from_level!", t.id as "to_level!", count(*) as "members!"
-             from member_profiles p
-             cross join lateral (select l.id from member_levels l
-                                  where l.is_active and l.min_points <= p.total_spent
-                                  order by l.level_order desc limit 1) t
-            where t.id <> p.level_id
-            group by 1, 2 order by 1, 2"#
+/// Which members a recalculation moves (see `recalculation_candidates` in migration 0012).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecalcOptions {
+    /// also move members down to the level their spend reaches
+    pub move_down: bool,
+    /// also move members whose level staff set by hand
+    pub include_manual: bool,
+}
+
+/// Members who would move, by (from, to, up, manual, changed within the cooldown).
+pub struct CandidateGroup {
+    pub from_id: i32,
+    pub to_id: i32,
+    pub up: bool,
+    pub manual: bool,
+    pub recent: bool,
+    pub members: i64,
+}
+
+pub async fn recalculation_groups(
+    conn: &mut PgConnection,
+    recent_after: OffsetDateTime,
+) -> sqlx::Result<Vec<CandidateGroup>> {
+    sqlx::query_as!(
+        CandidateGroup,
+        r#"select from_id as "from_id!", to_id as "to_id!", up as "up!", manual as "manual!",
+                  recent as "recent!", count(*) as "members!"
+             from recalculation_candidates($1)
+            group by 1, 2, 3, 4, 5 order by 1, 2, 3, 4, 5"#,
+        recent_after
     )
     .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.from_level, r.to_level, r.members))
-    .collect())
+    .await
+}
+
+/// One member a recalculation would move.
+pub struct CandidateRow {
+    pub user_id: i64,
+    pub member_code: String,
+    pub total_spent: Decimal,
+    pub from_id: i32,
+    pub to_id: i32,
+    pub up: bool,
+}
+
+/// The first `limit` members this recalculation would move.
+pub async fn recalculation_sample(
+    conn: &mut PgConnection,
+    recent_after: OffsetDateTime,
+    options: RecalcOptions,
+    limit: i64,
+) -> sqlx::Result<Vec<CandidateRow>> {
+    sqlx::query_as!(
+        CandidateRow,
+        r#"select user_id as "user_id!", member_code as "member_code!",
+                  total_spent as "total_spent!", from_id as "from_id!", to_id as "to_id!",
+                  up as "up!"
+             from recalculation_candidates($1)
+            where (up or $2) and (not manual or $3) and not recent
+            order by user_id
+            limit $4"#,
+        recent_after,
+        options.move_down,
+        options.include_manual,
+        limit
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// Moves up to `limit` members onto their level (rows locked, skipping members busy in
-/// another transaction, which the next batch picks up), with history rows. Returns the
-/// members moved.
+/// another transaction, which the next batch picks up), each with a history row that says
+/// why and a notification. Returns the members moved.
 pub async fn recalculate_batch(
     conn: &mut PgConnection,
     limit: i64,
+    options: RecalcOptions,
+    recent_after: OffsetDateTime,
     actor: Option<i64>,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
         r#"with todo as (
-               select p.user_id, p.level_id as old_level, t.id as new_level
-                 from member_profiles p
-                 cross join lateral (select l.id from member_levels l
-                                      where l.is_active and l.min_points <= p.total_spent
-                                      order by l.level_order desc limit 1) t
-                where t.id <> p.level_id
-                order by p.user_id
+               select c.user_id, c.from_id, c.to_id, c.up, c.total_spent
+                 from recalculation_candidates($4) c
+                where (c.up or $5) and (not c.manual or $6) and not c.recent
+                order by c.user_id
                 limit $1
+           ), locked as (
+               -- still on the level the plan saw (an earn may have moved it meanwhile)
+               select todo.* from member_profiles p join todo on todo.user_id = p.user_id
+                where p.level_id = todo.from_id
                 for update of p skip locked
            ), moved as (
                update member_profiles p
-                  set level_id = todo.new_level, last_level_change_at = $3, upgrade_due_at = null,
+                  set level_id = locked.to_id, last_level_change_at = $3, upgrade_due_at = null,
                       updated_at = $3
-                 from todo where p.user_id = todo.user_id
+                 from locked where p.user_id = locked.user_id
                returning p.user_id
            ), history as (
                insert into level_change_records
-                      (user_id, old_level_id, new_level_id, change_reason, actor_user_id, change_date)
-               select user_id, old_level, new_level, 'recalculate', $2, $3 from todo
+                      (user_id, old_level_id, new_level_id, change_reason, note, actor_user_id, change_date)
+               select l.user_id, l.from_id, l.to_id, 'recalculate',
+                      case when l.up
+                           then format('spend %s reaches %s (%s)', l.total_spent, nl.level_name, nl.min_points)
+                           else format('spend %s is below %s (%s)', l.total_spent, ol.level_name, ol.min_points)
+                      end,
+                      $2, $3
+                 from locked l
+                 join member_levels nl on nl.id = l.to_id
+                 join member_levels ol on ol.id = l.from_id
+           ), notified as (
+               insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
+               select l.user_id, 'level_changed',
+                      jsonb_build_object('new_level', nl.level_name, 'benefits', nl.benefits,
+                                         'reason', 'recalculate',
+                                         'direction', case when l.up then 'up' else 'down' end),
+                      $3, $3
+                 from locked l join member_levels nl on nl.id = l.to_id
            )
            select user_id as "user_id!" from moved"#,
         limit,
         actor,
-        now
+        now,
+        recent_after,
+        options.move_down,
+        options.include_manual
     )
     .fetch_all(conn)
     .await

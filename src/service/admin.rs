@@ -7,7 +7,7 @@ use serde_json::json;
 use time::{Date, Duration};
 
 use super::{Ctx, run_to_completion};
-use crate::db::admin::{self as db, ApiKeyRow, AuditRow, MemberRow};
+use crate::db::admin::{self as db, ApiKeyRow, AuditRow, MemberRow, RecalcOptions};
 use crate::db::levels as level_db;
 use crate::db::members as member_db;
 use crate::domain::Level;
@@ -31,7 +31,34 @@ pub struct Move {
     pub from: Level,
     pub to: Level,
     pub members: i64,
+    pub up: bool,
 }
+
+/// One member a recalculation would move, and why.
+pub struct MoveSample {
+    pub user_id: i64,
+    pub member_code: String,
+    pub total_spent: rust_decimal::Decimal,
+    pub from: Level,
+    pub to: Level,
+    pub up: bool,
+}
+
+/// What a recalculation with these options would do, and whom it leaves alone.
+pub struct RecalcPreview {
+    pub moves: Vec<Move>,
+    /// the first members to move (at most [`SAMPLE`])
+    pub sample: Vec<MoveSample>,
+    /// kept: their level was set by staff (unless the option says otherwise)
+    pub kept_manual: i64,
+    /// kept: their spend is below their level, and moving down was not chosen
+    pub kept_down: i64,
+    /// kept this time: their level changed within the cooldown
+    pub in_cooldown: i64,
+}
+
+/// Members listed by name in a recalculation preview.
+pub const SAMPLE: i64 = 50;
 
 #[derive(Clone)]
 pub struct StaffService {
@@ -187,38 +214,93 @@ impl StaffService {
         Ok(())
     }
 
-    /// Who would move where if levels were recalculated now.
-    pub async fn recalculation_preview(&self) -> Result<Vec<Move>> {
+    /// Who would move where, and why, if levels were recalculated now with `options`.
+    pub async fn recalculation_preview(&self, options: RecalcOptions) -> Result<RecalcPreview> {
+        let recent_after = self.ctx.clock.now() - self.cooldown();
         let mut conn = self.ctx.pool.acquire().await?;
         let levels: HashMap<i32, Level> = level_db::all(&mut conn)
             .await?
             .into_iter()
             .map(|l| (l.id, l))
             .collect();
-        let moves = db::recalculation_moves(&mut conn).await?;
-        Ok(moves
+        let groups = db::recalculation_groups(&mut conn, recent_after).await?;
+        let sample = db::recalculation_sample(&mut conn, recent_after, options, SAMPLE).await?;
+        let mut preview = RecalcPreview {
+            moves: Vec::new(),
+            sample: Vec::new(),
+            kept_manual: 0,
+            kept_down: 0,
+            in_cooldown: 0,
+        };
+        for g in groups {
+            if g.manual && !options.include_manual {
+                preview.kept_manual += g.members;
+            } else if !g.up && !options.move_down {
+                preview.kept_down += g.members;
+            } else if g.recent {
+                preview.in_cooldown += g.members;
+            } else if let (Some(from), Some(to)) = (levels.get(&g.from_id), levels.get(&g.to_id)) {
+                match preview
+                    .moves
+                    .iter_mut()
+                    .find(|m| m.from.id == from.id && m.to.id == to.id)
+                {
+                    Some(m) => m.members += g.members,
+                    None => preview.moves.push(Move {
+                        from: from.clone(),
+                        to: to.clone(),
+                        members: g.members,
+                        up: g.up,
+                    }),
+                }
+            }
+        }
+        preview.sample = sample
             .into_iter()
-            .filter_map(|(from, to, members)| {
-                Some(Move {
-                    from: levels.get(&from)?.clone(),
-                    to: levels.get(&to)?.clone(),
-                    members,
+            .filter_map(|c| {
+                Some(MoveSample {
+                    from: levels.get(&c.from_id)?.clone(),
+                    to: levels.get(&c.to_id)?.clone(),
+                    user_id: c.user_id,
+                    member_code: c.member_code,
+                    total_spent: c.total_spent,
+                    up: c.up,
                 })
             })
-            .collect())
+            .collect();
+        Ok(preview)
     }
 
-    /// Puts every member on the highest active level their spend reaches, in
-    /// transactions of `BATCH_SIZE` members, each batch's caches dropped in one pipeline.
-    pub async fn recalculate_levels(&self, actor: Option<i64>) -> Result<usize> {
+    fn cooldown(&self) -> Duration {
+        Duration::try_from(self.ctx.config.level_upgrade_cooldown).unwrap_or(Duration::ZERO)
+    }
+
+    /// Puts members on the highest active level their spend reaches, in transactions of
+    /// `BATCH_SIZE` members, each batch's caches dropped in one pipeline. Members whose
+    /// level staff set by hand, members who would move down, and members whose level
+    /// changed within the cooldown are left alone unless `options` say otherwise (the
+    /// cooldown always holds). Each move is recorded with its reason and notified.
+    pub async fn recalculate_levels(
+        &self,
+        options: RecalcOptions,
+        actor: Option<i64>,
+    ) -> Result<usize> {
         let this = self.clone();
         run_to_completion(async move {
             let now = this.ctx.clock.now();
+            let recent_after = now - this.cooldown();
             let mut moved = 0;
             loop {
                 let mut tx = this.ctx.pool.begin().await?;
-                let ids =
-                    db::recalculate_batch(&mut tx, this.ctx.config.batch_size, actor, now).await?;
+                let ids = db::recalculate_batch(
+                    &mut tx,
+                    this.ctx.config.batch_size,
+                    options,
+                    recent_after,
+                    actor,
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 if ids.is_empty() {
                     break;
@@ -233,7 +315,11 @@ impl StaffService {
                 "levels.recalculate",
                 "level",
                 "*",
-                &json!({ "members": moved }),
+                &json!({
+                    "members": moved,
+                    "move_down": options.move_down,
+                    "include_manual": options.include_manual,
+                }),
                 now,
             )
             .await?;

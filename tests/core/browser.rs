@@ -403,6 +403,17 @@ async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_lang
     c.goto(&app.url("/admin/staff")).await.unwrap();
     wait_css(c, "#staff").await;
     shot(c, "admin-staff").await;
+    // a member whose spend reaches a level she is not on, for the recalculation preview
+    sqlx::query(
+        "update member_profiles set level_id = 1, last_level_change_at = null where user_id = $1",
+    )
+    .bind(ann)
+    .execute(&app.s.ctx.pool)
+    .await
+    .unwrap();
+    c.goto(&app.url("/admin/levels/recalculate")).await.unwrap();
+    wait_css(c, "#move-members").await;
+    shot(c, "admin-recalculate").await;
     b.client.clone().close().await.unwrap();
 
     // staff pages on a phone: tables scroll sideways rather than squeeze words

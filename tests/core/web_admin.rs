@@ -223,7 +223,9 @@ async fn recalculation_previews_then_moves_members_in_batches() {
     );
     let html = app.text("/admin/levels/recalculate").await;
     assert!(
-        html.contains("<td>普通会员</td><td>银牌会员</td><td class=\"num\">3</td>"),
+        html.contains(
+            "<td>普通会员</td><td>银牌会员</td><td class=\"pos\">升级</td><td class=\"num\">3</td>"
+        ),
         "{html}"
     );
     let r = app.post("/admin/levels/recalculate", &[]).await;
@@ -665,4 +667,137 @@ async fn a_level_form_shows_every_fields_error_at_once_each_with_its_own_message
         4,
         "nothing was created"
     );
+}
+
+#[tokio::test]
+async fn recalculation_keeps_manual_levels_and_never_moves_down_unless_asked_and_says_why() {
+    let app = staff_app().await;
+    let pool = app.s.ctx.pool.clone();
+    let spent = |id: i64, amount: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            member_portal::db::members::set_total_spent_for_tests(
+                &mut conn,
+                id,
+                amount.parse().unwrap(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let sql = |q: &'static str, id: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(q).bind(id).execute(&pool).await.unwrap();
+        }
+    };
+    let up = app.member("up@example.com").await;
+    spent(up, "1500").await;
+    let manual = app.member("manual@example.com").await;
+    app.s
+        .members
+        .set_level(manual, 3, "VIP by hand", None)
+        .await
+        .unwrap();
+    let down = app.member("down@example.com").await;
+    spent(down, "100").await;
+    sql(
+        "update member_profiles set level_id = 3 where user_id = $1",
+        down,
+    )
+    .await;
+    app.clock.advance(time::Duration::days(2)); // the manual change is past the cooldown
+    app.login("boss@example.com", PASSWORD).await; // and the login has ended
+    let recent = app.member("recent@example.com").await;
+    spent(recent, "1500").await;
+    sql(
+        "update member_profiles set last_level_change_at = now() where user_id = $1",
+        recent,
+    )
+    .await;
+    app.s
+        .ctx
+        .cache
+        .invalidate_members(&[up, manual, down, recent])
+        .await;
+    let level = |id: i64| {
+        let s = app.s.clone();
+        async move {
+            s.members
+                .get_member_profile(id)
+                .await
+                .unwrap()
+                .level
+                .level_name
+        }
+    };
+
+    // by default: only the member whose spend reaches a higher level moves up
+    let r = app.get("/admin/levels/recalculate").await;
+    assert_eq!(r.status(), 200, "{:?}", r.headers());
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"recalc-kept-manual\">1 "), "{html}");
+    assert!(html.contains("id=\"recalc-kept-down\">1 "), "{html}");
+    assert!(html.contains("id=\"recalc-cooldown\">1 "), "{html}");
+    assert!(
+        html.contains("消费 ¥1,500.00 达到 银牌会员 门槛 ¥1,000"),
+        "says why: {html}"
+    );
+    assert_eq!(
+        html.matches("/admin/members/").count(),
+        1,
+        "one member listed: {html}"
+    );
+    let html = app
+        .post("/admin/levels/recalculate", &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"recalc-done\">已调整 1 位"), "{html}");
+    assert_eq!(level(up).await, "银牌会员");
+    assert_eq!(level(manual).await, "金牌会员", "kept");
+    assert_eq!(level(down).await, "金牌会员", "not moved down");
+    assert_eq!(level(recent).await, "普通会员", "inside the cooldown");
+    // recorded with its reason, and the member is told
+    let note: String = sqlx::query_scalar(
+        "select note from level_change_records where user_id = $1 and change_reason = 'recalculate'",
+    )
+    .bind(up)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(note, "spend 1500.00 reaches 银牌会员 (1000)");
+    let told: i64 = sqlx::query_scalar(
+        "select count(*) from notifications where user_id = $1 and kind = 'level_changed' and payload->>'reason' = 'recalculate'",
+    )
+    .bind(up)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(told, 1);
+
+    // staff tick both options: the manual level and the one above its spend come down
+    let html = app
+        .text("/admin/levels/recalculate?down=on&manual=on")
+        .await;
+    assert!(html.contains("<td class=\"neg\">降级</td>"), "{html}");
+    assert!(
+        html.contains("消费 ¥100.00 低于 金牌会员 门槛 ¥5,000"),
+        "{html}"
+    );
+    let html = app
+        .post(
+            "/admin/levels/recalculate",
+            &[("down", "on"), ("manual", "on")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"recalc-done\">已调整 2 位"), "{html}");
+    assert_eq!(level(manual).await, "普通会员");
+    assert_eq!(level(down).await, "普通会员");
+    assert_eq!(level(recent).await, "普通会员", "the cooldown always holds");
 }

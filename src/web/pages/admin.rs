@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use crate::db::admin::RecalcOptions;
 use crate::db::admin::{ApiKeyRow, MemberRow};
 use crate::domain::{Level, Profile};
 use crate::error::Error;
-use crate::service::admin::{Dashboard, Move};
+use crate::service::admin::{Dashboard, RecalcPreview};
 use crate::service::levels::LevelInput;
 use crate::service::points::AdjustRequest;
 use crate::service::{Services, accounts};
@@ -600,49 +601,74 @@ pub async fn set_level_active(
     }
 }
 
+/// The recalculation's options, as the preview's form and the apply form send them.
+#[derive(Deserialize, Default)]
+pub struct RecalcForm {
+    /// "on": also move members down
+    #[serde(default)]
+    down: Option<String>,
+    /// "on": also move members whose level staff set by hand
+    #[serde(default)]
+    manual: Option<String>,
+}
+
+impl RecalcForm {
+    fn options(&self) -> RecalcOptions {
+        RecalcOptions {
+            move_down: self.down.is_some(),
+            include_manual: self.manual.is_some(),
+        }
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/admin/recalculate.html")]
 pub struct RecalculatePage {
     pub ctx: PageCtx,
-    pub moves: Vec<Move>,
+    pub preview: RecalcPreview,
+    pub options: RecalcOptions,
     pub done: Option<usize>,
 }
 
-pub async fn recalculate_preview(page: StaffPage) -> Result<Response, PageError> {
-    let moves = page
+async fn recalculate_page(
+    page: StaffPage,
+    options: RecalcOptions,
+    done: Option<usize>,
+) -> Result<Response, PageError> {
+    let preview = page
         .services
         .staff
-        .recalculation_preview()
+        .recalculation_preview(options)
         .await
         .in_lang(page.ctx.lang)?;
     Ok(RecalculatePage {
         ctx: page.ctx,
-        moves,
-        done: None,
+        preview,
+        options,
+        done,
     }
     .into_response())
 }
 
-pub async fn recalculate_apply(page: StaffPage) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
+pub async fn recalculate_preview(
+    page: StaffPage,
+    Query(f): Query<RecalcForm>,
+) -> Result<Response, PageError> {
+    recalculate_page(page, f.options(), None).await
+}
+
+pub async fn recalculate_apply(
+    page: StaffPage,
+    Form(f): Form<RecalcForm>,
+) -> Result<Response, PageError> {
+    let options = f.options();
     let done = page
         .services
         .staff
-        .recalculate_levels(Some(page.actor))
+        .recalculate_levels(options, Some(page.actor))
         .await
-        .in_lang(lang)?;
-    let moves = page
-        .services
-        .staff
-        .recalculation_preview()
-        .await
-        .in_lang(lang)?;
-    Ok(RecalculatePage {
-        ctx: page.ctx,
-        moves,
-        done: Some(done),
-    }
-    .into_response())
+        .in_lang(page.ctx.lang)?;
+    recalculate_page(page, options, Some(done)).await
 }
 
 // ---------------------------------------------------------------- members
