@@ -119,7 +119,7 @@ pub struct Email(String);
 impl Email {
     pub fn parse(s: &str) -> Result<Self, Error> {
         let s = s.trim();
-        let valid = s.len() <= 254
+        let valid = s.chars().count() <= 254
             && s.chars().all(|c| !c.is_whitespace() && !c.is_control())
             && matches!(s.split_once('@'), Some((local, domain))
                 if !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
@@ -153,7 +153,8 @@ pub fn parse_display_name(s: &str) -> Result<String, Error> {
 /// A password a person chose: 8–128 characters (NIST SP 800-63B lengths).
 /// Passwords of 8 or more characters that lists of leaked passwords put at the top, and
 /// that guessing tools try first (lowercase; compared without case).
-const COMMON_PASSWORDS: &str = "\
+/// (Also in the OpenAPI description, so a client can tell a refused password in advance.)
+pub const COMMON_PASSWORDS: &str = "\
 password password1 password12 password123 passw0rd p@ssw0rd p@ssword 12345678 123456789 \
 1234567890 0123456789 12341234 11223344 123123123 87654321 987654321 147258369 11111111 \
 00000000 88888888 66666666 99999999 12121212 123456abc abc12345 abcd1234 a1234567 \

@@ -786,3 +786,61 @@ async fn unreadable_paths_and_query_strings_get_json_errors_and_a_keyless_caller
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn amounts_are_decimal_strings_or_whole_numbers_and_cursors_plain_digits() {
+    let a = api().await;
+    let user = a.member("ann@example.com").await;
+    let earn = |id: &str, amount: Value| json!({"base_points": 1, "source_type": "order", "source_id": id, "amount": amount});
+    let p = format!("/members/{user}/points/earn");
+    for (id, amount) in [
+        ("A1", json!("300.10")),
+        ("A2", json!(300)),
+        ("A3", json!("0.05")),
+    ] {
+        let (s, t) = a.call("POST", &p, Some(earn(id, amount))).await;
+        assert_eq!(s, 201, "{t}");
+    }
+    for (id, amount) in [
+        ("B1", json!(300.5)),
+        ("B2", json!("300.123")),
+        ("B3", json!("1e3")),
+        ("B4", json!("0300")),
+        ("B5", json!("0.00")),
+        ("B6", json!(" 5")),
+    ] {
+        let (s, e) = a.call("POST", &p, Some(earn(id, amount.clone()))).await;
+        assert_error(s, &e, 422, "VALIDATION_ERROR");
+        assert!(e.to_string().contains("amount"), "{amount}: {e}");
+    }
+    let spent: String =
+        sqlx::query_scalar("select total_spent::text from member_profiles where user_id = $1")
+            .bind(user)
+            .fetch_one(&a.app.s.ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!(spent, "600.15");
+    for cursor in ["+5", "05", "-1", "1.0"] {
+        let (s, e) = a
+            .call(
+                "GET",
+                &format!("/members/{user}/points/transactions?cursor={cursor}"),
+                None,
+            )
+            .await;
+        assert_error(s, &e, 422, "VALIDATION_ERROR");
+    }
+    // the description says where limit and cursor go
+    let doc = member_portal::web::api::openapi_json();
+    let params = doc["paths"]["/api/v1/members/{user_id}/points/transactions"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for name in ["limit", "cursor"] {
+        let param = params.iter().find(|p| p["name"] == name).unwrap();
+        assert_eq!(param["in"], "query", "{param}");
+        assert_ne!(param["required"], true, "{param}");
+    }
+    let user_id = params.iter().find(|p| p["name"] == "user_id").unwrap();
+    assert_eq!(user_id["schema"]["minimum"], 1);
+}

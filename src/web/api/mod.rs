@@ -85,7 +85,7 @@ fn api_routes() -> OpenApiRouter<Services> {
 /// The routes, relative to [`PREFIX`], with the description at `/openapi.json`.
 pub fn router() -> Router<Services> {
     let (router, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(absolute(doc));
+    let doc = Arc::new(described(absolute(doc)));
     router
         .route_layer(axum::middleware::from_fn(
             crate::web::metrics::response_time,
@@ -104,13 +104,170 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     absolute(api_routes().split_for_parts().1)
 }
 
+/// The description as served: [`openapi`] with what utoipa cannot say (a password that is
+/// not one of the most common, nor one character repeated).
+pub fn openapi_json() -> serde_json::Value {
+    described(openapi())
+}
+
+fn described(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    let common: Vec<String> = crate::domain::COMMON_PASSWORDS
+        .split_whitespace()
+        .flat_map(|p| [p.to_owned(), p.to_uppercase()])
+        .collect();
+    for body in ["EarnBody", "ReverseBody"] {
+        if let Some(amount) =
+            doc.pointer_mut(&format!("/components/schemas/{body}/properties/amount"))
+        {
+            let description = amount["description"].clone();
+            *amount = serde_json::json!({
+                "description": description,
+                "anyOf": [
+                    { "type": "string", "example": "300.00",
+                      "pattern": "^(0\\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,9}(\\.[0-9]{1,2})?)$" },
+                    { "type": "integer", "minimum": 1, "maximum": 9_999_999_999i64 },
+                    { "type": "null" },
+                ],
+            });
+        }
+    }
+    if let Some(password) =
+        doc.pointer_mut("/components/schemas/CreateMemberBody/properties/password")
+    {
+        password["not"] = serde_json::json!({
+            "anyOf": [
+                { "enum": common },
+                { "type": "string", "pattern": "^\\s*(\\S)\\1*\\s*$" },
+            ]
+        });
+    }
+    doc
+}
+
 fn absolute(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    complete(&mut doc);
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
         .map(|(p, item)| (format!("{PREFIX}{p}"), item))
         .collect();
     doc
+}
+
+/// What every operation can answer besides its own responses, so a client generated from
+/// the description knows every status the server sends: an unreadable request (400), a
+/// body too large (413) or not JSON (415), a method the route does not have (405), and
+/// PostgreSQL away (503). A `user_id` in the path is a positive integer.
+fn complete(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            add(
+                "400",
+                "VALIDATION_ERROR: the request cannot be read (path, query or JSON syntax)",
+            );
+            add(
+                "405",
+                "VALIDATION_ERROR: this route does not take this method",
+            );
+            add(
+                "503",
+                "SERVICE_UNAVAILABLE: retry shortly with the same request",
+            );
+            if op.request_body.is_some() {
+                add("413", "VALIDATION_ERROR: the body is larger than 64 KiB");
+                add(
+                    "415",
+                    "VALIDATION_ERROR: the body is not sent as application/json",
+                );
+                add(
+                    "422",
+                    "VALIDATION_ERROR: a field does not fit (see `field`)",
+                );
+            }
+            for p in op.parameters.iter_mut().flatten() {
+                if p.name == "user_id" {
+                    p.schema = Some(RefOr::T(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                            .minimum(Some(1))
+                            .build()
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A positive whole number written plainly: digits only, no sign, no leading zero.
+fn strict_positive(s: &str) -> Option<i64> {
+    let plain =
+        (1..=18).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+    plain.then(|| s.parse().ok()).flatten()
+}
+
+/// An amount of money as a client sends it: a string with up to two decimals ("300.50")
+/// or a whole number (300). A JSON number with a fraction is refused, since a float cannot
+/// say 300.10 exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiAmount(pub Decimal);
+
+impl<'de> Deserialize<'de> for ApiAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ApiAmount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an amount such as \"300.50\" (a string, up to 2 decimals) or 300")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ApiAmount, E> {
+                let (whole, cents) = v.split_once('.').unwrap_or((v, ""));
+                let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+                let ok = (1..=10).contains(&whole.len())
+                    && digits(whole)
+                    && (whole == "0" || !whole.starts_with('0'))
+                    && (cents.len() <= 2 && digits(cents))
+                    && (!v.contains('.') || !cents.is_empty());
+                ok.then(|| v.parse::<Decimal>().ok())
+                    .flatten()
+                    .map(ApiAmount)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ApiAmount, E> {
+                Ok(ApiAmount(Decimal::from(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ApiAmount, E> {
+                Ok(ApiAmount(Decimal::from(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ApiAmount, E> {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// The error body of every failure.
@@ -221,7 +378,8 @@ pub struct TransactionView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
-    /// reverse: points that could not be taken back
+    /// reverse: points that could not be taken back; refund: points kept to settle what
+    /// a reversal of the order they came from could not take back
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unrecovered: Option<i64>,
     /// earn: the upgrade it caused, or null
@@ -233,7 +391,8 @@ pub struct TransactionView {
 impl From<Transaction> for TransactionView {
     fn from(t: Transaction) -> Self {
         Self {
-            unrecovered: (t.transaction_type == "reverse").then_some(t.unrecovered),
+            unrecovered: matches!(t.transaction_type.as_str(), "reverse" | "refund")
+                .then_some(t.unrecovered),
             upgrade: (t.transaction_type == "earn").then_some(None),
             id: t.id,
             transaction_type: t.transaction_type,
@@ -267,8 +426,29 @@ fn outcome(o: Outcome) -> Response {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMemberBody {
+    /// name@example.com: one @, a domain with a dot inside, no spaces or control
+    /// characters (spaces around it are trimmed); unique whatever its case
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = "^\\s*[^@\\s\\x00-\\x1f\\x7f-\\u009f]+@[^@\\s.\\x00-\\x1f\\x7f-\\u009f][^@\\s\\x00-\\x1f\\x7f-\\u009f]*\\.[^@\\s\\x00-\\x1f\\x7f-\\u009f]*[^@\\s.\\x00-\\x1f\\x7f-\\u009f]\\s*$"
+    )]
     email: String,
+    /// 1 to 100 characters
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     display_name: String,
+    /// 8 to 128 characters (8 besides surrounding spaces), not one of the most common
+    /// passwords, not one character repeated, not the email or its name part; without
+    /// one the member cannot log in to the portal until a password is set
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = "^\\s*\\S[\\s\\S]{6,}\\S\\s*$"
+    )]
     password: Option<String>,
 }
 
@@ -330,14 +510,26 @@ async fn upgrade_progress(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarnBody {
-    /// points before the level multiplier, > 0
+    /// points before the level multiplier (the result is capped per transaction and per
+    /// day: MEMBER_MAX_POINTS_PER_TRANSACTION, MEMBER_DAILY_POINTS_LIMIT)
+    #[schema(minimum = 1, maximum = 1000000000)]
     base_points: i64,
     /// with source_id, the idempotency key, e.g. "order_complete"
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     source_type: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     source_id: String,
     /// order amount (> 0, 2 decimals): adds to total_spent, which decides the level
-    #[schema(value_type = Option<String>, example = "300.00")]
-    amount: Option<Decimal>,
+    #[schema(value_type = Option<String>, pattern = "^(0\\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,9}(\\.[0-9]{1,2})?)$", example = "300.00")]
+    amount: Option<ApiAmount>,
 }
 
 #[utoipa::path(post, path = "/members/{user_id}/points/earn", tag = "points", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
@@ -362,7 +554,7 @@ async fn earn(
             base_points: Points::parse("base_points", b.base_points)?,
             source_type: Reference::parse("source_type", &b.source_type)?,
             source_id: Reference::parse("source_id", &b.source_id)?,
-            amount: b.amount.map(|a| Money::parse("amount", a)).transpose()?,
+            amount: b.amount.map(|a| Money::parse("amount", a.0)).transpose()?,
         })
     });
     match parsed {
@@ -377,8 +569,19 @@ async fn earn(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UseBody {
+    #[schema(minimum = 1, maximum = 1000000000)]
     points: i64,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     usage_type: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     reference_id: String,
 }
 
@@ -407,13 +610,29 @@ async fn spend(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReverseBody {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     source_type: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     source_id: String,
     /// tells partial returns apart; without it the source is reversed once, in full
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     refund_id: Option<String>,
-    /// amount returned (with refund_id): floor(earned × amount / order amount) points
-    #[schema(value_type = Option<String>, example = "100.00")]
-    amount: Option<Decimal>,
+    /// amount returned (with refund_id): the share of everything returned so far,
+    /// floor(earned × Σ returned / order amount), less what earlier returns took
+    #[schema(value_type = Option<String>, pattern = "^(0\\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,9}(\\.[0-9]{1,2})?)$", example = "100.00")]
+    amount: Option<ApiAmount>,
 }
 
 #[utoipa::path(post, path = "/members/{user_id}/points/reverse", tag = "points", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
@@ -437,7 +656,7 @@ async fn reverse(
             .refund_id
             .map(|r| Reference::parse("refund_id", &r))
             .transpose()?,
-        amount: b.amount.map(|a| Money::parse("amount", a)).transpose()?,
+        amount: b.amount.map(|a| Money::parse("amount", a.0)).transpose()?,
     };
     Ok(outcome(s.points.reverse_points(req).await?))
 }
@@ -445,7 +664,17 @@ async fn reverse(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     usage_type: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
     reference_id: String,
 }
 
@@ -480,11 +709,13 @@ async fn batches(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 100, default 20
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `next_cursor` of the previous page
+    #[param(pattern = "^([1-9][0-9]{0,17})?$")]
     cursor: Option<String>,
 }
 
@@ -516,7 +747,7 @@ async fn transactions(
     };
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        Some(c) => Some(strict_positive(c).ok_or_else(|| {
             Error::validation(
                 "cursor",
                 "cursor must be a next_cursor from an earlier page",
