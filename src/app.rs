@@ -17,6 +17,7 @@ use crate::service::{Ctx, Services};
 pub struct Application {
     pub services: Services,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -35,15 +36,40 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on BIND_ADDR={}", config.bind_addr))?;
+        let metrics_listener = match config.metrics_bind_addr {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on METRICS_BIND_ADDR={addr}"))?,
+            ),
+        };
+        if crate::web::metrics::served_on_main_listener(&config)
+            == crate::web::metrics::MainListener::No
+            && metrics_listener.is_none()
+        {
+            tracing::warn!(
+                "/metrics is not served: BIND_ADDR is not a loopback address; set METRICS_BIND_ADDR or METRICS_TOKEN"
+            );
+        }
         let offset = db::utc_offset(&pool, &config.member_timezone).await?;
         let mut ctx = Ctx::new(pool, config, clock)?;
         ctx.display_offset = offset;
         let services = Services::new(ctx);
-        Ok(Self { services, listener })
+        Ok(Self {
+            services,
+            listener,
+            metrics_listener,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The metrics listener's address, when `METRICS_BIND_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     pub async fn run_until(
@@ -55,6 +81,19 @@ impl Application {
             5,
         )));
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics_listener.map(|listener| {
+            let mut stopped = stopped.clone();
+            let router = crate::web::metrics_router(self.services.clone());
+            tokio::spawn(serve(
+                listener,
+                router,
+                64,
+                std::time::Duration::from_secs(10),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ))
+        });
         let workers = crate::worker::spawn(self.services.clone(), stopped);
         // Graceful: stop accepting, let requests in flight finish, then stop the workers
         // (a job in progress finishes its current transaction) and close the pool.
@@ -70,6 +109,9 @@ impl Application {
         let _ = stop.send(true);
         for w in workers {
             let _ = w.await;
+        }
+        if let Some(m) = metrics {
+            let _ = m.await;
         }
         upkeep.abort();
         self.services.ctx.pool.close().await;

@@ -54,6 +54,10 @@ pub struct Config {
     pub adjustment_max_points: i64,
     /// Staff confirm an adjustment of more points than this before it is made.
     pub adjustment_confirm_above: i64,
+    /// A listener of its own for `/metrics` (then the member-facing one does not serve it).
+    pub metrics_bind_addr: Option<SocketAddr>,
+    /// `Authorization: Bearer <token>` opens `/metrics` on the member-facing listener.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Clone)]
@@ -176,6 +180,25 @@ impl Config {
                 expected: "an address and port such as 127.0.0.1:3000",
             })?,
         };
+        let metrics_bind_addr = match get("METRICS_BIND_ADDR") {
+            None => None,
+            Some(raw) => Some(raw.parse().map_err(|_| ConfigError {
+                variable: "METRICS_BIND_ADDR",
+                value: raw.to_owned(),
+                expected: "an address and port such as 127.0.0.1:9464",
+            })?),
+        };
+        let metrics_token = match get("METRICS_TOKEN") {
+            None => None,
+            Some(t) if t.len() >= 16 && !t.contains(char::is_whitespace) => Some(t.to_owned()),
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "METRICS_TOKEN",
+                    value: "[hidden]".into(),
+                    expected: "a token of at least 16 characters without spaces",
+                });
+            }
+        };
         let member_timezone = match get("MEMBER_TIMEZONE") {
             None => "Asia/Shanghai".to_owned(),
             Some(tz) if is_plausible_tz(tz) => tz.to_owned(),
@@ -277,6 +300,8 @@ impl Config {
                 0,
                 1_000_000_000,
             )?,
+            metrics_bind_addr,
+            metrics_token,
         })
     }
 }
@@ -350,6 +375,8 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("NOTIFY_WEBHOOK_URL", "ftp://x"),
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("METRICS_BIND_ADDR", "localhost:9464"),
+            ("METRICS_TOKEN", "short"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);

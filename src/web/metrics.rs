@@ -91,6 +91,53 @@ fn describe() {
     );
 }
 
+/// Where `/metrics` is served (docs/operations.md, "Health and metrics").
+pub fn served_on_main_listener(config: &crate::config::Config) -> MainListener {
+    match (&config.metrics_token, config.metrics_bind_addr) {
+        (Some(_), _) => MainListener::WithToken,
+        (None, Some(_)) => MainListener::No,
+        (None, None) if config.bind_addr.ip().is_loopback() => MainListener::Open,
+        (None, None) => MainListener::No,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainListener {
+    /// a loopback-only portal with no metrics settings: nobody else can reach it
+    Open,
+    WithToken,
+    No,
+}
+
+/// `/metrics` on the member-facing listener: the text, or 404 where it is not served there,
+/// or 401 without the token.
+pub async fn render_guarded(State(s): State<Services>, headers: axum::http::HeaderMap) -> Response {
+    let config = &s.ctx.config;
+    match served_on_main_listener(config) {
+        MainListener::Open => render(State(s)).await,
+        MainListener::No => axum::http::StatusCode::NOT_FOUND.into_response(),
+        MainListener::WithToken => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            let expected = config.metrics_token.as_deref().unwrap_or_default();
+            // compared by digest, so the time taken says nothing about the token
+            let digest = |t: &str| <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes());
+            if !expected.is_empty() && digest(given) == digest(expected) {
+                render(State(s)).await
+            } else {
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
 pub async fn render(State(s): State<Services>) -> Response {
     let pool = &s.ctx.pool;
     let idle = pool.num_idle() as f64;

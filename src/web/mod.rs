@@ -51,7 +51,7 @@ pub fn router(services: Services) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
+        .route("/metrics", get(metrics::render_guarded))
         .nest_service(
             "/static",
             tower::ServiceBuilder::new()
@@ -90,6 +90,13 @@ pub fn router(services: Services) -> Router {
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+}
+
+/// The metrics listener's routes (`METRICS_BIND_ADDR`): `/metrics` and nothing else.
+pub fn metrics_router(services: Services) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .with_state(services)
 }
 
 /// Who may use a page route. The security tests read [`page_routes`] and check that each

@@ -78,3 +78,57 @@ async fn connections_past_the_cap_wait_until_one_is_free() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn metrics_are_served_where_the_operator_says_and_nowhere_else() {
+    // a separate listener: the member-facing one has no /metrics
+    let app = spawn_app_with(|c| c.metrics_bind_addr = Some("127.0.0.1:0".parse().unwrap())).await;
+    assert_eq!(app.get("/metrics").await.status(), 404);
+    let metrics = app.metrics_base.clone().expect("a metrics listener");
+    let r = client()
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("member_system_"));
+    assert_eq!(
+        client()
+            .get(format!("{metrics}/profile"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "nothing but metrics there"
+    );
+    // a token: the member-facing listener serves it to whoever has it
+    let token = "0123456789abcdef-metrics";
+    let app = spawn_app_with(|c| c.metrics_token = Some(token.into())).await;
+    assert_eq!(app.get("/metrics").await.status(), 401);
+    let wrong = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("0123456789abcdef-wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    // neither, on an address others can reach: not served at all
+    let app = spawn_app_with(|c| c.bind_addr = "0.0.0.0:0".parse().unwrap()).await;
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    let r = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

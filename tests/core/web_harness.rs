@@ -18,6 +18,8 @@ pub struct TestApp {
     /// dropped with the app
     pub _db: TestDb,
     pub base: String,
+    /// the metrics listener, when the config asks for one
+    pub metrics_base: Option<String>,
     pub clock: ManualClock,
     pub s: Services,
     pub client: reqwest::Client,
@@ -42,11 +44,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .unwrap();
     let base = format!("http://{}", app.local_addr().unwrap());
+    let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
     let s = app.services.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         _db: db,
         base,
+        metrics_base,
         clock,
         s,
         client: client(),
@@ -90,6 +94,7 @@ impl TestApp {
         TestApp {
             _db: TestDb::borrowed(&self._db),
             base: self.base.clone(),
+            metrics_base: self.metrics_base.clone(),
             clock: self.clock.clone(),
             s: self.s.clone(),
             client: client(),
