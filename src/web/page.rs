@@ -223,7 +223,12 @@ impl FromRequestParts<Services> for Page {
                 user = None;
             }
         }
-        let csrf = session::csrf_token(&session).await.in_lang(lang)?;
+        // Read, not created: a session is stored only once something is put in it (the
+        // token of a form page, a login, a language), so a visitor's 404 writes nothing.
+        let csrf = session::existing_csrf(&session)
+            .await
+            .in_lang(lang)?
+            .unwrap_or_default();
         let nav = match &user {
             None => None,
             Some(u) => {
@@ -257,6 +262,19 @@ impl FromRequestParts<Services> for Page {
             user,
             services: services.clone(),
         })
+    }
+}
+
+impl Page {
+    /// For a page with a form that a visitor without a session may see (login, sign-up):
+    /// the session's CSRF token, created now if there is none.
+    pub async fn with_form_token(mut self) -> Result<Self, PageError> {
+        if self.ctx.csrf.is_empty() {
+            self.ctx.csrf = session::csrf_token(&self.session)
+                .await
+                .in_lang(self.ctx.lang)?;
+        }
+        Ok(self)
     }
 }
 

@@ -230,6 +230,11 @@ pub async fn log_in(
     Ok(())
 }
 
+/// The session's CSRF token, if it has one.
+pub async fn existing_csrf(session: &Session) -> Result<Option<String>, Error> {
+    session.get::<String>(CSRF).await.map_err(internal)
+}
+
 /// The session's CSRF token, created on first use.
 pub async fn csrf_token(session: &Session) -> Result<String, Error> {
     if let Some(t) = session.get::<String>(CSRF).await.map_err(internal)? {

@@ -452,3 +452,47 @@ async fn sign_up_shows_errors_next_to_fields_then_logs_the_member_in() {
         "member code of the second sign-up of the day"
     );
 }
+
+#[tokio::test]
+async fn a_visitor_gets_a_session_only_when_a_page_has_a_form_for_them() {
+    let app = spawn_app().await;
+    let sessions = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from tower_sessions.session")
+            .fetch_one(&app.s.ctx.pool)
+            .await
+            .unwrap()
+    };
+    for path in [
+        "/nope",
+        "/",
+        "/profile",
+        "/static/app.css",
+        "/api/v1/me/profile",
+        "/healthz",
+    ] {
+        let r = client().get(app.url(path)).send().await.unwrap();
+        assert!(session_cookie(&r).is_none(), "{path} set a session cookie");
+    }
+    assert_eq!(
+        sessions().await,
+        0,
+        "nothing stored for pages without a form"
+    );
+    let r = client().get(app.url("/login")).send().await.unwrap();
+    assert!(
+        session_cookie(&r).is_some(),
+        "the login form's token needs a session"
+    );
+    assert!(token_in(&r.text().await.unwrap()).is_some_and(|t| !t.is_empty()));
+    assert_eq!(sessions().await, 1);
+    // and that visitor can log in and switch language as before
+    app.member("ann@example.com").await;
+    assert_eq!(app.login("ann@example.com", PASSWORD).await.status(), 303);
+    assert_eq!(
+        app.post("/lang", &[("lang", "en"), ("next", "/profile")])
+            .await
+            .status(),
+        303
+    );
+    assert!(app.text("/profile").await.contains("Log out"));
+}

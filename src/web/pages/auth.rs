@@ -35,17 +35,18 @@ fn landing(user_role: &str) -> &'static str {
     }
 }
 
-pub async fn login_form(page: Page, Query(q): Query<NextQuery>) -> Response {
+pub async fn login_form(page: Page, Query(q): Query<NextQuery>) -> Result<Response, PageError> {
     if let Some(u) = &page.user {
-        return Redirect::to(landing(&u.role)).into_response();
+        return Ok(Redirect::to(landing(&u.role)).into_response());
     }
-    LoginPage {
+    let page = page.with_form_token().await?;
+    Ok(LoginPage {
         ctx: page.ctx,
         email: String::new(),
         next: safe_next(q.next.as_deref()).unwrap_or_default(),
         error: None,
     }
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -124,17 +125,18 @@ impl FieldErrors {
     }
 }
 
-pub async fn register_form(page: Page) -> Response {
+pub async fn register_form(page: Page) -> Result<Response, PageError> {
     if let Some(u) = &page.user {
-        return Redirect::to(landing(&u.role)).into_response();
+        return Ok(Redirect::to(landing(&u.role)).into_response());
     }
-    RegisterPage {
+    let page = page.with_form_token().await?;
+    Ok(RegisterPage {
         ctx: page.ctx,
         email: String::new(),
         display_name: String::new(),
         errors: FieldErrors::default(),
     }
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
