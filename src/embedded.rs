@@ -19,8 +19,46 @@ pub struct Embedded {
     data: PathBuf,
     pub port: u16,
     run_as: Option<&'static str>,
-    /// whether this process started it (and so stops it)
+    /// whether this process owns it (and so stops it)
     started: bool,
+    pub origin: Origin,
+}
+
+/// How this process came to use the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// started it now
+    Started,
+    /// found it running, left behind by a portal process that has ended (killed, say):
+    /// this process takes it over and stops it on exit
+    Adopted { stale_owner: u32 },
+    /// found it running for a portal process that is still running (a CLI command while
+    /// `serve` runs): used as it is and left running
+    Shared { owner: u32 },
+}
+
+/// The file in the data directory naming the portal process that owns the cluster.
+const OWNER_FILE: &str = "member-portal.owner";
+
+/// Whether `pid` is another running process of this program (`member-portal`, or the
+/// very executable this process runs).
+fn is_portal_process(pid: u32) -> bool {
+    let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    let Some(theirs) = exe(&pid.to_string()) else {
+        return false;
+    };
+    pid != std::process::id()
+        && (Some(&theirs) == exe("self").as_ref()
+            || theirs
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("member-portal")))
+}
+
+impl Embedded {
+    /// Names `pid` as the owner (tests: a portal process that has ended, or another one).
+    pub fn set_owner_for_tests(&self, pid: u32) -> std::io::Result<()> {
+        std::fs::write(self.data.join(OWNER_FILE), pid.to_string())
+    }
 }
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`: on PATH, or the newest
@@ -111,6 +149,7 @@ impl Embedded {
             port: 0,
             run_as,
             started: false,
+            origin: Origin::Started,
         };
         if !pg.data.join("PG_VERSION").exists() {
             let out = pg
@@ -126,6 +165,18 @@ impl Embedded {
         }
         if let Some(port) = pg.running_port() {
             pg.port = port;
+            match pg.owner() {
+                Some(owner) if is_portal_process(owner) => {
+                    pg.origin = Origin::Shared { owner };
+                }
+                stale => {
+                    pg.origin = Origin::Adopted {
+                        stale_owner: stale.unwrap_or(0),
+                    };
+                    pg.started = true;
+                    pg.claim()?;
+                }
+            }
             return Ok(pg);
         }
         pg.port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -133,7 +184,23 @@ impl Embedded {
             .port();
         pg.launch()?;
         pg.started = true;
+        pg.claim()?;
         Ok(pg)
+    }
+
+    /// The portal process named as the cluster's owner, if any.
+    fn owner(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data.join(OWNER_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Names this process as the owner.
+    fn claim(&self) -> anyhow::Result<()> {
+        std::fs::write(self.data.join(OWNER_FILE), std::process::id().to_string())
+            .with_context(|| format!("writing {}", self.data.join(OWNER_FILE).display()))
     }
 
     /// `pg_ctl start` on this cluster's port, waiting until it accepts connections.
@@ -206,11 +273,12 @@ impl Embedded {
         pid.lines().nth(3)?.trim().parse().ok()
     }
 
-    /// Stops the cluster if this process started it.
+    /// Stops the cluster if this process owns it.
     pub fn stop(&self) {
         if !self.started {
             return;
         }
+        let _ = std::fs::remove_file(self.data.join(OWNER_FILE));
         let _ = self
             .command("pg_ctl")
             .arg("-D")
@@ -265,7 +333,26 @@ pub async fn resolve(config: &mut Config, data: &Path) -> anyhow::Result<Option<
     }
     let data = data.to_owned();
     let pg = tokio::task::spawn_blocking(move || Embedded::start(&data)).await??;
-    tracing::info!(port = pg.port, "started a private PostgreSQL cluster");
+    let dir = pg.data_dir().display().to_string();
+    match pg.origin {
+        Origin::Started => tracing::info!(
+            port = pg.port,
+            data = %dir,
+            "started a private PostgreSQL cluster (no DATABASE_URL, nothing on 127.0.0.1:5432); its data is kept in {dir}, and it stops when this process ends"
+        ),
+        Origin::Adopted { stale_owner } => tracing::warn!(
+            port = pg.port,
+            data = %dir,
+            stale_owner,
+            "found the private PostgreSQL cluster in {dir} still running for a portal process that has ended; this process takes it over and stops it on exit"
+        ),
+        Origin::Shared { owner } => tracing::info!(
+            port = pg.port,
+            data = %dir,
+            owner,
+            "using the private PostgreSQL cluster in {dir} of the portal running as process {owner} (left running)"
+        ),
+    }
     config.database_url = pg.url("member_portal");
     Ok(Some(pg))
 }

@@ -78,3 +78,80 @@ async fn a_local_server_that_answers_is_used_as_it_is() {
     assert_eq!(config.database_url, before);
     assert!(!data.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_left_running_by_a_killed_portal_is_taken_over_and_one_in_use_is_shared() {
+    if embedded::find_binaries().is_none() {
+        eprintln!("SKIPPED: PostgreSQL's server binaries are not installed here");
+        return;
+    }
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
+    let first = {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || embedded::Embedded::start(&data))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(first.origin, embedded::Origin::Started);
+    // the portal that started it is killed (kill -9): its cluster keeps running
+    first.set_owner_for_tests(4_000_000).unwrap(); // no such process
+    let port = first.port;
+    drop(first); // ends without stopping it
+    let adopted = {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || embedded::Embedded::start(&data))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(adopted.port, port, "the same cluster");
+    assert_eq!(
+        adopted.origin,
+        embedded::Origin::Adopted {
+            stale_owner: 4_000_000
+        }
+    );
+    // another portal process owns it now: a CLI command uses it and leaves it running
+    let db = crate::harness::TestDb::new().await;
+    let owner = crate::serve_process::ServeProcess::start(&db.url, &[]).await;
+    adopted.set_owner_for_tests(owner.pid()).unwrap();
+    let shared = {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || embedded::Embedded::start(&data))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        shared.origin,
+        embedded::Origin::Shared { owner: owner.pid() }
+    );
+    shared.stop();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "a shared cluster is left running"
+    );
+    drop(owner);
+    // the owner has ended: whoever comes next takes over, and stops it on exit
+    let last = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || embedded::Embedded::start(&data)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        matches!(last.origin, embedded::Origin::Adopted { .. }),
+        "{:?}",
+        last.origin
+    );
+    last.stop();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "stopped on exit"
+    );
+    let _ = std::fs::remove_dir_all(last.data_dir());
+    let _ = std::fs::remove_dir_all(&data);
+}

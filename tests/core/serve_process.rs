@@ -66,6 +66,12 @@ impl ServeProcess {
     }
 }
 
+impl ServeProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
