@@ -30,7 +30,7 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         crate::web::metrics::install();
         db::create_database_if_missing(&config).await?;
-        let pool = db::connect(&config, 20).await?;
+        let pool = db::connect(&config, config.db_pool_size).await?;
         db::migrate(&pool).await?;
         db::check_timezone(&pool, &config.member_timezone).await?;
         let listener = TcpListener::bind(config.bind_addr)

@@ -58,6 +58,8 @@ pub struct Config {
     pub metrics_bind_addr: Option<SocketAddr>,
     /// `Authorization: Bearer <token>` opens `/metrics` on the member-facing listener.
     pub metrics_token: Option<String>,
+    /// PostgreSQL connections `serve` keeps at most.
+    pub db_pool_size: u32,
 }
 
 #[derive(Clone)]
@@ -302,6 +304,7 @@ impl Config {
             )?,
             metrics_bind_addr,
             metrics_token,
+            db_pool_size: int("DB_POOL_SIZE", 20, 1, 1_000)? as u32,
         })
     }
 }

@@ -52,6 +52,8 @@ impl Instance {
             .arg("serve")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("BIND_ADDR", format!("127.0.0.1:{}", self.port))
+            // small pools: other tests share the PostgreSQL server
+            .env("DB_POOL_SIZE", "6")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -170,7 +170,9 @@ impl Harness {
     }
 
     pub async fn with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::with_pool_size(backend, 10, tweak).await
+        // small pools: the suite runs tests in parallel against one PostgreSQL, which may
+        // serve others too (the suite stays well under max_connections = 100)
+        Self::with_pool_size(backend, 5, tweak).await
     }
 
     pub async fn with_pool_size(

@@ -38,6 +38,7 @@ impl ServeProcess {
             .env("DATABASE_URL", database_url)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env_remove("REDIS_URL")
+            .env("DB_POOL_SIZE", "6")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log);

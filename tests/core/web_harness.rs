@@ -36,6 +36,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         database_url: db.url.clone(),
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         redis_key_prefix: format!("{}:", db.name),
+        // small pools: many tests run at once against one PostgreSQL
+        db_pool_size: 6,
         ..Default::default()
     };
     tweak(&mut config);

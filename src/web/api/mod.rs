@@ -40,6 +40,7 @@ pub const PREFIX: &str = "/api/v1";
     info(
         title = "Member Portal API",
         version = "1",
+        contact(name = "the operator of this portal"),
         description = "Members, points and levels for order systems and apps. Authenticate with \
                        `Authorization: Bearer <api key>` (staff create keys at /admin/api-keys or with \
                        `member-portal create-api-key`). Every error is `{\"code\", \"message\", ...}`. \
@@ -112,10 +113,13 @@ pub fn openapi_json() -> serde_json::Value {
 
 fn described(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
-    let common: Vec<String> = crate::domain::COMMON_PASSWORDS
+    let mut common: Vec<String> = crate::domain::COMMON_PASSWORDS
         .split_whitespace()
         .flat_map(|p| [p.to_owned(), p.to_uppercase()])
         .collect();
+    common.sort();
+    common.dedup();
+    doc["servers"] = serde_json::json!([{ "url": "/", "description": "this portal" }]);
     for body in ["EarnBody", "ReverseBody"] {
         if let Some(amount) =
             doc.pointer_mut(&format!("/components/schemas/{body}/properties/amount"))
@@ -452,6 +456,10 @@ pub struct CreateMemberBody {
     password: Option<String>,
 }
 
+/// Create a member
+///
+/// A member on the entry level with 0 points and 0.00 spent, and a member code of the
+/// business day. Without a password the member cannot log in to the portal until one is set.
 #[utoipa::path(post, path = "/members", tag = "members", security(("api_key" = [])),
     request_body = CreateMemberBody,
     responses((status = 201, description = "the new member's profile", body = ProfileView),
@@ -468,6 +476,10 @@ async fn create_member(
     Ok((StatusCode::CREATED, Json(ProfileView::from(profile))).into_response())
 }
 
+/// A member's profile
+///
+/// Level, discount, benefits, points (never counting points past their expiry) and
+/// upgrade progress.
 #[utoipa::path(get, path = "/members/{user_id}", tag = "members", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
     responses((status = 200, body = ProfileView), (status = 404, description = "MEMBER_NOT_FOUND", body = ErrorBody), (status = 401, description = "missing, unknown or revoked API key", body = ErrorBody)))]
 async fn member(
@@ -480,6 +492,9 @@ async fn member(
 }
 
 /// The profile of the member logged in to this browser session (no API key).
+///
+/// For the portal's own pages and apps in the same browser: the session cookie
+/// authenticates, not an API key.
 #[utoipa::path(get, path = "/me/profile", tag = "members", security(("session" = [])),
     responses((status = 200, description = "the profile of the member logged in to this browser session", body = ProfileView),
               (status = 401, description = "not logged in", body = ErrorBody)))]
@@ -494,6 +509,10 @@ pub async fn me_profile(
     Ok(Json(ProfileView::from(profile)).into_response())
 }
 
+/// Upgrade progress
+///
+/// The next level, its spend threshold, what the member has spent, what is left, and the
+/// percentage.
 #[utoipa::path(get, path = "/members/{user_id}/upgrade-progress", tag = "members", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
     responses((status = 200, body = UpgradeProgress), (status = 404, body = ErrorBody), (status = 401, description = "missing, unknown or revoked API key", body = ErrorBody)))]
 async fn upgrade_progress(
@@ -532,6 +551,11 @@ pub struct EarnBody {
     amount: Option<ApiAmount>,
 }
 
+/// Earn points for an order
+///
+/// Credits floor(base_points × the level's multiplier) as a new batch that expires after
+/// MEMBER_POINTS_EXPIRY_DAYS, adds `amount` to the member's spend and upgrades the level
+/// when the spend reaches the next threshold. Idempotent on (source_type, source_id).
 #[utoipa::path(post, path = "/members/{user_id}/points/earn", tag = "points", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
     request_body = EarnBody,
     responses((status = 201, description = "credited; `upgrade` tells whether the level went up", body = TransactionView),
@@ -585,6 +609,10 @@ pub struct UseBody {
     reference_id: String,
 }
 
+/// Spend points
+///
+/// Takes the points from the batches that expire first. Idempotent on (usage_type,
+/// reference_id); never overdraws.
 #[utoipa::path(post, path = "/members/{user_id}/points/use", tag = "points", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
     request_body = UseBody,
     responses((status = 201, description = "spent, first-expiring points first", body = TransactionView),
@@ -635,6 +663,11 @@ pub struct ReverseBody {
     amount: Option<ApiAmount>,
 }
 
+/// Take back the points of a returned order
+///
+/// In full, or for a partial return (with refund_id and amount) the share of everything
+/// returned so far. Never makes the balance negative: what cannot be taken back is
+/// `unrecovered`. Idempotent on (source_type, source_id, refund_id).
 #[utoipa::path(post, path = "/members/{user_id}/points/reverse", tag = "points", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
     request_body = ReverseBody,
     responses((status = 201, description = "taken back; `unrecovered` is what the balance could not cover", body = TransactionView),
@@ -678,6 +711,11 @@ pub struct RefundBody {
     reference_id: String,
 }
 
+/// Cancel a use of points
+///
+/// Puts the points back into the batches they came from, with those batches' expiry
+/// dates; points of an order whose reversal could not take them back are kept
+/// (`unrecovered`). Idempotent on (usage_type, reference_id).
 #[utoipa::path(post, path = "/members/{user_id}/points/refund", tag = "points", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
     request_body = RefundBody,
     responses((status = 201, description = "the points of the use, back in their original batches", body = TransactionView),
@@ -697,6 +735,9 @@ async fn refund(
     Ok(outcome(s.points.refund_points(req).await?))
 }
 
+/// Live batches of points
+///
+/// Each batch with points left, first-expiring first.
 #[utoipa::path(get, path = "/members/{user_id}/points/batches", tag = "points", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
     responses((status = 200, description = "live batches, first-expiring first", body = Vec<Batch>), (status = 404, body = ErrorBody), (status = 401, description = "missing, unknown or revoked API key", body = ErrorBody)))]
 async fn batches(
@@ -726,6 +767,9 @@ pub struct TransactionPage {
     next_cursor: Option<String>,
 }
 
+/// Points history
+///
+/// Newest first, `limit` at a time; pass `next_cursor` back as `cursor` for the next page.
 #[utoipa::path(get, path = "/members/{user_id}/points/transactions", tag = "points", security(("api_key" = [])),
     params(("user_id" = i64, Path, description = "the member's user id"), PageQuery),
     responses((status = 200, description = "newest first", body = TransactionPage), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "missing, unknown or revoked API key", body = ErrorBody)))]
