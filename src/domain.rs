@@ -73,11 +73,12 @@ pub struct Reference(String);
 
 impl Reference {
     pub fn parse(field: &'static str, s: &str) -> Result<Self, Error> {
+        let sent = s.chars().count();
         let s = s.trim();
         if s.is_empty() {
             return Err(Error::validation(field, format!("{field} is required")));
         }
-        if s.chars().count() > 100 {
+        if sent > 100 {
             return Err(Error::validation(
                 field,
                 format!("{field} must be at most 100 characters"),
@@ -118,8 +119,10 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(s: &str) -> Result<Self, Error> {
+        // the limit counts what was sent, spaces around it included (as the API says)
+        let sent = s.chars().count();
         let s = s.trim();
-        let valid = s.chars().count() <= 254
+        let valid = sent <= 254
             && s.chars().all(|c| !c.is_whitespace() && !c.is_control())
             && matches!(s.split_once('@'), Some((local, domain))
                 if !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
@@ -139,9 +142,10 @@ impl Email {
 }
 
 pub fn parse_display_name(s: &str) -> Result<String, Error> {
+    let sent = s.chars().count();
     let s = s.trim();
     let n = s.chars().count();
-    if n == 0 || n > 100 || s.chars().any(char::is_control) {
+    if n == 0 || sent > 100 || s.chars().any(char::is_control) {
         return Err(Error::validation(
             "display_name",
             "display name must be 1 to 100 characters",
