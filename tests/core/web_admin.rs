@@ -801,3 +801,34 @@ async fn recalculation_keeps_manual_levels_and_never_moves_down_unless_asked_and
     assert_eq!(level(down).await, "普通会员");
     assert_eq!(level(recent).await, "普通会员", "the cooldown always holds");
 }
+
+#[tokio::test]
+async fn every_table_header_has_text() {
+    let app = staff_app().await;
+    let ann = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(ann, 10, "O1", None))
+        .await
+        .unwrap();
+    accounts::create_api_key(&app.s.ctx, "shop", None)
+        .await
+        .unwrap();
+    for path in [
+        "/admin/levels".to_owned(),
+        "/admin/api-keys".into(),
+        "/admin/staff".into(),
+        "/admin/audit".into(),
+        format!("/admin/members/{ann}"),
+        "/admin/members?q=ann".into(),
+    ] {
+        // header cells only, not <thead>
+        let html = app.text(&path).await.replace("<thead", "<THEAD");
+        assert!(html.contains("<th"), "{path} has a table");
+        for th in html.split("<th").skip(1) {
+            let inner = th.split_once('>').map(|(_, rest)| rest).unwrap_or_default();
+            let text = inner.split("</th>").next().unwrap_or_default();
+            assert!(!text.trim().is_empty(), "{path}: an empty header cell");
+        }
+    }
+}
