@@ -404,16 +404,7 @@ async fn staff_find_a_member_adjust_points_with_a_reason_and_set_a_level_with_a_
         422
     );
     assert_eq!(app.get("/admin/audit?member=abc").await.status(), 422);
-    let english = app
-        .client
-        .get(app.url("/admin/audit?action=points.adjust"))
-        .header("accept-language", "en")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let english = app.text_in("en", "/admin/audit?action=points.adjust").await;
     assert!(
         english.contains("<td class=\"action\">Points adjusted</td>"),
         "{english}"

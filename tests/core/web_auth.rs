@@ -339,16 +339,7 @@ async fn language_follows_accept_language_and_can_be_switched_for_the_session() 
         .post("/lang", &[("lang", "en"), ("next", "/register")])
         .await;
     assert_eq!(location(&r), "/register");
-    let html = app
-        .client
-        .get(app.url("/register"))
-        .header("accept-language", "zh-CN")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.text_in("zh-CN", "/register").await;
     assert!(
         html.contains("Become a member"),
         "the choice beats Accept-Language"

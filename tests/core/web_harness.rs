@@ -121,6 +121,19 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// The page as a browser that prefers `lang` (Accept-Language) would get it.
+    pub async fn text_in(&self, lang: &str, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .header("accept-language", lang)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn text(&self, path: &str) -> String {
         self.get(path).await.text().await.unwrap()
     }

@@ -233,36 +233,12 @@ async fn sigterm_to_a_serve_process_lets_the_request_in_flight_complete() {
         .await
         .unwrap()
         .user_id;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_member-portal"))
-        .arg("serve")
-        .env("DATABASE_URL", &db.url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", REDIS)
-        .env("REDIS_KEY_PREFIX", &prefix)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = std::time::Instant::now();
-    while client()
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < StdDuration::from_secs(30),
-            "serve did not start"
-        );
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
+    let mut serve = crate::serve_process::ServeProcess::start(
+        &db.url,
+        &[("REDIS_URL", REDIS), ("REDIS_KEY_PREFIX", &prefix)],
+    )
+    .await;
+    let base = serve.base.clone();
     // someone else holds the member's lock: the request waits inside the server
     let lock = format!("{prefix}lock:points:{user}");
     let mut redis = redis::Client::open(REDIS)
@@ -289,15 +265,12 @@ async fn sigterm_to_a_serve_process_lets_the_request_in_flight_complete() {
     );
     tokio::time::sleep(StdDuration::from_millis(300)).await;
     let term = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &serve.pid().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
     tokio::time::sleep(StdDuration::from_millis(300)).await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "still finishing the request"
-    );
+    assert!(serve.try_wait().is_none(), "still finishing the request");
     let _: () = redis::cmd("DEL")
         .arg(&lock)
         .query_async(&mut redis)
@@ -307,7 +280,7 @@ async fn sigterm_to_a_serve_process_lets_the_request_in_flight_complete() {
     assert_eq!(response.status(), 201);
     let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = serve.try_wait() {
             break status;
         }
         assert!(
