@@ -1,5 +1,6 @@
 //! What `serve` itself must run, tested by starting the binary: every background job
-//! (expiry sweep, reminders, deferred upgrades, session cleanup, webhook delivery).
+//! (expiry sweep, reminders, deferred upgrades, session and login-throttle cleanup,
+//! webhook delivery).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -139,6 +140,13 @@ async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_and_session_cle
     .execute(&h.pool)
     .await
     .unwrap();
+    sqlx::query(
+        "insert into login_failures (throttle_key, window_start, attempts)
+         values ('c:203.0.113.1', now() - interval '1 hour', 3), ('c:203.0.113.2', now(), 1)",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
 
     let _serve = ServeProcess::start(&h.db.url, &[]).await;
 
@@ -184,6 +192,16 @@ async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_and_session_cle
                 == ["live-session"]
         },
     )
+    .await;
+    eventually(StdDuration::from_secs(30), "purge the ended throttle window", || async {
+        sqlx::query_scalar::<_, Vec<String>>(
+            "select coalesce(array_agg(throttle_key order by throttle_key), '{}') from login_failures",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+            == ["c:203.0.113.2"]
+    })
     .await;
     assert_eq!(h.available(expired).await, 0);
     assert_eq!(h.available(reminded).await, 50, "not yet expired");

@@ -261,3 +261,51 @@ async fn an_unexpected_error_shows_a_request_id_and_no_internals() {
         );
     }
 }
+
+#[tokio::test]
+async fn profile_totals_add_up_to_the_balance_with_adjustments_returns_and_refunds() {
+    let app = spawn_app().await;
+    let user = app.member("ann@example.com").await;
+    let points = &app.s.points;
+    points
+        .earn_points(earn_req(user, 1200, "O1", None))
+        .await
+        .unwrap();
+    points.use_points(use_req(user, 300, "PAY1")).await.unwrap();
+    points
+        .adjust_points(
+            member_portal::service::points::AdjustRequest::parse(user, 250, "goodwill", None)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    points
+        .refund_points(member_portal::service::points::RefundRequest {
+            user_id: user,
+            usage_type: member_portal::domain::Reference::parse("usage_type", "checkout").unwrap(),
+            reference_id: member_portal::domain::Reference::parse("reference_id", "PAY1").unwrap(),
+        })
+        .await
+        .unwrap();
+    app.login("ann@example.com", PASSWORD).await;
+    let html = app.text("/profile").await;
+    let figure = |id: &str| -> i64 {
+        let at = html
+            .find(&format!("id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("no {id}: {html}"));
+        let text = &html[at + id.len() + 6..];
+        text[..text.find('<').unwrap()]
+            .replace([',', '+'], "")
+            .parse()
+            .unwrap()
+    };
+    // earned 1,200 − used 300 + adjusted 250 + returned 300 = 1,450
+    assert_eq!(figure("points-available"), 1450);
+    assert!(html.contains("1,200"), "thousands separators: {html}");
+    assert_eq!(figure("total-adjusted"), 250);
+    assert_eq!(figure("total-refunded"), 300);
+    assert!(
+        !html.contains("id=\"total-reversed\""),
+        "a zero total is not listed"
+    );
+}
