@@ -195,7 +195,7 @@ pub fn parse_password(s: &str, email: &str) -> Result<String, Error> {
             "password must not be your email address",
         ));
     }
-    let one_char = lower.chars().all(|c| Some(c) == lower.chars().next());
+    let one_char = lower.chars().all(|c| lower.starts_with(c));
     if one_char || COMMON_PASSWORDS.split_whitespace().any(|p| p == lower) {
         return Err(Error::validation(
             "password",
