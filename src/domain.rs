@@ -7,6 +7,8 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 
+pub mod rewards;
+
 /// A positive number of points, at most `MAX` (keeps every sum far from i64 overflow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Points(i64);

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::domain::rewards::{CouponStatus, RewardRefusal};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{message}")]
@@ -40,6 +42,19 @@ pub enum Error {
     LevelInUse { level_id: i32, members: i64 },
     #[error("an account with this email already exists")]
     EmailTaken,
+    #[error("reward {reward_id} not found")]
+    RewardNotFound { reward_id: i32 },
+    #[error("{reason}")]
+    RewardRefused { reason: RewardRefusal },
+    #[error("no coupon has this code")]
+    CouponNotFound,
+    /// The coupon cannot do what was asked in its state (used on another order,
+    /// cancelled, expired, or not used on this order).
+    #[error("{message}")]
+    CouponUnusable {
+        status: CouponStatus,
+        message: String,
+    },
     /// Internal signal: a keyed insert lost a unique-key race to another transaction, which
     /// has committed; the caller reads the winner to replay or report a conflict.
     #[error("another points operation for this member is in progress; retry shortly")]
@@ -75,6 +90,10 @@ impl Error {
             Self::ConcurrentOperation | Self::KeyRace => "CONCURRENT_OPERATION",
             Self::LevelInUse { .. } => "LEVEL_IN_USE",
             Self::EmailTaken => "EMAIL_TAKEN",
+            Self::RewardNotFound { .. } => "REWARD_NOT_FOUND",
+            Self::RewardRefused { reason } => reason.code(),
+            Self::CouponNotFound => "COUPON_NOT_FOUND",
+            Self::CouponUnusable { .. } => "COUPON_NOT_USABLE",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
         }
@@ -86,15 +105,21 @@ impl Error {
             Self::Validation { .. } => 422,
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
-            Self::MemberNotFound { .. } | Self::LevelNotFound { .. } | Self::NotFound { .. } => 404,
+            Self::MemberNotFound { .. }
+            | Self::LevelNotFound { .. }
+            | Self::NotFound { .. }
+            | Self::RewardNotFound { .. }
+            | Self::CouponNotFound => 404,
             Self::InsufficientPoints { .. }
+            | Self::RewardRefused { .. }
             | Self::PointsPerTransactionExceeded { .. }
             | Self::DailyPointsLimitExceeded { .. } => 422,
             Self::IdempotencyConflict { .. }
             | Self::ConcurrentOperation
             | Self::KeyRace
             | Self::LevelInUse { .. }
-            | Self::EmailTaken => 409,
+            | Self::EmailTaken
+            | Self::CouponUnusable { .. } => 409,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
         }
@@ -120,6 +145,10 @@ impl Error {
                 requested,
             } => json!({ "limit": limit, "earned_today": earned_today, "requested": requested }),
             Self::LevelInUse { members, .. } => json!({ "members": members }),
+            Self::RewardRefused {
+                reason: RewardRefusal::LimitReached { limit },
+            } => json!({ "limit": limit }),
+            Self::CouponUnusable { status, .. } => json!({ "status": status.as_str() }),
             _ => json!({}),
         };
         if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {

@@ -7,6 +7,7 @@ pub mod levels;
 pub mod members;
 pub mod notifications;
 pub mod points;
+pub mod rewards;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -10,6 +10,7 @@ pub mod members;
 pub mod notifications;
 pub mod outbox;
 pub mod points;
+pub mod rewards;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use levels::LevelService;
 pub use members::MemberService;
 pub use notifications::NotificationService;
 pub use points::PointService;
+pub use rewards::RewardService;
 
 /// What every service shares; cheap to clone.
 #[derive(Clone)]
@@ -114,6 +116,7 @@ pub struct ServiceSet {
     pub ctx: Ctx,
     pub members: MemberService,
     pub points: PointService,
+    pub rewards: RewardService,
     pub levels: LevelService,
     pub notifications: NotificationService,
     pub staff: StaffService,
@@ -125,6 +128,7 @@ impl Services {
         Self(Arc::new(ServiceSet {
             members: MemberService::new(ctx.clone()),
             points: PointService::new(ctx.clone()),
+            rewards: RewardService::new(ctx.clone()),
             levels: LevelService::new(ctx.clone()),
             notifications: NotificationService::new(ctx.clone()),
             staff: StaffService::new(ctx.clone()),

@@ -19,6 +19,20 @@ use crate::error::{Error, Result, violated_constraint};
 
 const IDEMPOTENCY_KEY: &str = "point_transactions_idempotency_key";
 
+/// The usage type of reward redemptions (see `service::rewards`): their points are spent
+/// and given back with the coupon, never through a plain use or refund.
+pub const REWARD_USAGE: &str = "reward";
+
+fn not_a_redemption(usage_type: &Reference) -> Result<()> {
+    if usage_type.as_str() == REWARD_USAGE {
+        return Err(Error::validation(
+            "usage_type",
+            "usage_type \"reward\" is kept for reward redemptions: redeem a reward, and cancel its coupon to give the points back",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct EarnRequest {
     pub user_id: i64,
@@ -108,9 +122,7 @@ impl PointService {
         user_id: i64,
         now: OffsetDateTime,
     ) -> Result<LockedMember> {
-        db::lock_member(conn, user_id, now, &self.ctx.config.member_timezone)
-            .await?
-            .ok_or(Error::MemberNotFound { user_id })
+        lock_member(&self.ctx, conn, user_id, now).await
     }
 
     /// Credits points for an order or other source (seed: `earn_points`).
@@ -294,6 +306,7 @@ impl PointService {
     /// Spends points, first-expiring first (seed: `use_points`).
     #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
     pub async fn use_points(&self, req: UseRequest) -> Result<Outcome> {
+        not_a_redemption(&req.usage_type)?;
         let this = self.clone();
         run_to_completion(async move {
             let outcome = match this.ctx.guarded(req.user_id, || this.use_tx(&req)).await {
@@ -330,37 +343,17 @@ impl PointService {
             let same = k.tx.user_id == req.user_id && k.requested_points == Some(points);
             return replay_or_conflict(k, same);
         }
-        if m.available_points < points {
-            return Err(Error::InsufficientPoints {
-                required: points,
-                available: m.available_points,
-            });
-        }
         let description = format!("{} {}", req.usage_type.as_str(), req.reference_id.as_str());
-        let debit = NewDebit {
-            user_id: req.user_id,
-            kind: "use",
+        let transaction = debit_use(
+            &mut tx,
+            &m,
+            req.usage_type.as_str(),
+            req.reference_id.as_str(),
             points,
-            balance_after: m.available_points - points,
-            requested_points: Some(points),
-            amount: None,
-            reference_type: Some(req.usage_type.as_str()),
-            reference_id: Some(req.reference_id.as_str()),
-            sub_reference: None,
-            unrecovered: 0,
-            description: &description,
-            actor_user_id: None,
+            &description,
             now,
-            spent_returned: None,
-        };
-        let transaction = match db::insert_debit(&mut tx, &debit).await {
-            Ok(t) => t,
-            Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => {
-                return Err(Error::KeyRace);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        take_exactly(&mut tx, req.user_id, points, now, transaction.id, None).await?;
+        )
+        .await?;
         tx.commit().await?;
         Ok(Outcome {
             transaction,
@@ -502,6 +495,7 @@ impl PointService {
     /// batches' own expiry dates.
     #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
     pub async fn refund_points(&self, req: RefundRequest) -> Result<Outcome> {
+        not_a_redemption(&req.usage_type)?;
         let this = self.clone();
         run_to_completion(async move {
             let outcome = this
@@ -533,21 +527,7 @@ impl PointService {
                 });
             }
         };
-        let points = -used.tx.points_change;
-        let parts = db::refund_plan(&mut tx, used.tx.id).await?;
-        let kept: i64 = parts.iter().map(|p| p.settled).sum();
-        let transaction = db::insert_refund(
-            &mut tx,
-            req.user_id,
-            points,
-            kept,
-            m.available_points + points - kept,
-            ut,
-            rid,
-            now,
-        )
-        .await?;
-        db::restore_use(&mut tx, used.tx.id, transaction.id, &parts, now).await?;
+        let transaction = refund_use(&mut tx, &m, &used, ut, rid, now).await?;
         tx.commit().await?;
         Ok(Outcome {
             transaction,
@@ -810,6 +790,91 @@ impl PointService {
     }
 }
 
+/// A use of points by a member whose row `m` is locked: the transaction, then the points
+/// taken first-expiring first. Never overdraws.
+pub(super) async fn debit_use(
+    conn: &mut PgConnection,
+    m: &LockedMember,
+    usage_type: &str,
+    reference_id: &str,
+    points: i64,
+    description: &str,
+    now: OffsetDateTime,
+) -> Result<Transaction> {
+    if m.available_points < points {
+        return Err(Error::InsufficientPoints {
+            required: points,
+            available: m.available_points,
+        });
+    }
+    let debit = NewDebit {
+        user_id: m.user_id,
+        kind: "use",
+        points,
+        balance_after: m.available_points - points,
+        requested_points: Some(points),
+        amount: None,
+        reference_type: Some(usage_type),
+        reference_id: Some(reference_id),
+        sub_reference: None,
+        unrecovered: 0,
+        description,
+        actor_user_id: None,
+        now,
+        spent_returned: None,
+    };
+    let transaction = match db::insert_debit(conn, &debit).await {
+        Ok(t) => t,
+        Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => {
+            return Err(Error::KeyRace);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    take_exactly(conn, m.user_id, points, now, transaction.id, None).await?;
+    Ok(transaction)
+}
+
+/// Cancels the use `used` of a member whose row `m` is locked: its points go back into the
+/// batches they came from. The caller has checked that it is not refunded already.
+pub(super) async fn refund_use(
+    conn: &mut PgConnection,
+    m: &LockedMember,
+    used: &Keyed,
+    usage_type: &str,
+    reference_id: &str,
+    now: OffsetDateTime,
+) -> Result<Transaction> {
+    let points = -used.tx.points_change;
+    let parts = db::refund_plan(conn, used.tx.id).await?;
+    let kept: i64 = parts.iter().map(|p| p.settled).sum();
+    let transaction = db::insert_refund(
+        conn,
+        m.user_id,
+        points,
+        kept,
+        m.available_points + points - kept,
+        usage_type,
+        reference_id,
+        now,
+    )
+    .await?;
+    db::restore_use(conn, used.tx.id, transaction.id, &parts, now).await?;
+    Ok(transaction)
+}
+
+/// The member's row, locked (which also expires what is due): the first statement of
+/// every change to a member's points.
+pub(super) async fn lock_member(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+) -> Result<LockedMember> {
+    db::lock_member(conn, user_id, now, &ctx.config.member_timezone)
+        .await?
+        .ok_or(Error::MemberNotFound { user_id })
+}
+
 async fn member_exists(conn: &mut PgConnection, user_id: i64) -> Result<()> {
     member_db::member_record(conn, user_id)
         .await?
@@ -863,7 +928,7 @@ async fn take_exactly(
     Ok(())
 }
 
-fn record(kind: &'static str, points: i64) {
+pub(super) fn record(kind: &'static str, points: i64) {
     metrics::counter!("member_system_points_transactions_total", "type" => kind).increment(1);
     metrics::histogram!("member_system_points_amount", "type" => kind).record(points as f64);
 }

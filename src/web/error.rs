@@ -63,14 +63,16 @@ impl IntoResponse for PageError {
                 error_page(status, self.lang, self.lang.t("error.internal"), Some(id))
             }
             Error::Forbidden => error_page(status, self.lang, self.lang.t("error.forbidden"), None),
-            Error::NotFound { .. } | Error::MemberNotFound { .. } | Error::LevelNotFound { .. } => {
-                error_page(
-                    StatusCode::NOT_FOUND,
-                    self.lang,
-                    self.lang.t("error.not_found"),
-                    None,
-                )
-            }
+            Error::NotFound { .. }
+            | Error::MemberNotFound { .. }
+            | Error::LevelNotFound { .. }
+            | Error::RewardNotFound { .. }
+            | Error::CouponNotFound => error_page(
+                StatusCode::NOT_FOUND,
+                self.lang,
+                self.lang.t("error.not_found"),
+                None,
+            ),
             other => error_page(status, self.lang, &localized(other, self.lang), None),
         }
     }
@@ -118,6 +120,14 @@ pub fn localized(err: &Error, lang: Lang) -> String {
             t("err.level_in_use").replace("{members}", &members.to_string())
         }
         Error::EmailTaken => t("register.taken"),
+        Error::RewardRefused { reason } => match reason {
+            crate::domain::rewards::RewardRefusal::LimitReached { limit } => {
+                t(reason.text_key()).replace("{limit}", &limit.to_string())
+            }
+            _ => t(reason.text_key()),
+        },
+        Error::CouponUnusable { status, .. } => t(&format!("coupon.unusable.{}", status.as_str())),
+        Error::RewardNotFound { .. } | Error::CouponNotFound => t("error.not_found"),
         Error::Unauthorized => t("login.expired"),
         Error::Forbidden => t("error.forbidden"),
         Error::MemberNotFound { .. } | Error::LevelNotFound { .. } | Error::NotFound { .. } => {

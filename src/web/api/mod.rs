@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod rewards;
 
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ pub const PREFIX: &str = "/api/v1";
                        answers 200 with the original transaction, a new operation 201."
     ),
     modifiers(&Security),
-    tags((name = "members"), (name = "points"))
+    tags((name = "members"), (name = "points"), (name = "rewards"))
 )]
 struct ApiDoc;
 
@@ -81,6 +82,13 @@ fn api_routes() -> OpenApiRouter<Services> {
         .routes(routes!(transactions))
         .routes(routes!(upgrade_progress))
         .routes(routes!(me_profile))
+        .routes(routes!(rewards::rewards))
+        .routes(routes!(rewards::redeem))
+        .routes(routes!(rewards::coupons))
+        .routes(routes!(rewards::validate))
+        .routes(routes!(rewards::consume))
+        .routes(routes!(rewards::release))
+        .routes(routes!(rewards::cancel))
 }
 
 /// The routes, relative to [`PREFIX`], with the description at `/openapi.json`.
@@ -120,7 +128,7 @@ fn described(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
     common.sort();
     common.dedup();
     doc["servers"] = serde_json::json!([{ "url": "/", "description": "this portal" }]);
-    for body in ["EarnBody", "ReverseBody"] {
+    for body in ["EarnBody", "ReverseBody", "ValidateBody"] {
         if let Some(amount) =
             doc.pointer_mut(&format!("/components/schemas/{body}/properties/amount"))
         {
@@ -279,7 +287,10 @@ impl<'de> Deserialize<'de> for ApiAmount {
 pub struct ErrorBody {
     /// VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, MEMBER_NOT_FOUND, NOT_FOUND,
     /// INSUFFICIENT_POINTS, POINTS_PER_TRANSACTION_EXCEEDED, DAILY_POINTS_LIMIT_EXCEEDED,
-    /// IDEMPOTENCY_CONFLICT, CONCURRENT_OPERATION, EMAIL_TAKEN, INTERNAL_ERROR
+    /// IDEMPOTENCY_CONFLICT, CONCURRENT_OPERATION, EMAIL_TAKEN, LEVEL_IN_USE,
+    /// REWARD_NOT_FOUND, REWARD_UNAVAILABLE, REWARD_OUT_OF_STOCK, REWARD_LIMIT_REACHED,
+    /// LEVEL_TOO_LOW, COUPON_NOT_FOUND, COUPON_NOT_USABLE, SERVICE_UNAVAILABLE,
+    /// INTERNAL_ERROR
     pub code: String,
     pub message: String,
     /// VALIDATION_ERROR: the field at fault
@@ -288,6 +299,11 @@ pub struct ErrorBody {
     pub required: Option<i64>,
     /// INSUFFICIENT_POINTS
     pub available: Option<i64>,
+    /// DAILY_POINTS_LIMIT_EXCEEDED: the daily limit; REWARD_LIMIT_REACHED: coupons of the
+    /// reward one member may hold
+    pub limit: Option<i64>,
+    /// COUPON_NOT_USABLE: the coupon's status (consumed, cancelled, expired, issued)
+    pub status: Option<String>,
     /// INTERNAL_ERROR: quote it when reporting the problem
     pub request_id: Option<String>,
 }
@@ -754,10 +770,34 @@ async fn batches(
 pub struct PageQuery {
     /// 1 to 100, default 20
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// `next_cursor` of the previous page
     #[param(pattern = "^([1-9][0-9]{0,17})?$")]
-    cursor: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// `limit` (1–100, default 20) and `cursor` of a page query, each refused clearly.
+pub fn parse_page(q: &PageQuery) -> Result<(i64, Option<i64>), Error> {
+    let limit = match q.limit.as_deref() {
+        None => 20,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                Error::validation("limit", "limit must be a whole number from 1 to 100")
+            })?,
+    };
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(strict_positive(c).ok_or_else(|| {
+            Error::validation(
+                "cursor",
+                "cursor must be a next_cursor from an earlier page",
+            )
+        })?),
+    };
+    Ok((limit, cursor))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -779,25 +819,7 @@ async fn transactions(
     MemberId(user): MemberId,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => 20,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                Error::validation("limit", "limit must be a whole number from 1 to 100")
-            })?,
-    };
-    let cursor = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(strict_positive(c).ok_or_else(|| {
-            Error::validation(
-                "cursor",
-                "cursor must be a next_cursor from an earlier page",
-            )
-        })?),
-    };
+    let (limit, cursor) = parse_page(&q)?;
     let (items, next) = s.points.history(user, None, cursor, limit).await?;
     Ok(Json(TransactionPage {
         items: items.into_iter().map(TransactionView::from).collect(),
