@@ -307,6 +307,19 @@ pub async fn by_code(
     }
 }
 
+pub async fn by_id(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<CouponRow>> {
+    sqlx::query_as!(
+        CouponRow,
+        r#"select id, code, reward_id, user_id, title, kind as "kind: RewardKind", value,
+                  points, redemption_id, transaction_id, status, expires_at, order_id,
+                  consumed_at, cancelled_at, created_at
+             from coupons where id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// A member's coupons, newest first, keyset on id.
 pub async fn of_member(
     conn: &mut PgConnection,

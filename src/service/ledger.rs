@@ -165,5 +165,80 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
             ),
         });
     }
+    // rewards (migration 0013): a coupon and its redemption are one.
+    for r in sqlx::query!(
+        r#"select c.id, c.user_id, c.status, c.points,
+                  t.id as "use_id?", t.user_id as "use_user?", t.points_change as "use_points?",
+                  t.reference_type as "use_type?", t.reference_id as "use_ref?",
+                  f.id as "refund_id?"
+             from coupons c
+             left join point_transactions t on t.id = c.transaction_id
+             left join point_transactions f
+                    on f.transaction_type = 'refund' and f.reference_type = 'reward'
+                   and f.reference_id = c.redemption_id
+            where ($1::bigint is null or c.user_id = $1)
+              and (t.id is null or t.transaction_type <> 'use' or t.user_id <> c.user_id
+                   or t.points_change <> -c.points or t.reference_type is distinct from 'reward'
+                   or t.reference_id is distinct from c.redemption_id
+                   or (c.status = 'cancelled') <> (f.id is not null)
+                   or (c.status = 'cancelled' and f.id is distinct from c.refund_transaction_id))
+            order by c.id"#,
+        only
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.push(Violation {
+            user_id: Some(r.user_id),
+            invariant: "a coupon is its redemption: a use of its points, refunded once cancelled",
+            details: format!(
+                "coupon {} ({}, {} points): use {:?} of {:?} points by {:?} ({:?} {:?}), refund {:?}",
+                r.id, r.status, r.points, r.use_id, r.use_points, r.use_user, r.use_type,
+                r.use_ref, r.refund_id
+            ),
+        });
+    }
+
+    for r in sqlx::query!(
+        r#"select t.id, t.user_id, t.reference_id
+             from point_transactions t
+            where t.transaction_type = 'use' and t.reference_type = 'reward'
+              and ($1::bigint is null or t.user_id = $1)
+              and not exists (select 1 from coupons c where c.transaction_id = t.id)
+            order by t.id"#,
+        only
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.push(Violation {
+            user_id: Some(r.user_id),
+            invariant: "every redemption has its coupon",
+            details: format!(
+                "use {} (redemption {:?}) issued no coupon",
+                r.id, r.reference_id
+            ),
+        });
+    }
+
+    if only.is_none() {
+        for r in sqlx::query!(
+            r#"select r.id, r.issued, coalesce(c.n, 0)::integer as "held!"
+                 from rewards r
+                 left join (select reward_id, count(*) as n from coupons
+                             where status <> 'cancelled' group by reward_id) c on c.reward_id = r.id
+                where r.issued <> coalesce(c.n, 0)
+                order by r.id"#
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            out.push(Violation {
+                user_id: None,
+                invariant: "a reward's issued count = its coupons not cancelled",
+                details: format!("reward {}: issued {}, coupons {}", r.id, r.issued, r.held),
+            });
+        }
+    }
     Ok(out)
 }

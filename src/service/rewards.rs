@@ -309,6 +309,21 @@ impl RewardService {
         }
     }
 
+    /// A coupon by id: for staff, or (with `owner`) one of the member's own, another
+    /// member's being "not found".
+    pub async fn coupon_by_id(&self, owner: Option<i64>, id: i64) -> Result<Coupon> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        match db::by_id(&mut conn, id).await? {
+            Some(c) if owner.is_none_or(|u| u == c.user_id) => Ok(c.at(self.now())),
+            _ => Err(Error::CouponNotFound),
+        }
+    }
+
+    /// One of the member's own coupons by id.
+    pub async fn member_coupon_by_id(&self, user_id: i64, id: i64) -> Result<Coupon> {
+        self.coupon_by_id(Some(user_id), id).await
+    }
+
     /// A member's coupons, newest first; `before` is the id of the last of the previous page.
     pub async fn member_coupons(
         &self,

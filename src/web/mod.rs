@@ -147,7 +147,7 @@ impl PageRoute {
 /// Every page route. A POST is a state change and needs the CSRF token.
 pub fn page_routes() -> Vec<PageRoute> {
     use Access::{Public, Staff, User};
-    use pages::{admin, auth, member};
+    use pages::{admin, auth, member, rewards};
     let r = PageRoute::new;
     vec![
         r("/", Public).get(member::home),
@@ -160,6 +160,13 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/profile", User).get(member::profile),
         r("/points", User).get(member::points),
         r("/upgrade", User).get(member::upgrade),
+        r("/rewards", User).get(rewards::rewards),
+        r("/rewards/{id}/redeem", User)
+            .get(rewards::redeem_confirm)
+            .post(rewards::redeem),
+        r("/coupons", User).get(rewards::coupons),
+        r("/coupons/{id}", User).get(rewards::coupon),
+        r("/coupons/{id}/cancel", User).post(rewards::cancel_coupon),
         r("/notifications", User).get(member::notifications),
         r("/notifications/read-all", User).post(member::mark_all_read),
         r("/notifications/{id}/read", User).post(member::mark_read),
@@ -178,6 +185,15 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/admin/members/{id}", Staff).get(admin::member),
         r("/admin/members/{id}/adjust", Staff).post(admin::adjust),
         r("/admin/members/{id}/level", Staff).post(admin::set_level),
+        r("/admin/rewards", Staff)
+            .get(admin::rewards)
+            .post(admin::create_reward),
+        r("/admin/rewards/{id}", Staff)
+            .get(admin::edit_reward)
+            .post(admin::update_reward),
+        r("/admin/coupons", Staff).get(admin::find_coupon),
+        r("/admin/coupons/{id}", Staff).get(admin::coupon),
+        r("/admin/coupons/{id}/cancel", Staff).post(admin::cancel_coupon),
         r("/admin/audit", Staff).get(admin::audit),
         r("/admin/staff", Staff).get(admin::staff),
         r("/admin/staff/{id}/disable", Staff).post(admin::disable_staff),

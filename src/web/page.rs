@@ -79,6 +79,11 @@ impl PageCtx {
         self.datetime(t)[..10].to_owned()
     }
 
+    /// The last day a period that ends at `t` (exclusive) covers.
+    pub fn last_day(&self, t: &OffsetDateTime) -> String {
+        self.date(&(*t - time::Duration::SECOND))
+    }
+
     /// 0.900 → "9折", 0.950 → "9.5折" / "5% off"; 1 → "no discount".
     pub fn discount(&self, rate: &Decimal) -> String {
         let rate = *rate;
@@ -92,6 +97,32 @@ impl PageCtx {
                 ((Decimal::ONE - rate) * Decimal::from(100)).normalize()
             ),
         }
+    }
+
+    /// What a reward or coupon gives: "¥10.00 off" / "立减 ¥10.00", "15% off" / "8.5折",
+    /// "Free item" / "免费兑换".
+    pub fn reward_value(
+        &self,
+        kind: &crate::domain::rewards::RewardKind,
+        value: &Option<Decimal>,
+    ) -> String {
+        use crate::domain::rewards::RewardKind;
+        match (kind, value, self.lang) {
+            (RewardKind::Amount, Some(v), Lang::Zh) => format!("立减 ¥{}", self.money(v)),
+            (RewardKind::Amount, Some(v), Lang::En) => format!("¥{} off", self.money(v)),
+            (RewardKind::Percent, Some(v), Lang::Zh) => {
+                format!(
+                    "{}折",
+                    ((Decimal::ONE_HUNDRED - v) / Decimal::TEN).normalize()
+                )
+            }
+            (RewardKind::Percent, Some(v), Lang::En) => format!("{}% off", v.normalize()),
+            _ => self.t("reward.kind.item").to_owned(),
+        }
+    }
+
+    pub fn coupon_status(&self, s: &crate::domain::rewards::CouponStatus) -> Text {
+        self.t(&format!("coupon.status.{}", s.as_str()))
     }
 
     pub fn type_label(&self, kind: &str) -> Text {
@@ -150,6 +181,12 @@ impl PageCtx {
             }
         };
         match (t.transaction_type.as_str(), self.lang) {
+            ("use", Lang::Zh) if source == "reward" => format!("兑换 {}", t.description),
+            ("use", Lang::En) if source == "reward" => format!("Redeemed: {}", t.description),
+            ("refund", Lang::Zh) if source == "reward" => "兑换已取消，积分退回".to_owned(),
+            ("refund", Lang::En) if source == "reward" => {
+                "Returned: a reward redemption was cancelled".to_owned()
+            }
             ("earn", Lang::Zh) => format!("{} 获得积分", what(zh)),
             ("earn", Lang::En) => format!("Earned on {}", what(en)),
             ("use", Lang::Zh) => format!("{} 使用积分", what(zh)),
@@ -520,5 +557,20 @@ mod tests {
         assert_eq!(en.discount(&d("0.950")), "5% off");
         assert_eq!(en.discount(&d("0.980")), "2% off");
         assert_eq!(zh.discount(&d("1.000")), "无折扣");
+    }
+
+    #[test]
+    fn what_a_coupon_gives_reads_naturally_in_both_languages() {
+        use crate::domain::rewards::RewardKind::{Amount, Item, Percent};
+        let zh = PageCtx::bare(Lang::Zh);
+        let en = PageCtx::bare(Lang::En);
+        let d = |s: &str| Some(s.parse::<Decimal>().unwrap());
+        assert_eq!(zh.reward_value(&Percent, &d("15.00")), "8.5折");
+        assert_eq!(zh.reward_value(&Percent, &d("10")), "9折");
+        assert_eq!(en.reward_value(&Percent, &d("15.00")), "15% off");
+        assert_eq!(zh.reward_value(&Amount, &d("10")), "立减 ¥10.00");
+        assert_eq!(en.reward_value(&Amount, &d("1200.5")), "¥1,200.50 off");
+        assert_eq!(en.reward_value(&Item, &None), "Free item");
+        assert_eq!(zh.reward_value(&Item, &None), "免费兑换");
     }
 }

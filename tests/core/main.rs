@@ -21,6 +21,7 @@ mod model;
 mod outbox;
 mod plans;
 mod reverse_refund;
+mod rewards;
 mod security;
 mod serve_process;
 mod use_points;

@@ -23,10 +23,15 @@ use crate::web::page::{Form, LoginRequired, PageCtx, Query, UserPage};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
 
 mod audit;
-mod confirm;
+mod rewards;
+
 mod staff;
+use super::confirm::{ConfirmPage, Confirmed};
 pub use audit::audit;
-use confirm::{ConfirmPage, Confirmed};
+pub use rewards::{
+    cancel as cancel_coupon, coupon, create as create_reward, edit as edit_reward,
+    find as find_coupon, rewards, update as update_reward,
+};
 pub use staff::{disable as disable_staff, enable as enable_staff, staff};
 
 /// A page for staff only.
@@ -722,6 +727,8 @@ pub struct MemberPage {
     pub p: Profile,
     pub levels: Vec<Level>,
     pub rows: HistoryRows,
+    /// the newest coupons
+    pub coupons: Vec<crate::domain::rewards::Coupon>,
     pub adjust_error: Option<String>,
     pub level_error: Option<String>,
     pub notice: Option<String>,
@@ -787,6 +794,12 @@ async fn member_page(
         .in_lang(lang)?;
     let levels = page.services.levels.active().await.in_lang(lang)?;
     let rows = ledger(&page, user_id, cursor).await?;
+    let (coupons, _) = page
+        .services
+        .rewards
+        .member_coupons(user_id, None, 10)
+        .await
+        .in_lang(lang)?;
     let status = if m.adjust_error.is_some() || m.level_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -797,6 +810,7 @@ async fn member_page(
         p,
         levels,
         rows,
+        coupons,
         adjust_error: m.adjust_error,
         level_error: m.level_error,
         notice: m.notice,

@@ -209,6 +209,14 @@ fn describe(ctx: &PageCtx, n: &Notification) -> String {
                 .replace("{points}", &n.payload["points"].to_string())
                 .replace("{date}", first.get(..10).unwrap_or(first))
         }
+        "coupon.issued" | "coupon.cancelled" | "coupon.consumed" | "coupon.released" => {
+            let key = format!("notify.{}", n.kind.replace('.', "_"));
+            let date = n.payload["expires_at"].as_str().unwrap_or("");
+            ctx.t(&key)
+                .replace("{title}", n.payload["title"].as_str().unwrap_or(""))
+                .replace("{order}", n.payload["order_id"].as_str().unwrap_or(""))
+                .replace("{date}", date.get(..10).unwrap_or(date))
+        }
         other => other.to_owned(),
     }
 }

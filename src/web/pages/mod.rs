@@ -1,6 +1,8 @@
 pub mod admin;
 pub mod auth;
+pub mod confirm;
 pub mod member;
+pub mod rewards;
 
 use axum::http::StatusCode;
 use axum::response::Response;

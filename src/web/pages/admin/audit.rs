@@ -17,7 +17,7 @@ use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
 /// Every action the services record, in the order the filter offers them.
-pub const ACTIONS: [&str; 10] = [
+pub const ACTIONS: [&str; 13] = [
     "points.adjust",
     "member.set_level",
     "levels.recalculate",
@@ -28,6 +28,9 @@ pub const ACTIONS: [&str; 10] = [
     "staff.create",
     "staff.disable",
     "staff.enable",
+    "reward.create",
+    "reward.update",
+    "coupon.cancel",
 ];
 
 #[derive(Deserialize)]

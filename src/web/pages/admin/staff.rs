@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::confirm::{ConfirmPage, Confirmed};
 use super::{StaffPage, parse_id};
 use crate::db::accounts::StaffAccount;
 use crate::web::error::PageError;
 use crate::web::error::{InLang, localized};
 use crate::web::page::{Form, PageCtx, Query};
+use crate::web::pages::confirm::{ConfirmPage, Confirmed};
 
 #[derive(Deserialize)]
 pub struct StaffQuery {

@@ -1,4 +1,4 @@
-//! A confirmation step for staff actions that are large or hard to undo: the same form
+//! A confirmation step for actions that are large or hard to undo: the same form
 //! again with `confirm=yes`, or a way back. Works without JavaScript.
 
 use askama::Template;
@@ -22,7 +22,7 @@ impl Confirmed {
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "pages/admin/confirm.html")]
+#[template(path = "pages/confirm.html")]
 pub struct ConfirmPage {
     pub ctx: PageCtx,
     pub message: String,
