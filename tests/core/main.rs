@@ -4,6 +4,7 @@ mod harness;
 
 mod accounts;
 mod api;
+mod api_rewards;
 mod browser;
 mod cache;
 mod cancellation;
@@ -29,4 +30,5 @@ mod web_admin;
 mod web_auth;
 mod web_harness;
 mod web_pages;
+mod web_rewards;
 mod workers;
