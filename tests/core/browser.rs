@@ -462,3 +462,116 @@ async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_lang
     }
     phone.client.clone().close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_redeems_a_reward_in_the_browser_and_shows_the_coupon_at_checkout() {
+    let app = spawn_app().await;
+    accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
+        .await
+        .unwrap();
+    let ann = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(ann, 2000, "ORDER-1", None))
+        .await
+        .unwrap();
+    let rewards = &app.s.rewards;
+    let mut ten = crate::rewards::reward_input("满100减10元券", "500", "20");
+    ten.description = "全场通用，结账时出示".into();
+    let ten = rewards.create(None, ten).await.unwrap();
+    let mut pct = crate::rewards::reward_input("会员专享85折券", "1200", "");
+    pct.kind = member_portal::domain::rewards::RewardKind::Percent;
+    pct.value = Some("15".parse().unwrap());
+    pct.per_member_limit = Some(1);
+    rewards.create(None, pct).await.unwrap();
+    let mut cup = crate::rewards::reward_input("免费咖啡一杯", "3000", "5");
+    cup.kind = member_portal::domain::rewards::RewardKind::Item;
+    cup.value = None;
+    rewards.create(None, cup).await.unwrap();
+    let mut gold = crate::rewards::reward_input("金卡生日礼盒", "800", "");
+    gold.kind = member_portal::domain::rewards::RewardKind::Item;
+    gold.value = None;
+    gold.min_level_id = Some(3);
+    rewards.create(None, gold).await.unwrap();
+
+    for (phone, suffix) in [(false, ""), (true, "-375")] {
+        let b = browser(phone, "zh-CN").await;
+        let c = &b.client;
+        log_in(c, &app, "ann@example.com").await;
+        c.goto(&app.url("/rewards")).await.unwrap();
+        wait_css(c, "#rewards").await;
+        shot(c, &format!("member-rewards{suffix}")).await;
+        if phone {
+            assert_eq!(
+                c.execute("return document.documentElement.scrollWidth", vec![])
+                    .await
+                    .unwrap(),
+                json!(375),
+                "nothing wider than the phone"
+            );
+        }
+        // htmx opens the confirmation inside the card
+        c.find(Locator::Css(&format!("#redeem-{} a.button", ten.id)))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_css(c, "#redeem-yes").await;
+        assert_eq!(c.current_url().await.unwrap().path(), "/rewards");
+        shot(c, &format!("member-redeem-confirm{suffix}")).await;
+        c.find(Locator::Css("#redeem-yes"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let qr = wait_css(c, ".qr-box svg.qr").await;
+        let size = qr.rectangle().await.unwrap();
+        assert!(
+            size.2 >= 150.0 && (size.2 - size.3).abs() < 1.0,
+            "a square QR code big enough to scan: {size:?}"
+        );
+        assert!(
+            wait_css(c, "#coupon-notice")
+                .await
+                .text()
+                .await
+                .unwrap()
+                .contains("兑换成功")
+        );
+        shot(c, &format!("member-coupon{suffix}")).await;
+        c.goto(&app.url("/coupons")).await.unwrap();
+        wait_css(c, "#coupons").await;
+        shot(c, &format!("member-coupons{suffix}")).await;
+        b.client.clone().close().await.unwrap();
+    }
+    assert_eq!(app.s.points.summary(ann).await.unwrap().available, 1000);
+
+    // in English, the same catalogue
+    let b = browser(false, "en").await;
+    let c = &b.client;
+    log_in(c, &app, "ann@example.com").await;
+    c.goto(&app.url("/rewards")).await.unwrap();
+    wait_css(c, "#rewards").await;
+    assert!(c.source().await.unwrap().contains("15% off"));
+    shot(c, "member-rewards-en").await;
+    b.client.clone().close().await.unwrap();
+
+    // staff: the catalogue and a coupon
+    for (phone, suffix) in [(false, ""), (true, "-375")] {
+        let b = browser(phone, "zh-CN").await;
+        let c = &b.client;
+        log_in(c, &app, "boss@example.com").await;
+        c.goto(&app.url("/admin/rewards")).await.unwrap();
+        wait_css(c, "#reward-table").await;
+        shot(c, &format!("admin-rewards{suffix}")).await;
+        let (coupons, _) = app.s.rewards.member_coupons(ann, None, 1).await.unwrap();
+        c.goto(&app.url(&format!("/admin/coupons/{}", coupons[0].id)))
+            .await
+            .unwrap();
+        wait_css(c, "#coupon-code").await;
+        shot(c, &format!("admin-coupon{suffix}")).await;
+        b.client.clone().close().await.unwrap();
+    }
+}
