@@ -860,7 +860,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     (
         "coupon.confirm_cancel_staff",
         "取消该会员的兑换：券码作废，积分退回原批次，库存恢复。",
-        "Cancel this member's redemption: the coupon stops working, its points go back to their original batches and the stock is put back.",
+        "Cancel this member’s redemption: the coupon stops working, its points go back to their original batches and the stock is put back.",
     ),
     ("coupon.qr_label", "券码二维码", "QR code of coupon"),
     (
@@ -913,9 +913,10 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("reward.value", "面值", "Value"),
     (
         "reward.value_hint",
-        "满减填元，折扣填百分比，如 15 即减 15%",
-        "yuan off, or percent off: 15 is 15% off",
+        "满减填元，折扣填减去的 %",
+        "yuan, or % off",
     ),
+    ("reward.always", "不限", "Always"),
     ("reward.empty_no_limit", "留空为不限", "empty: no limit"),
     ("reward.per_member_limit", "每人限兑", "Per member"),
     ("reward.every_level", "所有等级", "Every level"),

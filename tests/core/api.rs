@@ -688,6 +688,13 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
         "GET /api/v1/members/{user_id}/points/transactions",
         "GET /api/v1/members/{user_id}/upgrade-progress",
         "GET /api/v1/me/profile",
+        "GET /api/v1/rewards",
+        "POST /api/v1/members/{user_id}/redemptions",
+        "GET /api/v1/members/{user_id}/coupons",
+        "POST /api/v1/coupons/validate",
+        "POST /api/v1/coupons/consume",
+        "POST /api/v1/coupons/release",
+        "POST /api/v1/coupons/cancel",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -731,7 +738,7 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
         doc["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"
     );
-    assert_eq!(member_portal::web::api::openapi().paths.paths.len(), 10);
+    assert_eq!(member_portal::web::api::openapi().paths.paths.len(), 17);
 }
 
 #[tokio::test]

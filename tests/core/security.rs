@@ -129,6 +129,13 @@ pub struct World {
     key: String,
     /// a second staff account, which a request let through could disable
     deputy: i64,
+    /// a reward not offered (members cannot see it)
+    hidden_reward: i32,
+    /// Bob's coupon
+    bob_coupon: i64,
+    /// a reward members see, and Ann's coupon of it
+    offered_reward: i32,
+    ann_coupon: i64,
 }
 
 impl World {
@@ -164,6 +171,31 @@ impl World {
             .fetch_one(&app.s.ctx.pool)
             .await
             .unwrap();
+        let offered = app
+            .s
+            .rewards
+            .create(None, crate::rewards::reward_input("Offered", "100", "5"))
+            .await
+            .unwrap();
+        let mut hidden = crate::rewards::reward_input("Hidden", "100", "");
+        hidden.is_active = false;
+        let hidden_reward = app.s.rewards.create(None, hidden).await.unwrap().id;
+        let redeem = |user_id: i64, key: &'static str| {
+            app.s
+                .rewards
+                .redeem(member_portal::service::rewards::RedeemRequest {
+                    user_id,
+                    reward_id: offered.id,
+                    redemption_id: member_portal::domain::Reference::parse("r", key).unwrap(),
+                })
+        };
+        let bob_coupon = redeem(bob, "bob-r").await.unwrap().coupon.id;
+        app.s
+            .points
+            .earn_points(earn_req(ann, 100, "ann-order", None))
+            .await
+            .unwrap();
+        let ann_coupon = redeem(ann, "ann-r").await.unwrap().coupon.id;
         Self {
             app,
             ann,
@@ -173,7 +205,26 @@ impl World {
             key_id,
             key,
             deputy,
+            hidden_reward,
+            bob_coupon,
+            offered_reward: offered.id,
+            ann_coupon,
         }
+    }
+
+    /// The route with its id filled in with something of the visitor's own where it has
+    /// one (Ann's coupon, a reward she sees), else as [`Self::fill`].
+    pub fn fill_own(&self, path: &str) -> String {
+        let id = if path.starts_with("/rewards/{id}") {
+            self.offered_reward.to_string()
+        } else if path.starts_with("/coupons/{id}") {
+            self.ann_coupon.to_string()
+        } else {
+            return self.fill(path);
+        };
+        let (head, rest) = path.split_once('{').unwrap();
+        let (_, tail) = rest.split_once('}').unwrap();
+        format!("{head}{id}{tail}")
     }
 
     /// The route with each id filled in with something that is not the visitor's (Bob's,
@@ -193,6 +244,10 @@ impl World {
             self.deputy.to_string()
         } else if path.starts_with("/admin/api-keys/{id}") {
             self.key_id.to_string()
+        } else if path.starts_with("/rewards/{id}") || path.starts_with("/admin/rewards/{id}") {
+            self.hidden_reward.to_string()
+        } else if path.starts_with("/coupons/{id}") || path.starts_with("/admin/coupons/{id}") {
+            self.bob_coupon.to_string()
         } else if path.starts_with("/api/v1/members/{user_id}") {
             self.bob.to_string()
         } else {
@@ -224,7 +279,7 @@ async fn every_page_route_refuses_whoever_its_access_excludes() {
     let routes = page_routes();
     assert!(routes.len() >= 20, "the table lists every page route");
     for route in &routes {
-        let path = w.fill(route.path);
+        let path = w.fill_own(route.path);
         assert!(route.get || route.post, "{path} answers nothing");
         if route.path.starts_with("/admin") {
             assert_eq!(route.access, Access::Staff, "{path} is a staff page");
@@ -345,6 +400,9 @@ fn body_for(path: &str) -> Value {
         "use" => json!({"points": 10, "usage_type": "order", "reference_id": "bob-u"}),
         "reverse" => json!({"source_type": "order", "source_id": "bob-secret-order"}),
         "refund" => json!({"usage_type": "order", "reference_id": "bob-u"}),
+        "redemptions" => json!({"reward_id": 1, "redemption_id": "sec-r"}),
+        "validate" | "cancel" => json!({"code": "0000-0000-0000-0000"}),
+        "consume" | "release" => json!({"code": "0000-0000-0000-0000", "order_id": "sec-o"}),
         _ => panic!("{path}: no body for this operation; add one to body_for"),
     }
 }
@@ -489,7 +547,8 @@ async fn a_member_reaches_no_one_elses_data_by_id() {
     }
     assert!(with_id >= 5, "{with_id}");
     assert_eq!(w.fingerprint().await, before, "nothing of Bob's changed");
-    assert_eq!(w.app.s.notifications.unread_count(w.bob).await.unwrap(), 1);
+    // his note and his coupon's, both still unread
+    assert_eq!(w.app.s.notifications.unread_count(w.bob).await.unwrap(), 2);
     // her own pages, whatever she adds to the address, show only her
     for route in page_routes()
         .iter()
