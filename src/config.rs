@@ -60,6 +60,9 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// PostgreSQL connections `serve` keeps at most.
     pub db_pool_size: u32,
+    /// `MEMBER_POINTS_PER_YUAN` (1): base points of an earn sent with its order amount
+    /// only, floor(amount × this).
+    pub points_per_yuan: rust_decimal::Decimal,
 }
 
 #[derive(Clone)]
@@ -241,6 +244,23 @@ impl Config {
                 expected: "comma-separated addresses or ranges, such as 127.0.0.1, 10.0.0.0/8",
             })?,
         };
+        let points_per_yuan = match get("MEMBER_POINTS_PER_YUAN") {
+            None => rust_decimal::Decimal::ONE,
+            Some(raw) => raw
+                .trim()
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+                .filter(|d| {
+                    *d > rust_decimal::Decimal::ZERO
+                        && *d <= rust_decimal::Decimal::ONE_HUNDRED
+                        && d.normalize().scale() <= 2
+                })
+                .ok_or_else(|| ConfigError {
+                    variable: "MEMBER_POINTS_PER_YUAN",
+                    value: raw.to_owned(),
+                    expected: "points per yuan of an order, more than 0 and at most 100 (up to 2 decimals), such as 1 or 0.5",
+                })?,
+        };
         let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or("").to_owned();
         if redis_key_prefix
             .chars()
@@ -305,6 +325,7 @@ impl Config {
             metrics_bind_addr,
             metrics_token,
             db_pool_size: int("DB_POOL_SIZE", 20, 1, 1_000)? as u32,
+            points_per_yuan,
         })
     }
 }

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 
+pub mod campaigns;
 pub mod rewards;
 
 /// A positive number of points, at most `MAX` (keeps every sum far from i64 overflow).
@@ -251,6 +252,8 @@ pub struct Outcome {
     pub transaction: Transaction,
     pub replayed: bool,
     pub upgrade: Option<UpgradeResult>,
+    /// earn: the campaigns' bonus lines it brought, each its own transaction
+    pub bonuses: Vec<Transaction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -305,12 +308,16 @@ pub struct MemberRecord {
     pub last_level_change_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// entered once by the member, for the birthday bonus
+    #[serde(default)]
+    pub birthday: Option<time::Date>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Profile {
     pub user_id: i64,
     pub member_code: String,
+    pub birthday: Option<time::Date>,
     pub email: String,
     pub display_name: String,
     pub total_spent: Decimal,

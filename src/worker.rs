@@ -1,5 +1,5 @@
-//! Background work inside `serve`: the expiry sweep, expiry reminders, deferred upgrades
-//! webhook delivery and session cleanup. Each run takes a PostgreSQL advisory lock first, so with several `serve`
+//! Background work inside `serve`: the expiry sweep, expiry reminders, deferred upgrades,
+//! webhook delivery, session cleanup and birthday bonuses. Each run takes a PostgreSQL advisory lock first, so with several `serve`
 //! instances on one database a job runs in one of them at a time (a lock held by a
 //! process that dies is released with its connection).
 
@@ -21,16 +21,19 @@ pub enum Job {
     WebhookDelivery,
     /// Expired sessions and ended login-throttle windows.
     SessionCleanup,
+    /// Today's birthday bonuses (once a year per member and campaign).
+    BirthdayBonuses,
 }
 
 impl Job {
     /// Every job `serve` runs (webhook delivery only where a webhook is configured).
-    pub const ALL: [Job; 5] = [
+    pub const ALL: [Job; 6] = [
         Job::ExpirySweep,
         Job::ExpiryReminders,
         Job::DeferredUpgrades,
         Job::WebhookDelivery,
         Job::SessionCleanup,
+        Job::BirthdayBonuses,
     ];
 
     fn lock_key(self) -> i64 {
@@ -42,14 +45,16 @@ impl Job {
                 Job::DeferredUpgrades => 3,
                 Job::WebhookDelivery => 4,
                 Job::SessionCleanup => 5,
+                Job::BirthdayBonuses => 6,
             }
     }
 
     pub fn period(self) -> Duration {
         match self {
-            Job::ExpirySweep | Job::ExpiryReminders | Job::SessionCleanup => {
-                Duration::from_secs(3600)
-            }
+            Job::ExpirySweep
+            | Job::ExpiryReminders
+            | Job::SessionCleanup
+            | Job::BirthdayBonuses => Duration::from_secs(3600),
             Job::DeferredUpgrades => Duration::from_secs(60),
             Job::WebhookDelivery => Duration::from_secs(10),
         }
@@ -62,6 +67,7 @@ impl Job {
             Job::DeferredUpgrades => "deferred_upgrades",
             Job::WebhookDelivery => "webhook_delivery",
             Job::SessionCleanup => "session_cleanup",
+            Job::BirthdayBonuses => "birthday_bonuses",
         }
     }
 }
@@ -94,6 +100,7 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
             .apply_due_upgrades()
             .await
             .map(|n| n as i64),
+        Job::BirthdayBonuses => services.campaigns.pay_birthdays().await,
     };
     db::advisory_unlock(&mut guard, job.lock_key()).await?;
     result.map(Some)

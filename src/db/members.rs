@@ -95,7 +95,7 @@ pub async fn member_record(
     let record = sqlx::query_as!(
         MemberRecord,
         "select p.user_id, p.member_code, u.email, u.display_name, u.role, p.level_id,
-                p.total_spent, p.last_level_change_at, p.created_at
+                p.total_spent, p.last_level_change_at, p.created_at, p.birthday
            from member_profiles p
            join users u on u.id = p.user_id
           where p.user_id = $1",

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod campaigns;
 pub mod levels;
 pub mod members;
 pub mod notifications;

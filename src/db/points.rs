@@ -56,6 +56,8 @@ pub struct Keyed {
     pub batch_id: Option<i64>,
     /// earn: the upgrade its first reply carried
     pub upgrade: Option<serde_json::Value>,
+    /// earn: the points of the campaigns' bonus lines on it
+    pub bonus_points: i64,
 }
 
 pub async fn find_keyed(
@@ -69,7 +71,7 @@ pub async fn find_keyed(
         r#"select t.id, t.user_id, t.transaction_type, t.points_change, t.balance_after,
                   t.reference_type, t.reference_id, t.description, t.status, t.unrecovered,
                   t.created_at, t.requested_points, t.amount, t.reversed_points,
-                  t.reversed_amount, t.refunded, t.upgrade,
+                  t.reversed_amount, t.refunded, t.upgrade, t.bonus_points,
                   (select b.id from point_batches b where b.transaction_id = t.id) as batch_id
              from point_transactions t
             where t.transaction_type = $1 and t.reference_type = $2 and t.reference_id = $3
@@ -102,6 +104,7 @@ pub async fn find_keyed(
         refunded: r.refunded,
         batch_id: r.batch_id,
         upgrade: r.upgrade,
+        bonus_points: r.bonus_points,
     }))
 }
 
@@ -219,6 +222,7 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
             batch_id: None,
             // not returned by earn_points(): read by [`earn_upgrade`] when needed
             upgrade: None,
+            bonus_points: 0,
         }),
         "not_found" => FastEarn::NotFound,
         "unauthorized" => FastEarn::Unauthorized,

@@ -67,6 +67,7 @@ pub async fn seed_demo(pool: PgPool, config: Config) -> Result<Vec<String>> {
                     source_type: Reference::parse("source_type", "order_complete")?,
                     source_id: Reference::parse("source_id", &order)?,
                     amount: Some(Money::parse("amount", Decimal::from(*amount))?),
+                    category: None,
                 })
                 .await;
             if let Err(e) = earn {
@@ -98,6 +99,7 @@ pub async fn seed_demo(pool: PgPool, config: Config) -> Result<Vec<String>> {
                     source_type: Reference::parse("source_type", "order_complete")?,
                     source_id: Reference::parse("source_id", &order)?,
                     amount: Some(Money::parse("amount", Decimal::from(amount))?),
+                    category: None,
                 })
                 .await;
             if earned.is_ok() && n == 1 {

@@ -240,5 +240,52 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
             });
         }
     }
+    // campaigns (migration 0014): an order's earn carries the sum of its bonus lines, and
+    // every bonus line says which campaign paid it
+    for r in sqlx::query!(
+        r#"select e.id, e.user_id, e.bonus_points, coalesce(c.sum, 0)::bigint as "lines!"
+             from point_transactions e
+             left join (select parent_id, sum(points_change) as sum from point_transactions
+                         where parent_id is not null group by parent_id) c on c.parent_id = e.id
+            where ($1::bigint is null or e.user_id = $1)
+              and e.transaction_type = 'earn' and e.parent_id is null
+              and (e.bonus_points > 0 or c.sum is not null)
+              and e.bonus_points <> coalesce(c.sum, 0)
+            order by e.id"#,
+        only
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.push(Violation {
+            user_id: Some(r.user_id),
+            invariant: "an earn's bonus_points = the points of its bonus lines",
+            details: format!(
+                "earn {}: bonus_points {}, bonus lines {}",
+                r.id, r.bonus_points, r.lines
+            ),
+        });
+    }
+    for r in sqlx::query!(
+        r#"select t.id, t.user_id from point_transactions t
+            where ($1::bigint is null or t.user_id = $1)
+              and (t.campaign_id is not null or t.reference_type = 'campaign' or t.parent_id is not null)
+              and (t.transaction_type <> 'earn' or t.campaign_id is null
+                   or t.reference_type is distinct from 'campaign'
+                   or t.reference_id is distinct from t.campaign_id::text
+                   or exists (select 1 from point_transactions p where p.id = t.parent_id
+                               and (p.user_id <> t.user_id or p.transaction_type <> 'earn')))
+            order by t.id"#,
+        only
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.push(Violation {
+            user_id: Some(r.user_id),
+            invariant: "a bonus line is an earn of its campaign, on its member's own earn",
+            details: format!("transaction {}", r.id),
+        });
+    }
     Ok(out)
 }

@@ -10,6 +10,7 @@ use super::{Ctx, accounts, levels, run_to_completion};
 use crate::db::levels as level_db;
 use crate::db::members::{self as db, LevelChange};
 use crate::db::points::{self as points_db, LockedMember};
+use crate::domain::campaigns::{Campaign, CampaignKind, CampaignState};
 use crate::domain::{
     Email, MemberRecord, Profile, UpgradeProgress, UpgradeResult, parse_display_name, parse_reason,
     upgrade_progress,
@@ -70,13 +71,56 @@ impl MemberService {
             );
             let level_id = db::entry_level_id(&mut tx).await?;
             db::insert_profile(&mut tx, user_id, &code, level_id, now).await?;
+            // sign-up bonuses, in the same transaction: a member never exists without them
+            let campaigns = this.ctx.campaigns().await?;
+            let signup: Vec<&Campaign> = campaigns
+                .iter()
+                .filter(|c| {
+                    c.kind == CampaignKind::Signup && c.state_at(now) == CampaignState::Live
+                })
+                .collect();
+            let bonuses = if signup.is_empty() {
+                Vec::new()
+            } else {
+                let m = super::points::lock_member(&this.ctx, &mut tx, user_id, now).await?;
+                let occasion = format!("signup:{user_id}");
+                super::campaigns::pay_bonuses(
+                    &this.ctx, &mut tx, &m, &signup, 0, &occasion, None, now,
+                )
+                .await?
+            };
             let record = db::member_record(&mut tx, user_id)
                 .await?
                 .ok_or_else(|| Error::Internal(anyhow::anyhow!("profile vanished after insert")))?;
             tx.commit().await?;
+            super::campaigns::record_bonuses(&bonuses);
             Ok(record)
         })
         .await
+    }
+
+    /// Records the member's birthday, once (for the birthday bonus): a date in the past,
+    /// `YYYY-MM-DD`. Changing it later is for staff.
+    pub async fn set_birthday(&self, user_id: i64, raw: &str) -> Result<()> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let now = self.ctx.clock.now();
+        let today = now.to_offset(self.ctx.display_offset).date();
+        let day = time::Date::parse(raw.trim(), format)
+            .ok()
+            .filter(|d| *d <= today && d.year() >= 1900)
+            .ok_or_else(|| {
+                Error::validation("birthday", "a date in the past such as 1990-05-20")
+            })?;
+        let mut conn = self.ctx.pool.acquire().await?;
+        if !crate::db::campaigns::set_birthday(&mut conn, user_id, day, now).await? {
+            return Err(Error::validation(
+                "birthday",
+                "your birthday is already recorded; customer service can correct it",
+            ));
+        }
+        drop(conn);
+        self.ctx.cache.invalidate_members(&[user_id]).await;
+        Ok(())
     }
 
     /// The member row (cached under `member_system:profile:{user_id}`).
@@ -109,6 +153,7 @@ impl MemberService {
         let upgrade_progress = upgrade_progress(&levels, &level, record.total_spent);
         Ok(Profile {
             user_id: record.user_id,
+            birthday: record.birthday,
             member_code: record.member_code,
             email: record.email,
             display_name: record.display_name,

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod campaigns;
 pub mod demo;
 pub mod ledger;
 pub mod levels;
@@ -39,6 +40,8 @@ pub struct Ctx {
     /// UTC offset of `MEMBER_TIMEZONE` for showing times (resolved by PostgreSQL's zone
     /// data at start-up; see `db::utc_offset`).
     pub display_offset: time::UtcOffset,
+    /// this process's copy of the campaigns not ended (see `campaigns::CACHE_FOR`)
+    pub campaign_cache: campaigns::CampaignCache,
 }
 
 impl Ctx {
@@ -76,6 +79,7 @@ impl Ctx {
             clock,
             config: Arc::new(config),
             display_offset,
+            campaign_cache: campaigns::CampaignCache::default(),
         })
     }
 
@@ -117,6 +121,7 @@ pub struct ServiceSet {
     pub members: MemberService,
     pub points: PointService,
     pub rewards: RewardService,
+    pub campaigns: campaigns::CampaignService,
     pub levels: LevelService,
     pub notifications: NotificationService,
     pub staff: StaffService,
@@ -129,6 +134,7 @@ impl Services {
             members: MemberService::new(ctx.clone()),
             points: PointService::new(ctx.clone()),
             rewards: RewardService::new(ctx.clone()),
+            campaigns: campaigns::CampaignService::new(ctx.clone()),
             levels: LevelService::new(ctx.clone()),
             notifications: NotificationService::new(ctx.clone()),
             staff: StaffService::new(ctx.clone()),

@@ -9,9 +9,12 @@ use serde_json::json;
 use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 
+use super::campaigns::{pay_bonuses, record_bonuses};
 use super::{Ctx, members, run_to_completion};
+use crate::db::campaigns as campaign_db;
 use crate::db::members as member_db;
 use crate::db::points::{self as db, FastEarn, Keyed, LockedMember, NewCredit, NewDebit, NewEarn};
+use crate::domain::campaigns::Campaign;
 use crate::domain::{
     Batch, Money, Outcome, Points, PointsSummary, Reference, Transaction, parse_reason,
 };
@@ -40,6 +43,8 @@ pub struct EarnRequest {
     pub source_type: Reference,
     pub source_id: Reference,
     pub amount: Option<Money>,
+    /// what was bought, for campaigns that apply to one category only
+    pub category: Option<Reference>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +174,25 @@ impl PointService {
     async fn earn_one(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
         let cfg = &self.ctx.config;
         let now = self.now();
+        let campaigns = self.ctx.campaigns().await?;
+        let in_play: Vec<&Campaign> = campaigns
+            .iter()
+            .filter(|c| {
+                c.applies_to(
+                    req.source_type.as_str(),
+                    category(req),
+                    req.amount.map(Money::get),
+                    now,
+                )
+            })
+            .collect();
+        if !in_play.is_empty() {
+            // bonus lines are written with the earn, in its transaction
+            if let Some(hash) = key_hash {
+                crate::service::accounts::authenticate_api_key_hash(&self.ctx, hash).await?;
+            }
+            return self.earn_tx(req, &in_play).await;
+        }
         let mut conn = self.ctx.pool.acquire().await?;
         let call = db::EarnCall {
             user_id: req.user_id,
@@ -189,13 +213,17 @@ impl PointService {
                 transaction,
                 replayed: false,
                 upgrade: None,
+                bonuses: Vec::new(),
             }),
             Ok(FastEarn::Replay(mut k)) => {
                 let same = same_earn(&k, req);
                 if same && k.amount.is_some() {
                     k.upgrade = db::earn_upgrade(&mut conn, k.tx.id).await?;
                 }
-                replay_or_conflict(k, same)
+                let mut outcome = replay_or_conflict(k, same)?;
+                outcome.bonuses =
+                    campaign_db::bonuses_of(&mut conn, outcome.transaction.id).await?;
+                Ok(outcome)
             }
             Ok(FastEarn::Unauthorized) => Err(Error::Unauthorized),
             Ok(FastEarn::NotFound) => Err(Error::MemberNotFound {
@@ -215,14 +243,16 @@ impl PointService {
             }),
             Ok(FastEarn::Slow) => {
                 drop(conn);
-                self.earn_tx(req).await
+                self.earn_tx(req, &[]).await
             }
             Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => Err(Error::KeyRace),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn earn_tx(&self, req: &EarnRequest) -> Result<Outcome> {
+    /// The earn in a transaction of its own: for an order that may move the member up a
+    /// level, or one that campaigns pay bonuses on (`campaigns`, live and applying).
+    async fn earn_tx(&self, req: &EarnRequest, campaigns: &[&Campaign]) -> Result<Outcome> {
         let cfg = &self.ctx.config;
         let now = self.now();
         let mut tx = self.ctx.pool.begin().await?;
@@ -237,7 +267,9 @@ impl PointService {
         .await?
         {
             let same = same_earn(&k, req);
-            return replay_or_conflict(k, same);
+            let mut outcome = replay_or_conflict(k, same)?;
+            outcome.bonuses = campaign_db::bonuses_of(&mut tx, outcome.transaction.id).await?;
+            return Ok(outcome);
         }
         let actual = (Decimal::from(req.base_points.get()) * m.point_multiplier)
             .floor()
@@ -284,6 +316,22 @@ impl PointService {
             }
             Err(e) => return Err(e.into()),
         };
+        let occasion = format!(
+            "order:{}/{}",
+            req.source_type.as_str(),
+            req.source_id.as_str()
+        );
+        let bonuses = pay_bonuses(
+            &self.ctx,
+            &mut tx,
+            &m,
+            campaigns,
+            actual,
+            &occasion,
+            Some((transaction.id, transaction.balance_after)),
+            now,
+        )
+        .await?;
         let spent = m.total_spent + amount.unwrap_or_default();
         let upgrade =
             if amount.is_some() && m.next_min_points.is_some_and(|n| spent >= Decimal::from(n)) {
@@ -296,10 +344,12 @@ impl PointService {
             db::record_earn_upgrade(&mut tx, transaction.id, &reply).await?;
         }
         tx.commit().await?;
+        record_bonuses(&bonuses);
         Ok(Outcome {
             transaction,
             replayed: false,
             upgrade,
+            bonuses,
         })
     }
 
@@ -359,6 +409,7 @@ impl PointService {
             transaction,
             replayed: false,
             upgrade: None,
+            bonuses: Vec::new(),
         })
     }
 
@@ -400,7 +451,8 @@ impl PointService {
             return replay_or_conflict(k, same);
         }
 
-        let earned = earn.tx.points_change;
+        // the order's own points and the campaigns' bonus lines on it
+        let earned = earn.tx.points_change + earn.bonus_points;
         let points_left = earned - earn.reversed_points;
         let amount_left = earn.amount.map(|a| a - earn.reversed_amount);
         let (take, returned) = match (sub, asked) {
@@ -488,6 +540,7 @@ impl PointService {
             transaction,
             replayed: false,
             upgrade: None,
+            bonuses: Vec::new(),
         })
     }
 
@@ -533,6 +586,7 @@ impl PointService {
             transaction,
             replayed: false,
             upgrade: None,
+            bonuses: Vec::new(),
         })
     }
 
@@ -882,6 +936,10 @@ async fn member_exists(conn: &mut PgConnection, user_id: i64) -> Result<()> {
         .ok_or(Error::MemberNotFound { user_id })
 }
 
+fn category(req: &EarnRequest) -> Option<&str> {
+    req.category.as_ref().map(Reference::as_str)
+}
+
 fn same_earn(k: &Keyed, req: &EarnRequest) -> bool {
     k.tx.user_id == req.user_id
         && k.requested_points == Some(req.base_points.get())
@@ -896,6 +954,7 @@ fn replay_or_conflict(k: Keyed, same: bool) -> Result<Outcome> {
             transaction: k.tx,
             replayed: true,
             upgrade: k.upgrade.and_then(|u| serde_json::from_value(u).ok()),
+            bonuses: Vec::new(),
         })
     } else {
         Err(Error::IdempotencyConflict {

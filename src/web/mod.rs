@@ -147,7 +147,7 @@ impl PageRoute {
 /// Every page route. A POST is a state change and needs the CSRF token.
 pub fn page_routes() -> Vec<PageRoute> {
     use Access::{Public, Staff, User};
-    use pages::{admin, auth, member, rewards};
+    use pages::{admin, auth, earn, member, rewards};
     let r = PageRoute::new;
     vec![
         r("/", Public).get(member::home),
@@ -160,6 +160,8 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/profile", User).get(member::profile),
         r("/points", User).get(member::points),
         r("/upgrade", User).get(member::upgrade),
+        r("/earn", User).get(earn::earn),
+        r("/profile/birthday", User).post(earn::set_birthday),
         r("/rewards", User).get(rewards::rewards),
         r("/rewards/{id}/redeem", User)
             .get(rewards::redeem_confirm)
@@ -185,6 +187,10 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/admin/members/{id}", Staff).get(admin::member),
         r("/admin/members/{id}/adjust", Staff).post(admin::adjust),
         r("/admin/members/{id}/level", Staff).post(admin::set_level),
+        r("/admin/campaigns", Staff)
+            .get(admin::campaigns)
+            .post(admin::create_campaign),
+        r("/admin/campaigns/{id}/end", Staff).post(admin::end_campaign),
         r("/admin/rewards", Staff)
             .get(admin::rewards)
             .post(admin::create_reward),

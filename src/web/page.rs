@@ -181,6 +181,10 @@ impl PageCtx {
             }
         };
         match (t.transaction_type.as_str(), self.lang) {
+            ("earn", Lang::Zh) if source == "campaign" => format!("活动奖励：{}", t.description),
+            ("earn", Lang::En) if source == "campaign" => {
+                format!("Campaign bonus: {}", t.description)
+            }
             ("use", Lang::Zh) if source == "reward" => format!("兑换 {}", t.description),
             ("use", Lang::En) if source == "reward" => format!("Redeemed: {}", t.description),
             ("refund", Lang::Zh) if source == "reward" => "兑换已取消，积分退回".to_owned(),

@@ -274,6 +274,7 @@ pub fn earn_req(user: i64, base: i64, source_id: &str, amount: Option<&str>) -> 
         source_type: Reference::parse("source_type", "order_complete").unwrap(),
         source_id: Reference::parse("source_id", source_id).unwrap(),
         amount: amount.map(|a| Money::parse("amount", a.parse().unwrap()).unwrap()),
+        category: None,
     }
 }
 

@@ -7,6 +7,7 @@ mod api;
 mod api_rewards;
 mod browser;
 mod cache;
+mod campaigns;
 mod cancellation;
 mod cli;
 mod concurrency;

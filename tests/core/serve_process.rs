@@ -103,7 +103,7 @@ async fn eventually<F: Future<Output = bool>>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_and_session_cleanup() {
+async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_session_cleanup_and_birthdays() {
     // The harness clock is in the past (2025-09-18); the process runs on the real one.
     let h = Harness::new().await;
     let expired = h.member().await;
@@ -148,9 +148,44 @@ async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_and_session_cle
     .await
     .unwrap();
 
+    // a birthday campaign live now (the process's clock) and a member born on this day
+    let birthday = h.member().await;
+    sqlx::query(
+        "insert into campaigns (name, kind, bonus_points, starts_at, ends_at, created_at, updated_at)
+         values ('生日礼', 'birthday', 88, now() - interval '1 day', now() + interval '1 day', now(), now())",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update member_profiles
+            set birthday = ((now() at time zone 'Asia/Shanghai')::date - interval '30 years')::date
+          where user_id = $1",
+    )
+    .bind(birthday)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+
     let _serve = ServeProcess::start(&h.db.url, &[]).await;
 
     let pool = &h.pool;
+    eventually(
+        StdDuration::from_secs(30),
+        "pay the birthday bonus",
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "select coalesce(sum(points_change), 0)::bigint from point_transactions
+              where user_id = $1 and reference_type = 'campaign'",
+            )
+            .bind(birthday)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+                == 88
+        },
+    )
+    .await;
     eventually(StdDuration::from_secs(30), "expire the old batch", || async {
         sqlx::query_scalar::<_, i64>(
             "select count(*) from point_transactions where user_id = $1 and transaction_type = 'expire'",

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::openapi::security::{
@@ -406,6 +407,34 @@ pub struct TransactionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<UpgradeResult>)]
     pub upgrade: Option<Option<UpgradeResult>>,
+    /// earn: the campaigns' bonus lines it brought (each its own transaction, reference_type
+    /// "campaign" and the campaign's id as reference_id)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<BonusView>>)]
+    pub bonuses: Option<Vec<BonusView>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BonusView {
+    pub id: i64,
+    /// the campaign's id
+    pub campaign_id: String,
+    /// the campaign's name
+    pub description: String,
+    pub points_change: i64,
+    pub balance_after: i64,
+}
+
+impl From<Transaction> for BonusView {
+    fn from(t: Transaction) -> Self {
+        Self {
+            id: t.id,
+            campaign_id: t.reference_id.unwrap_or_default(),
+            description: t.description,
+            points_change: t.points_change,
+            balance_after: t.balance_after,
+        }
+    }
 }
 
 impl From<Transaction> for TransactionView {
@@ -414,6 +443,7 @@ impl From<Transaction> for TransactionView {
             unrecovered: matches!(t.transaction_type.as_str(), "reverse" | "refund")
                 .then_some(t.unrecovered),
             upgrade: (t.transaction_type == "earn").then_some(None),
+            bonuses: None,
             id: t.id,
             transaction_type: t.transaction_type,
             points_change: t.points_change,
@@ -437,6 +467,7 @@ fn outcome(o: Outcome) -> Response {
     let mut view = TransactionView::from(o.transaction);
     if view.upgrade.is_some() {
         view.upgrade = Some(o.upgrade);
+        view.bonuses = Some(o.bonuses.into_iter().map(BonusView::from).collect());
     }
     (status, Json(view)).into_response()
 }
@@ -546,9 +577,10 @@ async fn upgrade_progress(
 #[serde(deny_unknown_fields)]
 pub struct EarnBody {
     /// points before the level multiplier (the result is capped per transaction and per
-    /// day: MEMBER_MAX_POINTS_PER_TRANSACTION, MEMBER_DAILY_POINTS_LIMIT)
+    /// day: MEMBER_MAX_POINTS_PER_TRANSACTION, MEMBER_DAILY_POINTS_LIMIT); without it,
+    /// floor(amount × MEMBER_POINTS_PER_YUAN)
     #[schema(minimum = 1, maximum = 1000000000)]
-    base_points: i64,
+    base_points: Option<i64>,
     /// with source_id, the idempotency key, e.g. "order_complete"
     #[schema(
         min_length = 1,
@@ -565,6 +597,13 @@ pub struct EarnBody {
     /// order amount (> 0, 2 decimals): adds to total_spent, which decides the level
     #[schema(value_type = Option<String>, pattern = "^(0\\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,9}(\\.[0-9]{1,2})?)$", example = "300.00")]
     amount: Option<ApiAmount>,
+    /// what was bought, for campaigns limited to one category
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
+    category: Option<String>,
 }
 
 /// Earn points for an order
@@ -589,12 +628,34 @@ async fn earn(
     // its key checked first, so without a valid key the answer is always 401.
     let parsed = user.and_then(|MemberId(user)| {
         let JsonBody(b) = body?;
+        let amount = b.amount.map(|a| Money::parse("amount", a.0)).transpose()?;
+        let base_points = match (b.base_points, amount) {
+            (Some(base), _) => Points::parse("base_points", base)?,
+            (None, Some(a)) => {
+                let rate = s.ctx.config.points_per_yuan;
+                let base = (a.get() * rate).floor().to_i64().unwrap_or(0);
+                Points::parse("base_points", base).map_err(|_| {
+                    Error::validation(
+                        "amount",
+                        format!("an order of {} earns no points at {rate} point(s) per yuan; send base_points", a.get()),
+                    )
+                })?
+            }
+            (None, None) => {
+                return Err(Error::validation(
+                    "base_points",
+                    "send base_points, or the order amount to earn MEMBER_POINTS_PER_YUAN points per yuan",
+                )
+                .into());
+            }
+        };
         Ok(EarnRequest {
             user_id: user,
-            base_points: Points::parse("base_points", b.base_points)?,
+            base_points,
             source_type: Reference::parse("source_type", &b.source_type)?,
             source_id: Reference::parse("source_id", &b.source_id)?,
-            amount: b.amount.map(|a| Money::parse("amount", a.0)).transpose()?,
+            amount,
+            category: b.category.map(|c| Reference::parse("category", &c)).transpose()?,
         })
     });
     match parsed {

@@ -23,11 +23,13 @@ use crate::web::page::{Form, LoginRequired, PageCtx, Query, UserPage};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
 
 mod audit;
+mod campaigns;
 mod rewards;
 
 mod staff;
 use super::confirm::{ConfirmPage, Confirmed};
 pub use audit::audit;
+pub use campaigns::{campaigns, create as create_campaign, end as end_campaign};
 pub use rewards::{
     cancel as cancel_coupon, coupon, create as create_reward, edit as edit_reward,
     find as find_coupon, rewards, update as update_reward,

@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod auth;
 pub mod confirm;
+pub mod earn;
 pub mod member;
 pub mod rewards;
 

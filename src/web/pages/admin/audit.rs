@@ -17,7 +17,7 @@ use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
 /// Every action the services record, in the order the filter offers them.
-pub const ACTIONS: [&str; 13] = [
+pub const ACTIONS: [&str; 15] = [
     "points.adjust",
     "member.set_level",
     "levels.recalculate",
@@ -31,6 +31,8 @@ pub const ACTIONS: [&str; 13] = [
     "reward.create",
     "reward.update",
     "coupon.cancel",
+    "campaign.create",
+    "campaign.end",
 ];
 
 #[derive(Deserialize)]
