@@ -464,7 +464,7 @@ async fn staff_create_a_level_see_the_error_fix_it_see_it_listed_and_switch_lang
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn member_redeems_a_reward_in_the_browser_and_shows_the_coupon_at_checkout() {
+async fn member_sees_ways_to_earn_redeems_a_reward_and_shows_the_coupon_at_checkout() {
     let app = spawn_app().await;
     accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
         .await
@@ -493,11 +493,67 @@ async fn member_redeems_a_reward_in_the_browser_and_shows_the_coupon_at_checkout
     gold.value = None;
     gold.min_level_id = Some(3);
     rewards.create(None, gold).await.unwrap();
+    let now = member_portal::clock::Clock::now(&app.clock);
+    for (name, kind, m, b, from, days) in [
+        (
+            "国庆双倍积分周",
+            "multiplier",
+            "2",
+            "",
+            now - time::Duration::days(1),
+            7,
+        ),
+        (
+            "鞋类满300加赠",
+            "bonus",
+            "",
+            "100",
+            now - time::Duration::days(1),
+            30,
+        ),
+        (
+            "生日礼",
+            "birthday",
+            "",
+            "88",
+            now - time::Duration::days(10),
+            365,
+        ),
+        (
+            "双十一三倍积分",
+            "multiplier",
+            "3",
+            "",
+            now + time::Duration::days(50),
+            3,
+        ),
+    ] {
+        let mut c = member_portal::domain::campaigns::CampaignInput::parse(
+            &member_portal::domain::campaigns::CampaignFields {
+                name,
+                kind,
+                multiplier: m,
+                bonus_points: b,
+                starts_at: Some(from),
+                ends_at: Some(from + time::Duration::days(days)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        if kind == "bonus" {
+            c.category = Some("鞋类".into());
+            c.min_amount = Some("300".parse().unwrap());
+        }
+        app.s.campaigns.create(None, c).await.unwrap();
+    }
 
     for (phone, suffix) in [(false, ""), (true, "-375")] {
         let b = browser(phone, "zh-CN").await;
         let c = &b.client;
         log_in(c, &app, "ann@example.com").await;
+        c.goto(&app.url("/earn")).await.unwrap();
+        wait_css(c, "#campaigns").await;
+        shot(c, &format!("member-earn{suffix}")).await;
         c.goto(&app.url("/rewards")).await.unwrap();
         wait_css(c, "#rewards").await;
         shot(c, &format!("member-rewards{suffix}")).await;
@@ -566,6 +622,14 @@ async fn member_redeems_a_reward_in_the_browser_and_shows_the_coupon_at_checkout
         c.goto(&app.url("/admin/rewards")).await.unwrap();
         wait_css(c, "#reward-table").await;
         shot(c, &format!("admin-rewards{suffix}")).await;
+        let silver = app.s.levels.list().await.unwrap()[1].id;
+        c.goto(&app.url(&format!(
+            "/admin/campaigns?level_id={silver}&amount=300&category=%E9%9E%8B%E7%B1%BB"
+        )))
+        .await
+        .unwrap();
+        wait_css(c, "#preview-result").await;
+        shot(c, &format!("admin-campaigns{suffix}")).await;
         let (coupons, _) = app.s.rewards.member_coupons(ann, None, 1).await.unwrap();
         c.goto(&app.url(&format!("/admin/coupons/{}", coupons[0].id)))
             .await

@@ -29,6 +29,7 @@ mod serve_process;
 mod use_points;
 mod web_admin;
 mod web_auth;
+mod web_campaigns;
 mod web_harness;
 mod web_pages;
 mod web_rewards;

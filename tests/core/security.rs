@@ -136,6 +136,8 @@ pub struct World {
     /// a reward members see, and Ann's coupon of it
     offered_reward: i32,
     ann_coupon: i64,
+    /// a campaign scheduled for next year
+    campaign: i32,
 }
 
 impl World {
@@ -196,6 +198,26 @@ impl World {
             .await
             .unwrap();
         let ann_coupon = redeem(ann, "ann-r").await.unwrap().coupon.id;
+        let next_year = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+        let campaign = app
+            .s
+            .campaigns
+            .create(
+                None,
+                member_portal::domain::campaigns::CampaignInput::parse(
+                    &member_portal::domain::campaigns::CampaignFields {
+                        name: "Later",
+                        kind: "bonus",
+                        bonus_points: "5",
+                        starts_at: Some(next_year),
+                        ends_at: Some(next_year + time::Duration::days(7)),
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
         Self {
             app,
             ann,
@@ -209,6 +231,7 @@ impl World {
             bob_coupon,
             offered_reward: offered.id,
             ann_coupon,
+            campaign,
         }
     }
 
@@ -248,6 +271,8 @@ impl World {
             self.hidden_reward.to_string()
         } else if path.starts_with("/coupons/{id}") || path.starts_with("/admin/coupons/{id}") {
             self.bob_coupon.to_string()
+        } else if path.starts_with("/admin/campaigns/{id}") {
+            self.campaign.to_string()
         } else if path.starts_with("/api/v1/members/{user_id}") {
             self.bob.to_string()
         } else {
