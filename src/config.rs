@@ -63,6 +63,9 @@ pub struct Config {
     /// `MEMBER_POINTS_PER_YUAN` (1): base points of an earn sent with its order amount
     /// only, floor(amount × this).
     pub points_per_yuan: rust_decimal::Decimal,
+    /// `PUBLIC_URL`: where members reach the portal, for the links it sends (password
+    /// links); default `http://` + `BIND_ADDR`.
+    pub public_url: String,
 }
 
 #[derive(Clone)]
@@ -261,6 +264,22 @@ impl Config {
                     expected: "points per yuan of an order, more than 0 and at most 100 (up to 2 decimals), such as 1 or 0.5",
                 })?,
         };
+        let public_url = match get("PUBLIC_URL") {
+            None => format!("http://{bind_addr}"),
+            Some(u)
+                if (u.starts_with("http://") || u.starts_with("https://"))
+                    && !u.contains(char::is_whitespace) =>
+            {
+                u.trim_end_matches('/').to_owned()
+            }
+            Some(u) => {
+                return Err(ConfigError {
+                    variable: "PUBLIC_URL",
+                    value: u.to_owned(),
+                    expected: "the portal's address as members reach it, such as https://members.example.com",
+                });
+            }
+        };
         let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or("").to_owned();
         if redis_key_prefix
             .chars()
@@ -326,6 +345,7 @@ impl Config {
             metrics_token,
             db_pool_size: int("DB_POOL_SIZE", 20, 1, 1_000)? as u32,
             points_per_yuan,
+            public_url,
         })
     }
 }

@@ -154,3 +154,146 @@ pub async fn set_staff_disabled(
     .rows_affected()
         == 1)
 }
+
+/// A new one-time token (its hash) for `user_id`, and the outbox message that carries its
+/// link (marked read: the member asked for it, and the link is not shown in the portal).
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_token(
+    conn: &mut PgConnection,
+    user_id: i64,
+    token_hash: &str,
+    purpose: &str,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    message: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "with n as (
+             insert into notifications (user_id, kind, payload, created_at, read_at, next_attempt_at)
+             values ($1, 'member.password_reset', $6, $4, $4, $4)
+         )
+         insert into account_tokens (user_id, token_hash, purpose, created_at, expires_at)
+         values ($1, $2, $3, $4, $5)",
+        user_id,
+        token_hash,
+        purpose,
+        now,
+        expires_at,
+        message
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many links were sent to the account since `since`.
+pub async fn tokens_since(
+    conn: &mut PgConnection,
+    user_id: i64,
+    since: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from account_tokens where user_id = $1 and created_at >= $2"#,
+        user_id,
+        since
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub struct TokenOwner {
+    pub user_id: i64,
+    pub email: String,
+    pub purpose: String,
+}
+
+/// The account a usable token (not used, not expired, account open) belongs to, the token
+/// locked for this transaction.
+pub async fn take_token(
+    conn: &mut PgConnection,
+    token_hash: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<TokenOwner>> {
+    sqlx::query_as!(
+        TokenOwner,
+        "select u.id as user_id, u.email, t.purpose
+           from account_tokens t join users u on u.id = t.user_id
+          where t.token_hash = $1 and t.used_at is null and t.expires_at > $2
+            and u.closed_at is null and u.disabled_at is null
+            for update of t",
+        token_hash,
+        now
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The new password, every open token of the account spent.
+pub async fn set_password(
+    conn: &mut PgConnection,
+    user_id: i64,
+    hash: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "with t as (
+             update account_tokens set used_at = $3 where user_id = $1 and used_at is null
+         )
+         update users set password_hash = $2, updated_at = $3 where id = $1",
+        user_id,
+        hash,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An open account by its email (any case), for a password link.
+pub async fn open_account(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!(
+        "select id from users
+          where lower(email) = lower($1) and closed_at is null and disabled_at is null",
+        email
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn password_hash(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select password_hash from users where id = $1 and closed_at is null",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Closes the account: the user row anonymised (email, name, password, birthday), its
+/// tokens spent, its `member.closed` message queued. The ledger keeps its rows.
+pub async fn close_account(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
+        "with t as (
+             update account_tokens set used_at = $2 where user_id = $1 and used_at is null
+         ), p as (
+             update member_profiles set birthday = null, updated_at = $2 where user_id = $1
+         ), n as (
+             insert into notifications (user_id, kind, payload, created_at, read_at, next_attempt_at)
+             values ($1, 'member.closed', jsonb_build_object('user_id', $1::bigint), $2, $2, $2)
+         )
+         update users
+            set email = 'closed-' || id || '@closed.invalid', display_name = 'closed',
+                password_hash = '!', closed_at = $2, updated_at = $2
+          where id = $1 and closed_at is null",
+        user_id,
+        now
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}

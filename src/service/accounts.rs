@@ -294,3 +294,148 @@ mod tests {
         );
     }
 }
+
+/// How long a password link works.
+pub const RESET_LINK_LIFE: time::Duration = time::Duration::minutes(30);
+/// A "set your password" link for a member created without one lasts longer: it arrives
+/// with the welcome, not on request.
+pub const SET_LINK_LIFE: time::Duration = time::Duration::days(7);
+/// Links one account may be sent in an hour (a stranger cannot flood a mailbox).
+pub const LINKS_PER_HOUR: i64 = 3;
+
+/// Why a password link is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPurpose {
+    Reset,
+    Set,
+}
+
+impl LinkPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reset => "reset",
+            Self::Set => "set",
+        }
+    }
+}
+
+/// Sends a one-time password link for the account with this email, if there is an open
+/// one: the token is stored hashed, and the link goes out through the outbox (webhook
+/// `member.password_reset`). The caller says the same thing whether or not the account
+/// exists.
+pub async fn request_password_link(ctx: &Ctx, email: &str) -> Result<()> {
+    let now = ctx.clock.now();
+    let mut conn = ctx.pool.acquire().await?;
+    let Some(user_id) = login_db::open_account(&mut conn, email.trim()).await? else {
+        return Ok(());
+    };
+    if login_db::tokens_since(&mut conn, user_id, now - time::Duration::hours(1)).await?
+        >= LINKS_PER_HOUR
+    {
+        tracing::info!(user_id, "password link not sent: too many this hour");
+        return Ok(());
+    }
+    send_password_link(ctx, &mut conn, user_id, LinkPurpose::Reset, now).await
+}
+
+/// Writes a password link for `user_id` (in the caller's transaction, if any).
+pub async fn send_password_link(
+    ctx: &Ctx,
+    conn: &mut sqlx::PgConnection,
+    user_id: i64,
+    purpose: LinkPurpose,
+    now: time::OffsetDateTime,
+) -> Result<()> {
+    let token = {
+        let mut b = [0u8; 32];
+        rand::rng().fill_bytes(&mut b);
+        hex::encode(b)
+    };
+    let life = match purpose {
+        LinkPurpose::Reset => RESET_LINK_LIFE,
+        LinkPurpose::Set => SET_LINK_LIFE,
+    };
+    let expires_at = now + life;
+    let link = format!("{}/password/reset?token={token}", ctx.config.public_url);
+    let message = json!({
+        "purpose": purpose.as_str(),
+        "link": link,
+        "expires_at": expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    });
+    login_db::insert_token(
+        conn,
+        user_id,
+        &api_key_hash(&token),
+        purpose.as_str(),
+        now,
+        expires_at,
+        &message,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets a new password with a link's token: the token and every other open one of the
+/// account are spent. Returns the account.
+pub async fn reset_password(ctx: &Ctx, token: &str, password: &str) -> Result<i64> {
+    let now = ctx.clock.now();
+    let hash_of = api_key_hash(token.trim());
+    let mut tx = ctx.pool.begin().await?;
+    let owner = login_db::take_token(&mut tx, &hash_of, now)
+        .await?
+        .ok_or_else(|| {
+            Error::validation(
+                "token",
+                "this link has expired or was used already; ask for a new one",
+            )
+        })?;
+    let password = parse_password(password, &owner.email)?;
+    // hashed while the token's row is locked: a second use of the link waits, then finds
+    // it spent
+    let hash = hash_password(password).await?;
+    login_db::set_password(&mut tx, owner.user_id, &hash, now).await?;
+    db::audit(
+        &mut tx,
+        Some(owner.user_id),
+        "member.password_set",
+        "user",
+        &owner.user_id.to_string(),
+        &json!({ "purpose": owner.purpose }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(owner.user_id)
+}
+
+/// Closes the member's own account after checking their password: the user row is
+/// anonymised and can never log in again; the points ledger keeps its rows.
+pub async fn close_account(ctx: &Ctx, user_id: i64, password: &str) -> Result<()> {
+    let hash = {
+        let mut conn = ctx.pool.acquire().await?;
+        login_db::password_hash(&mut conn, user_id)
+            .await?
+            .ok_or(Error::MemberNotFound { user_id })?
+    };
+    if !verify_password(password.to_owned(), hash).await? {
+        return Err(Error::validation("password", "the password is not right"));
+    }
+    let now = ctx.clock.now();
+    let mut tx = ctx.pool.begin().await?;
+    if !login_db::close_account(&mut tx, user_id, now).await? {
+        return Err(Error::MemberNotFound { user_id });
+    }
+    db::audit(
+        &mut tx,
+        Some(user_id),
+        "member.close",
+        "member",
+        &user_id.to_string(),
+        &json!({}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.cache.invalidate_members(&[user_id]).await;
+    Ok(())
+}

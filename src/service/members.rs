@@ -57,6 +57,8 @@ impl MemberService {
         };
         let this = self.clone();
         run_to_completion(async move {
+            // read before the transaction: it may need a connection of its own
+            let campaigns = this.ctx.campaigns().await?;
             let now = this.ctx.clock.now();
             let mut tx = this.ctx.pool.begin().await?;
             let user_id =
@@ -72,7 +74,6 @@ impl MemberService {
             let level_id = db::entry_level_id(&mut tx).await?;
             db::insert_profile(&mut tx, user_id, &code, level_id, now).await?;
             // sign-up bonuses, in the same transaction: a member never exists without them
-            let campaigns = this.ctx.campaigns().await?;
             let signup: Vec<&Campaign> = campaigns
                 .iter()
                 .filter(|c| {
@@ -121,6 +122,75 @@ impl MemberService {
         drop(conn);
         self.ctx.cache.invalidate_members(&[user_id]).await;
         Ok(())
+    }
+
+    /// Everything the portal holds about the member, for their own download: profile,
+    /// every points transaction, live batches, coupons and notifications (password links
+    /// left out).
+    pub async fn export(&self, user_id: i64) -> Result<serde_json::Value> {
+        let rfc = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        let profile = self.get_member_profile(user_id).await?;
+        let points = super::PointService::new(self.ctx.clone());
+        let mut transactions = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (items, next) = points.history(user_id, None, cursor, 100).await?;
+            transactions.extend(items);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let batches = points.batches(user_id).await?;
+        let rewards = super::RewardService::new(self.ctx.clone());
+        let mut coupons = Vec::new();
+        let mut before = None;
+        loop {
+            let (items, next) = rewards.member_coupons(user_id, before, 100).await?;
+            coupons.extend(items.into_iter().map(|c| {
+                json!({
+                    "code": c.display_code(), "title": c.title, "kind": c.kind, "value": c.value,
+                    "points": c.points, "status": c.status, "expires_at": rfc(c.expires_at),
+                    "order_id": c.order_id, "created_at": rfc(c.created_at),
+                })
+            }));
+            match next {
+                Some(n) => before = Some(n),
+                None => break,
+            }
+        }
+        let notes = super::NotificationService::new(self.ctx.clone())
+            .list(user_id, 200)
+            .await?
+            .into_iter()
+            .map(|n| {
+                let mut payload = n.payload;
+                if let Some(p) = payload.as_object_mut() {
+                    p.remove("link");
+                }
+                json!({ "kind": n.kind, "payload": payload, "created_at": rfc(n.created_at), "read": n.read })
+            })
+            .collect::<Vec<_>>();
+        Ok(json!({
+            "exported_at": rfc(self.ctx.clock.now()),
+            "member": {
+                "user_id": profile.user_id,
+                "member_code": profile.member_code,
+                "email": profile.email,
+                "display_name": profile.display_name,
+                "birthday": profile.birthday.map(|b| b.to_string()),
+                "total_spent": profile.total_spent,
+                "level": profile.level.level_name,
+            },
+            "points": profile.points,
+            "transactions": transactions,
+            "batches": batches,
+            "coupons": coupons,
+            "notifications": notes,
+        }))
     }
 
     /// The member row (cached under `member_system:profile:{user_id}`).

@@ -1195,6 +1195,77 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "请填写过去的日期（如 1990-05-20）；生日只能填写一次。",
         "Enter a date in the past (such as 1990-05-20); a birthday can be entered once.",
     ),
+    // password links and the member's account
+    ("login.forgot", "忘记密码？", "Forgot your password?"),
+    ("forgot.title", "找回密码", "Forgot your password"),
+    (
+        "forgot.help",
+        "输入注册邮箱，我们会发送一个 30 分钟内有效的重设密码链接。",
+        "Enter your email and we will send a link to set a new password; it works for 30 minutes.",
+    ),
+    ("forgot.send", "发送链接", "Send the link"),
+    (
+        "forgot.sent",
+        "如果该邮箱已注册，重设密码的链接已发出，30 分钟内有效。",
+        "If that email has an account, a link to set a new password is on its way; it works for 30 minutes.",
+    ),
+    ("reset.title", "设置新密码", "Set a new password"),
+    ("reset.new_password", "新密码", "New password"),
+    (
+        "reset.rules",
+        "至少 8 个字符，不要用常见密码或邮箱。",
+        "At least 8 characters; not a common password or your email.",
+    ),
+    ("reset.save", "保存新密码", "Save the new password"),
+    ("reset.new_link", "重新获取链接", "Get a new link"),
+    (
+        "reset.bad_link",
+        "该链接已过期或已使用，请重新获取。",
+        "This link has expired or was used already; ask for a new one.",
+    ),
+    (
+        "reset.done",
+        "新密码已保存，请登录。",
+        "Your new password is saved; log in with it.",
+    ),
+    ("account.title", "我的账户", "My account"),
+    ("account.export", "下载我的数据", "Download my data"),
+    (
+        "account.export_help",
+        "资料、积分明细、积分批次、券和消息，一个 JSON 文件。",
+        "Your profile, points history, batches, coupons and messages, as one JSON file.",
+    ),
+    ("account.export_go", "下载", "Download"),
+    ("account.close", "注销账户", "Close my account"),
+    (
+        "account.close_help",
+        "注销后无法登录，姓名、邮箱和生日被删除；积分记录以匿名方式保留，剩余积分作废。",
+        "You can no longer log in, and your name, email and birthday are removed; the points ledger keeps its rows without them, and points left lapse.",
+    ),
+    (
+        "account.close_password",
+        "输入密码确认",
+        "Your password, to confirm",
+    ),
+    ("account.close_go", "注销账户", "Close my account"),
+    ("account.closed", "账户已注销。", "Your account is closed."),
+    (
+        "notify.member_password_reset",
+        "已发送设置密码的链接。",
+        "A link to set your password was sent.",
+    ),
+    (
+        "audit.action.member.password_set",
+        "设置密码",
+        "Password set",
+    ),
+    ("audit.action.member.close", "注销账户", "Account closed"),
+    ("audit.field.purpose", "用途", "purpose"),
+    (
+        "verr.token",
+        "该链接已过期或已使用，请重新获取。",
+        "This link has expired or was used already; ask for a new one.",
+    ),
 ];
 
 #[cfg(test)]

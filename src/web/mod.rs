@@ -147,7 +147,7 @@ impl PageRoute {
 /// Every page route. A POST is a state change and needs the CSRF token.
 pub fn page_routes() -> Vec<PageRoute> {
     use Access::{Public, Staff, User};
-    use pages::{admin, auth, earn, member, rewards};
+    use pages::{account, admin, auth, earn, member, rewards};
     let r = PageRoute::new;
     vec![
         r("/", Public).get(member::home),
@@ -156,10 +156,19 @@ pub fn page_routes() -> Vec<PageRoute> {
             .get(auth::register_form)
             .post(auth::register),
         r("/logout", Public).post(auth::logout),
+        r("/password/forgot", Public)
+            .get(account::forgot_form)
+            .post(account::forgot),
+        r("/password/reset", Public)
+            .get(account::reset_form)
+            .post(account::reset),
         r("/lang", Public).post(auth::set_language),
         r("/profile", User).get(member::profile),
         r("/points", User).get(member::points),
         r("/upgrade", User).get(member::upgrade),
+        r("/account", User).get(account::account),
+        r("/account/export", User).get(account::export),
+        r("/account/close", User).post(account::close),
         r("/earn", User).get(earn::earn),
         r("/profile/birthday", User).post(earn::set_birthday),
         r("/rewards", User).get(rewards::rewards),

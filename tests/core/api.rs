@@ -450,7 +450,10 @@ async fn malformed_requests_get_a_4xx_with_a_code_and_change_nothing() {
         for f in &fields {
             let mut missing = good.clone();
             missing.as_object_mut().unwrap().remove(f);
-            if !["amount", "refund_id"].contains(&f.as_str()) {
+            // an earn with its amount may leave base_points out (MEMBER_POINTS_PER_YUAN)
+            let optional = ["amount", "refund_id"].contains(&f.as_str())
+                || (path.ends_with("/earn") && f == "base_points");
+            if !optional {
                 bodies.push((missing, 422));
             }
             for bad in [

@@ -27,6 +27,7 @@ mod rewards;
 mod security;
 mod serve_process;
 mod use_points;
+mod web_account;
 mod web_admin;
 mod web_auth;
 mod web_campaigns;

@@ -31,9 +31,9 @@ use crate::domain::{
     UpgradeProgress, UpgradeResult,
 };
 use crate::error::Error;
-use crate::service::Services;
 use crate::service::members::NewMember;
 use crate::service::points::{EarnRequest, RefundRequest, ReverseRequest, UseRequest};
+use crate::service::{Services, accounts};
 
 pub const PREFIX: &str = "/api/v1";
 
@@ -494,7 +494,8 @@ pub struct CreateMemberBody {
     display_name: String,
     /// 8 to 128 characters (8 besides surrounding spaces), not one of the most common
     /// passwords, not one character repeated, not the email or its name part; without
-    /// one the member cannot log in to the portal until a password is set
+    /// one, a "set your password" link (valid 7 days) goes to the member through the outbox
+    /// (webhook `member.password_reset`, purpose `set`)
     #[schema(
         min_length = 8,
         max_length = 128,
@@ -506,7 +507,8 @@ pub struct CreateMemberBody {
 /// Create a member
 ///
 /// A member on the entry level with 0 points and 0.00 spent, and a member code of the
-/// business day. Without a password the member cannot log in to the portal until one is set.
+/// business day. Without a password, a one-time "set your password" link goes out through the
+/// outbox (webhook `member.password_reset`).
 #[utoipa::path(post, path = "/members", tag = "members", security(("api_key" = [])),
     request_body = CreateMemberBody,
     responses((status = 201, description = "the new member's profile", body = ProfileView),
@@ -518,7 +520,25 @@ async fn create_member(
     JsonBody(b): JsonBody<CreateMemberBody>,
 ) -> Result<Response, ApiError> {
     let new = NewMember::parse(&b.email, &b.display_name, b.password.as_deref())?;
+    let without_password = new.password.is_none();
     let member = s.members.create_member(new).await?;
+    if without_password {
+        // the member sets one with a link sent through the outbox
+        let mut conn = s
+            .ctx
+            .pool
+            .acquire()
+            .await
+            .map_err(crate::error::Error::from)?;
+        accounts::send_password_link(
+            &s.ctx,
+            &mut conn,
+            member.user_id,
+            accounts::LinkPurpose::Set,
+            s.ctx.clock.now(),
+        )
+        .await?;
+    }
     let profile = s.members.get_member_profile(member.user_id).await?;
     Ok((StatusCode::CREATED, Json(ProfileView::from(profile))).into_response())
 }

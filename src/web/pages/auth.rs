@@ -20,11 +20,14 @@ pub struct LoginPage {
     pub email: String,
     pub next: String,
     pub error: Option<String>,
+    /// after a password was set, or the account closed
+    pub notice: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    done: Option<String>,
 }
 
 fn landing(user_role: &str) -> &'static str {
@@ -40,11 +43,17 @@ pub async fn login_form(page: Page, Query(q): Query<NextQuery>) -> Result<Respon
         return Ok(Redirect::to(landing(&u.role)).into_response());
     }
     let page = page.with_form_token().await?;
+    let notice = match q.done.as_deref() {
+        Some("password") => Some(page.ctx.t("reset.done").to_string()),
+        Some("closed") => Some(page.ctx.t("account.closed").to_string()),
+        _ => None,
+    };
     Ok(LoginPage {
         ctx: page.ctx,
         email: String::new(),
         next: safe_next(q.next.as_deref()).unwrap_or_default(),
         error: None,
+        notice,
     }
     .into_response())
 }
@@ -93,6 +102,7 @@ pub async fn login(
             email: form.email.trim().to_owned(),
             next: safe_next(form.next.as_deref()).unwrap_or_default(),
             error: Some(error),
+            notice: None,
         },
     )
         .into_response())

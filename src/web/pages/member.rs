@@ -209,6 +209,7 @@ fn describe(ctx: &PageCtx, n: &Notification) -> String {
                 .replace("{points}", &n.payload["points"].to_string())
                 .replace("{date}", first.get(..10).unwrap_or(first))
         }
+        "member.password_reset" => ctx.t("notify.member_password_reset").to_string(),
         "coupon.issued" | "coupon.cancelled" | "coupon.consumed" | "coupon.released" => {
             let key = format!("notify.{}", n.kind.replace('.', "_"));
             let date = n.payload["expires_at"].as_str().unwrap_or("");

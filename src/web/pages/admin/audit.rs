@@ -17,7 +17,7 @@ use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
 /// Every action the services record, in the order the filter offers them.
-pub const ACTIONS: [&str; 15] = [
+pub const ACTIONS: [&str; 17] = [
     "points.adjust",
     "member.set_level",
     "levels.recalculate",
@@ -33,6 +33,8 @@ pub const ACTIONS: [&str; 15] = [
     "coupon.cancel",
     "campaign.create",
     "campaign.end",
+    "member.password_set",
+    "member.close",
 ];
 
 #[derive(Deserialize)]
