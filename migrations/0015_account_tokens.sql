@@ -16,3 +16,10 @@ create table account_tokens (
 create index account_tokens_user_idx on account_tokens (user_id, created_at desc);
 
 alter table users add column closed_at timestamptz;
+
+-- password links also go by email where SMTP_URL is set (the email job's own state)
+alter table notifications
+    add column emailed_at timestamptz,
+    add column email_attempts integer not null default 0;
+create index notifications_email_due_idx on notifications (id)
+    where kind = 'member.password_reset' and emailed_at is null;

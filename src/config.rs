@@ -66,6 +66,11 @@ pub struct Config {
     /// `PUBLIC_URL`: where members reach the portal, for the links it sends (password
     /// links); default `http://` + `BIND_ADDR`.
     pub public_url: String,
+    /// `SMTP_URL` (`smtp://user:pass@host:587?tls=required`, `smtps://…`): password links
+    /// also go by email. Unset: through the outbox (webhook) only.
+    pub smtp_url: Option<String>,
+    /// `SMTP_FROM`: the sender of those emails.
+    pub smtp_from: String,
 }
 
 #[derive(Clone)]
@@ -280,6 +285,28 @@ impl Config {
                 });
             }
         };
+        let smtp_url = match get("SMTP_URL") {
+            None => None,
+            Some(u) if u.starts_with("smtp://") || u.starts_with("smtps://") => Some(u.to_owned()),
+            Some(u) => {
+                return Err(ConfigError {
+                    variable: "SMTP_URL",
+                    value: redact_url(u),
+                    expected: "an smtp:// or smtps:// URL, such as smtps://user:password@smtp.example.com",
+                });
+            }
+        };
+        let smtp_from = match get("SMTP_FROM") {
+            None => "Member Portal <no-reply@localhost>".to_owned(),
+            Some(f) if f.parse::<lettre::message::Mailbox>().is_ok() => f.to_owned(),
+            Some(f) => {
+                return Err(ConfigError {
+                    variable: "SMTP_FROM",
+                    value: f.to_owned(),
+                    expected: "a sender such as Member Portal <no-reply@example.com>",
+                });
+            }
+        };
         let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or("").to_owned();
         if redis_key_prefix
             .chars()
@@ -346,6 +373,8 @@ impl Config {
             db_pool_size: int("DB_POOL_SIZE", 20, 1, 1_000)? as u32,
             points_per_yuan,
             public_url,
+            smtp_url,
+            smtp_from,
         })
     }
 }

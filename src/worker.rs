@@ -1,5 +1,5 @@
 //! Background work inside `serve`: the expiry sweep, expiry reminders, deferred upgrades,
-//! webhook delivery, session cleanup and birthday bonuses. Each run takes a PostgreSQL advisory lock first, so with several `serve`
+//! webhook delivery, session cleanup, birthday bonuses and password emails. Each run takes a PostgreSQL advisory lock first, so with several `serve`
 //! instances on one database a job runs in one of them at a time (a lock held by a
 //! process that dies is released with its connection).
 
@@ -23,17 +23,20 @@ pub enum Job {
     SessionCleanup,
     /// Today's birthday bonuses (once a year per member and campaign).
     BirthdayBonuses,
+    /// Password links by email (only with `SMTP_URL`).
+    EmailDelivery,
 }
 
 impl Job {
     /// Every job `serve` runs (webhook delivery only where a webhook is configured).
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::ExpirySweep,
         Job::ExpiryReminders,
         Job::DeferredUpgrades,
         Job::WebhookDelivery,
         Job::SessionCleanup,
         Job::BirthdayBonuses,
+        Job::EmailDelivery,
     ];
 
     fn lock_key(self) -> i64 {
@@ -46,6 +49,7 @@ impl Job {
                 Job::WebhookDelivery => 4,
                 Job::SessionCleanup => 5,
                 Job::BirthdayBonuses => 6,
+                Job::EmailDelivery => 7,
             }
     }
 
@@ -56,7 +60,7 @@ impl Job {
             | Job::SessionCleanup
             | Job::BirthdayBonuses => Duration::from_secs(3600),
             Job::DeferredUpgrades => Duration::from_secs(60),
-            Job::WebhookDelivery => Duration::from_secs(10),
+            Job::WebhookDelivery | Job::EmailDelivery => Duration::from_secs(10),
         }
     }
 
@@ -68,6 +72,7 @@ impl Job {
             Job::WebhookDelivery => "webhook_delivery",
             Job::SessionCleanup => "session_cleanup",
             Job::BirthdayBonuses => "birthday_bonuses",
+            Job::EmailDelivery => "email_delivery",
         }
     }
 }
@@ -101,6 +106,7 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
             .await
             .map(|n| n as i64),
         Job::BirthdayBonuses => services.campaigns.pay_birthdays().await,
+        Job::EmailDelivery => services.email.deliver_due().await,
     };
     db::advisory_unlock(&mut guard, job.lock_key()).await?;
     result.map(Some)
@@ -111,6 +117,7 @@ pub fn spawn(services: Services, stop: watch::Receiver<bool>) -> Vec<JoinHandle<
     Job::ALL
         .into_iter()
         .filter(|job| *job != Job::WebhookDelivery || services.outbox.is_configured())
+        .filter(|job| *job != Job::EmailDelivery || services.email.is_configured())
         .map(|job| {
             let (services, mut stop) = (services.clone(), stop.clone());
             tokio::spawn(async move {

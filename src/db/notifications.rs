@@ -122,3 +122,47 @@ pub async fn schedule_retry(
     .await?;
     Ok(())
 }
+
+pub struct EmailRow {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub payload: Value,
+}
+
+/// Password links not emailed yet (the job runs in one instance at a time), with where to
+/// send them; an account closed meanwhile gets none.
+pub async fn emails_due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<EmailRow>> {
+    sqlx::query_as!(
+        EmailRow,
+        "select n.id, u.email, u.display_name, n.payload from notifications n
+           join users u on u.id = n.user_id
+          where n.kind = 'member.password_reset' and n.emailed_at is null
+            and n.email_attempts < 10 and u.closed_at is null
+          order by n.id limit $1",
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Records an email sent (`sent`), or one more failed attempt.
+pub async fn mark_emailed(
+    conn: &mut PgConnection,
+    id: i64,
+    sent: bool,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update notifications
+            set emailed_at = case when $2 then $3 else emailed_at end,
+                email_attempts = email_attempts + 1
+          where id = $1",
+        id,
+        sent,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

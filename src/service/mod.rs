@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod campaigns;
 pub mod demo;
+pub mod email;
 pub mod ledger;
 pub mod levels;
 pub mod members;
@@ -126,6 +127,7 @@ pub struct ServiceSet {
     pub notifications: NotificationService,
     pub staff: StaffService,
     pub outbox: outbox::OutboxService,
+    pub email: email::EmailService,
 }
 
 impl Services {
@@ -139,6 +141,7 @@ impl Services {
             notifications: NotificationService::new(ctx.clone()),
             staff: StaffService::new(ctx.clone()),
             outbox: outbox::OutboxService::new(ctx.clone()),
+            email: email::EmailService::new(ctx.clone()),
             ctx,
         }))
     }

@@ -1248,6 +1248,16 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "Your password, to confirm",
     ),
     ("account.close_go", "注销账户", "Close my account"),
+    (
+        "account.close_understood",
+        "我知道注销后无法恢复，剩余积分作废",
+        "I understand this cannot be undone and my points lapse",
+    ),
+    (
+        "account.close_tick",
+        "请先勾选确认。",
+        "Tick the box to confirm first.",
+    ),
     ("account.closed", "账户已注销。", "Your account is closed."),
     (
         "notify.member_password_reset",

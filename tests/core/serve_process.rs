@@ -1,6 +1,6 @@
 //! What `serve` itself must run, tested by starting the binary: every background job
 //! (expiry sweep, reminders, deferred upgrades, session and login-throttle cleanup,
-//! webhook delivery).
+//! webhook delivery, birthday bonuses, password emails).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -351,4 +351,156 @@ async fn log_lines_written_to_a_file_carry_no_terminal_colours() {
     std::fs::remove_file(&path).ok();
     assert!(log.contains("member portal listening"), "{log}");
     assert!(!log.contains('\x1b'), "no ANSI escapes: {log:?}");
+}
+
+/// The text of a message's body, decoded from base64 or quoted-printable as its header says.
+fn decoded_body(data: &str) -> String {
+    let (head, body) = data.split_once("\n\n").unwrap_or((data, ""));
+    let head = head.to_ascii_lowercase();
+    if head.contains("content-transfer-encoding: base64") {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut bits = 0u32;
+        let mut n = 0;
+        let mut out = Vec::new();
+        for c in body.bytes() {
+            let Some(v) = alphabet.iter().position(|a| *a == c) else {
+                continue;
+            };
+            bits = (bits << 6) | v as u32;
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+                bits &= (1 << n) - 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    } else if head.contains("quoted-printable") {
+        let joined = body.replace("=\n", "");
+        let mut out = Vec::new();
+        let b = joined.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'=' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    } else {
+        body.to_owned()
+    }
+}
+
+/// An SMTP server on a free port that accepts every message and keeps what it was given
+/// (envelope recipient and data), for `serve`'s password emails.
+async fn smtp_receiver() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let store = got.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 localhost ESMTP test\r\n").await;
+                let (mut rcpt, mut data, mut in_data) = (String::new(), String::new(), false);
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if in_data {
+                        if line == "." {
+                            in_data = false;
+                            store
+                                .lock()
+                                .unwrap()
+                                .push((rcpt.clone(), std::mem::take(&mut data)));
+                            let _ = write.write_all(b"250 OK queued\r\n").await;
+                        } else {
+                            data.push_str(&line);
+                            data.push('\n');
+                        }
+                        continue;
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        b"250 localhost\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        rcpt = line[8..].trim().to_owned();
+                        b"250 OK\r\n"
+                    } else if upper.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    let _ = write.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_emails_password_links_where_smtp_is_set() {
+    let h = Harness::new().await;
+    let user = h.member().await;
+    let email: String = sqlx::query_scalar("select email from users where id = $1")
+        .bind(user)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    member_portal::service::accounts::request_password_link(&h.s.ctx, &email)
+        .await
+        .unwrap();
+    let (port, got) = smtp_receiver().await;
+    let smtp = format!("smtp://127.0.0.1:{port}");
+    let _serve = ServeProcess::start(
+        &h.db.url,
+        &[
+            ("SMTP_URL", &smtp),
+            ("SMTP_FROM", "Shop <no-reply@shop.example>"),
+        ],
+    )
+    .await;
+    eventually(
+        StdDuration::from_secs(30),
+        "email the password link",
+        || async { !got.lock().unwrap().is_empty() },
+    )
+    .await;
+    let (rcpt, data) = got.lock().unwrap()[0].clone();
+    assert!(rcpt.contains(&email), "{rcpt}");
+    let link: String = sqlx::query_scalar(
+        "select payload->>'link' from notifications where user_id = $1 and kind = 'member.password_reset'",
+    )
+    .bind(user)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    let plain = decoded_body(&data);
+    assert!(plain.contains(&link), "{plain}\n{data}");
+    assert!(plain.contains("30 分钟内有效"), "{plain}");
+    assert!(data.contains("no-reply@shop.example"));
+    eventually(StdDuration::from_secs(10), "mark it emailed", || async {
+        sqlx::query_scalar::<_, bool>(
+            "select emailed_at is not null from notifications where user_id = $1 and kind = 'member.password_reset'",
+        )
+        .bind(user)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    assert_eq!(got.lock().unwrap().len(), 1, "sent once");
 }

@@ -184,9 +184,21 @@ async fn a_member_downloads_their_data_and_closes_the_account_which_keeps_the_le
     assert_eq!(data["transactions"].as_array().unwrap().len(), 2);
     assert_eq!(data["points"]["available"], 100);
 
-    let r = app.post("/account/close", &[("password", "not it")]).await;
+    let r = app
+        .post(
+            "/account/close",
+            &[("password", "not it"), ("understood", "yes")],
+        )
+        .await;
     assert_eq!(r.status(), 422);
     let r = app.post("/account/close", &[("password", PASSWORD)]).await;
+    assert_eq!(r.status(), 422, "the box is not ticked");
+    let r = app
+        .post(
+            "/account/close",
+            &[("password", PASSWORD), ("understood", "yes")],
+        )
+        .await;
     assert_eq!(location(&r), "/login?done=closed");
     assert_eq!(
         location(&app.get("/profile").await),

@@ -144,12 +144,25 @@ pub async fn export(page: UserPage) -> Result<Response, PageError> {
 pub struct CloseForm {
     #[serde(default)]
     password: String,
+    /// the box that says the points lapse: a form without it closes nothing
+    #[serde(default)]
+    understood: String,
 }
 
 pub async fn close(page: UserPage, Form(f): Form<CloseForm>) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
     if page.user.is_staff() {
         return Err(Error::Forbidden).in_lang(lang);
+    }
+    if f.understood != "yes" {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            AccountPage {
+                error: Some(page.ctx.t("account.close_tick").to_string()),
+                ctx: page.ctx,
+            },
+        )
+            .into_response());
     }
     match accounts::close_account(&page.services.ctx, page.user.user_id, &f.password).await {
         Ok(()) => {
