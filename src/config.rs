@@ -66,6 +66,9 @@ pub struct Config {
     /// `PUBLIC_URL`: where members reach the portal, for the links it sends (password
     /// links); default `http://` + `BIND_ADDR`.
     pub public_url: String,
+    /// `POINTS_PENDING_DAYS` (0): an earn's points are pending this many days (the return
+    /// window) before they can be spent; 0 makes them spendable at once.
+    pub points_pending_days: i64,
     /// `SMTP_URL` (`smtp://user:pass@host:587?tls=required`, `smtps://…`): password links
     /// also go by email. Unset: through the outbox (webhook) only.
     pub smtp_url: Option<String>,
@@ -373,6 +376,7 @@ impl Config {
             db_pool_size: int("DB_POOL_SIZE", 20, 1, 1_000)? as u32,
             points_per_yuan,
             public_url,
+            points_pending_days: int("POINTS_PENDING_DAYS", 0, 0, 365)?,
             smtp_url,
             smtp_from,
         })

@@ -274,6 +274,12 @@ pub struct PointsSummary {
     pub total_adjusted: i64,
     pub total_reversed: i64,
     pub total_refunded: i64,
+    /// earned, waiting out the return window (`POINTS_PENDING_DAYS`)
+    #[serde(default)]
+    pub pending: i64,
+    /// the pending points by the moment they become spendable (in `expires_at`)
+    #[serde(default)]
+    pub pending_release: Vec<ExpiringPoints>,
     pub expiring_soon: Vec<ExpiringPoints>,
     /// The earliest expiry among live batches: a cached summary is stale from then on.
     #[serde(with = "time::serde::rfc3339::option")]

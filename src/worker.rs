@@ -1,5 +1,6 @@
 //! Background work inside `serve`: the expiry sweep, expiry reminders, deferred upgrades,
-//! webhook delivery, session cleanup, birthday bonuses and password emails. Each run takes a PostgreSQL advisory lock first, so with several `serve`
+//! webhook delivery, session cleanup, birthday bonuses, password emails and the release of
+//! pending points. Each run takes a PostgreSQL advisory lock first, so with several `serve`
 //! instances on one database a job runs in one of them at a time (a lock held by a
 //! process that dies is released with its connection).
 
@@ -25,11 +26,13 @@ pub enum Job {
     BirthdayBonuses,
     /// Password links by email (only with `SMTP_URL`).
     EmailDelivery,
+    /// Pending points whose return window has ended become spendable.
+    PointsRelease,
 }
 
 impl Job {
     /// Every job `serve` runs (webhook delivery only where a webhook is configured).
-    pub const ALL: [Job; 7] = [
+    pub const ALL: [Job; 8] = [
         Job::ExpirySweep,
         Job::ExpiryReminders,
         Job::DeferredUpgrades,
@@ -37,6 +40,7 @@ impl Job {
         Job::SessionCleanup,
         Job::BirthdayBonuses,
         Job::EmailDelivery,
+        Job::PointsRelease,
     ];
 
     fn lock_key(self) -> i64 {
@@ -50,6 +54,7 @@ impl Job {
                 Job::SessionCleanup => 5,
                 Job::BirthdayBonuses => 6,
                 Job::EmailDelivery => 7,
+                Job::PointsRelease => 8,
             }
     }
 
@@ -59,7 +64,7 @@ impl Job {
             | Job::ExpiryReminders
             | Job::SessionCleanup
             | Job::BirthdayBonuses => Duration::from_secs(3600),
-            Job::DeferredUpgrades => Duration::from_secs(60),
+            Job::DeferredUpgrades | Job::PointsRelease => Duration::from_secs(60),
             Job::WebhookDelivery | Job::EmailDelivery => Duration::from_secs(10),
         }
     }
@@ -73,6 +78,7 @@ impl Job {
             Job::SessionCleanup => "session_cleanup",
             Job::BirthdayBonuses => "birthday_bonuses",
             Job::EmailDelivery => "email_delivery",
+            Job::PointsRelease => "points_release",
         }
     }
 }
@@ -107,10 +113,14 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
             .map(|n| n as i64),
         Job::BirthdayBonuses => services.campaigns.pay_birthdays().await,
         Job::EmailDelivery => services.email.deliver_due().await,
+        Job::PointsRelease => services.points.release_pending().await,
     };
     db::advisory_unlock(&mut guard, job.lock_key()).await?;
     result.map(Some)
 }
+
+/// How soon a job that failed runs again.
+const RETRY_AFTER: Duration = Duration::from_secs(15);
 
 /// Starts one task per job; they stop when `stop` changes.
 pub fn spawn(services: Services, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
@@ -121,15 +131,24 @@ pub fn spawn(services: Services, stop: watch::Receiver<bool>) -> Vec<JoinHandle<
         .map(|job| {
             let (services, mut stop) = (services.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut timer = tokio::time::interval(job.period());
-                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
+                    let wait = match run_once(&services, job).await {
+                        Ok(Some(n)) => {
+                            tracing::info!(job = job.name(), done = n, "background job ran");
+                            job.period()
+                        }
+                        Ok(None) => {
+                            tracing::debug!(job = job.name(), "job is running in another instance");
+                            job.period()
+                        }
+                        Err(e) => {
+                            // PostgreSQL busy or away: try again soon rather than a period later
+                            tracing::error!(job = job.name(), error = %e, "background job failed; retrying");
+                            job.period().min(RETRY_AFTER)
+                        }
+                    };
                     tokio::select! {
-                        _ = timer.tick() => match run_once(&services, job).await {
-                            Ok(Some(n)) => tracing::info!(job = job.name(), done = n, "background job ran"),
-                            Ok(None) => tracing::debug!(job = job.name(), "job is running in another instance"),
-                            Err(e) => tracing::error!(job = job.name(), error = %e, "background job failed"),
-                        },
+                        _ = tokio::time::sleep(wait) => {}
                         _ = stop.changed() => return,
                     }
                 }

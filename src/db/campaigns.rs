@@ -90,6 +90,8 @@ pub struct NewBonus<'a> {
     pub now: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub business_date: Date,
+    /// pending with the order's points until then (`POINTS_PENDING_DAYS`)
+    pub pending_until: Option<OffsetDateTime>,
 }
 
 /// Writes a bonus line in one statement: its transaction, its batch, the member's totals
@@ -102,17 +104,27 @@ pub async fn insert_bonus(conn: &mut PgConnection, b: &NewBonus<'_>) -> sqlx::Re
                insert into point_transactions
                       (user_id, transaction_type, points_change, balance_after, requested_points,
                        reference_type, reference_id, sub_reference, campaign_id, parent_id,
-                       description, created_at)
-               values ($1, 'earn', $2, $3, $2, 'campaign', $4::integer::text, $5, $4, $6, $7, $8)
+                       description, created_at, status)
+               values ($1, 'earn', $2, $3, $2, 'campaign', $4::integer::text, $5, $4, $6, $7, $8,
+                       case when $11::timestamptz is null then 'completed' else 'pending' end)
                returning *
            ), b as (
                insert into point_batches
-                      (user_id, transaction_id, earned_points, available_points, expires_at, created_at)
-               select $1, t.id, $2, $2, $9, $8 from t
+                      (user_id, transaction_id, earned_points, available_points, pending_points,
+                       pending_until, expires_at, created_at)
+               select $1, t.id, $2,
+                      case when $11::timestamptz is null then $2 else 0 end,
+                      case when $11::timestamptz is null then 0 else $2 end,
+                      $11, $9, $8
+                 from t
            ), p as (
                update member_profiles
-                  set available_points = available_points + $2,
-                      total_earned = total_earned + $2,
+                  set available_points = available_points
+                          + case when $11::timestamptz is null then $2 else 0 end,
+                      total_earned = total_earned
+                          + case when $11::timestamptz is null then $2 else 0 end,
+                      pending_points = pending_points
+                          + case when $11::timestamptz is null then 0 else $2 end,
                       daily_earned_points = case when daily_earned_date = $10
                                                  then daily_earned_points + $2 else $2 end,
                       daily_earned_date = $10,
@@ -137,6 +149,7 @@ pub async fn insert_bonus(conn: &mut PgConnection, b: &NewBonus<'_>) -> sqlx::Re
         b.now,
         b.expires_at,
         b.business_date,
+        b.pending_until,
     )
     .fetch_one(conn)
     .await
@@ -148,7 +161,8 @@ pub async fn bonuses_of(conn: &mut PgConnection, earn_id: i64) -> sqlx::Result<V
         Transaction,
         r#"select id, user_id, transaction_type, points_change, balance_after, reference_type,
                   reference_id, description, status, unrecovered, created_at
-             from point_transactions where parent_id = $1 order by id"#,
+             from point_transactions
+            where parent_id = $1 and transaction_type = 'earn' order by id"#,
         earn_id
     )
     .fetch_all(conn)

@@ -256,9 +256,12 @@ pub struct NewEarn<'a> {
     pub expires_at: OffsetDateTime,
     pub business_date: Date,
     pub earned_today: i64,
+    /// the end of the return window (`POINTS_PENDING_DAYS`): pending until then
+    pub pending_until: Option<OffsetDateTime>,
 }
 
-/// Writes an earn in one statement: transaction, batch, member totals.
+/// Writes an earn in one statement: transaction, batch, member totals (its points pending
+/// when `pending_until` is set).
 pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Result<Transaction> {
     sqlx::query_as!(
         Transaction,
@@ -266,17 +269,27 @@ pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Resu
                insert into point_transactions
                       (user_id, transaction_type, points_change, balance_after, multiplier,
                        requested_points, amount, reference_type, reference_id, description,
-                       created_at)
-               values ($1, 'earn', $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                       created_at, status)
+               values ($1, 'earn', $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                       case when $14::timestamptz is null then 'completed' else 'pending' end)
                returning *
            ), b as (
                insert into point_batches
-                      (user_id, transaction_id, earned_points, available_points, expires_at, created_at)
-               select $1, t.id, $2, $2, $11, $10 from t
+                      (user_id, transaction_id, earned_points, available_points, pending_points,
+                       pending_until, expires_at, created_at)
+               select $1, t.id, $2,
+                      case when $14::timestamptz is null then $2 else 0 end,
+                      case when $14::timestamptz is null then 0 else $2 end,
+                      $14, $11, $10
+                 from t
            ), p as (
                update member_profiles
-                  set available_points = available_points + $2,
-                      total_earned = total_earned + $2,
+                  set available_points = available_points
+                          + case when $14::timestamptz is null then $2 else 0 end,
+                      total_earned = total_earned
+                          + case when $14::timestamptz is null then $2 else 0 end,
+                      pending_points = pending_points
+                          + case when $14::timestamptz is null then 0 else $2 end,
                       total_spent = total_spent + coalesce($6, 0),
                       daily_earned_date = $12,
                       daily_earned_points = $13,
@@ -301,8 +314,221 @@ pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Resu
         e.expires_at,
         e.business_date,
         e.earned_today,
+        e.pending_until,
     )
     .fetch_one(conn)
+    .await
+}
+
+/// Takes `points` of a pending earn back from the pending batches of the order (the earn's
+/// own first, then its bonus lines'), recording each against the reversal `tx_id`.
+/// Returns what it took.
+pub async fn take_pending(
+    conn: &mut PgConnection,
+    earn_id: i64,
+    points: i64,
+    tx_id: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"with locked as (
+               select b.id, b.pending_points, t.parent_id is not null as bonus
+                 from point_batches b join point_transactions t on t.id = b.transaction_id
+                where (t.id = $1 or t.parent_id = $1) and t.transaction_type = 'earn'
+                  and b.pending_points > 0
+                  for update of b
+           ), src as (
+               select id, pending_points,
+                      (sum(pending_points) over (order by bonus, id))::bigint as upto
+                 from locked
+           ), take as (
+               select id, least(pending_points, $2 - (upto - pending_points)) as n
+                 from src where upto - pending_points < $2
+           ), upd as (
+               update point_batches b set pending_points = b.pending_points - take.n
+                 from take where b.id = take.id
+           ), d as (
+               insert into batch_deductions (batch_id, transaction_id, points, created_at)
+               select id, $3, n, $4 from take where n > 0
+           )
+           select coalesce(sum(n), 0)::bigint as "taken!" from take"#,
+        earn_id,
+        points,
+        tx_id,
+        now
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A reversal of pending points (a return inside the window): the transaction row, and the
+/// member's pending total and spend lowered. `balance_after` is the spendable balance, which
+/// it does not change.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_pending_reversal(
+    conn: &mut PgConnection,
+    user_id: i64,
+    earn_id: i64,
+    points: i64,
+    balance_after: i64,
+    amount: Option<Decimal>,
+    reference_type: &str,
+    reference_id: &str,
+    sub_reference: Option<&str>,
+    description: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<Transaction> {
+    sqlx::query_as!(
+        Transaction,
+        r#"with p as (
+               update member_profiles
+                  set pending_points = pending_points - $3,
+                      total_spent = greatest(total_spent - coalesce($5::numeric, 0), 0),
+                      updated_at = $10
+                where user_id = $1
+           ), t as (
+               insert into point_transactions
+                      (user_id, transaction_type, points_change, balance_after, requested_points,
+                       amount, reference_type, reference_id, sub_reference, description,
+                       parent_id, status, created_at)
+               values ($1, 'reverse', -$3, $4, $3, $5, $6, $7, $8, $9, $2, 'pending', $10)
+               returning *
+           )
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+                  points_change as "points_change!", balance_after as "balance_after!",
+                  reference_type, reference_id, description as "description!",
+                  status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
+             from t"#,
+        user_id,
+        earn_id,
+        points,
+        balance_after,
+        amount,
+        reference_type,
+        reference_id,
+        sub_reference,
+        description,
+        now
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Members with pending batches due for release at `now`, at most `limit`.
+pub async fn members_with_due_pending(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        r#"select distinct user_id as "user_id!" from point_batches
+            where pending_points > 0 and pending_until <= $1
+            order by 1 limit $2"#,
+        now,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Releases the locked member's due pending batches: one `release` transaction of their
+/// points, the batches spendable, their earns (and the reversals of them) settled, the
+/// totals moved, and a `points.released` notification. None if nothing was due.
+pub async fn release_member(
+    conn: &mut PgConnection,
+    user_id: i64,
+    available: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<Transaction>> {
+    let released: Vec<(i64, i64)> = sqlx::query!(
+        r#"with due as (
+               select id, transaction_id, pending_points from point_batches
+                where user_id = $1 and pending_points > 0 and pending_until <= $2
+                  for update
+           )
+           update point_batches b
+              set available_points = b.available_points + due.pending_points,
+                  pending_points = 0, pending_until = null
+             from due where b.id = due.id
+           returning due.transaction_id as "tx!", due.pending_points as "points!""#,
+        user_id,
+        now
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.tx, r.points))
+    .collect();
+    let points: i64 = released.iter().map(|(_, p)| p).sum();
+    let ids: Vec<i64> = released.iter().map(|(t, _)| *t).collect();
+    if points == 0 {
+        // batches whose pending points were all returned: settled, nothing to release
+        if !ids.is_empty() {
+            settle(conn, &ids).await?;
+        }
+        return Ok(None);
+    }
+    settle(conn, &ids).await?;
+    let t = sqlx::query_as!(
+        Transaction,
+        r#"with p as (
+               update member_profiles
+                  set available_points = available_points + $2,
+                      pending_points = pending_points - $2,
+                      total_earned = total_earned + $2,
+                      updated_at = $4
+                where user_id = $1
+           ), n as (
+               insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
+               values ($1, 'points.released',
+                       jsonb_build_object('points', $2::bigint, 'available', $3::bigint), $4, $4)
+           ), t as (
+               insert into point_transactions
+                      (user_id, transaction_type, points_change, balance_after, description, created_at)
+               values ($1, 'release', $2, $3, 'points released after the return window', $4)
+               returning *
+           )
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+                  points_change as "points_change!", balance_after as "balance_after!",
+                  reference_type, reference_id, description as "description!",
+                  status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
+             from t"#,
+        user_id,
+        points,
+        available + points,
+        now
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Some(t))
+}
+
+/// The earns of released batches, and the pending reversals of them, are settled.
+async fn settle(conn: &mut PgConnection, earn_ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update point_transactions set status = 'settled'
+          where status = 'pending' and (id = any($1) or parent_id = any($1))",
+        earn_ids
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pending points by the day they become spendable.
+pub async fn pending_by_release(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> sqlx::Result<Vec<ExpiringPoints>> {
+    sqlx::query_as!(
+        ExpiringPoints,
+        r#"select sum(pending_points)::bigint as "points!", pending_until as "expires_at!"
+             from point_batches
+            where user_id = $1 and pending_points > 0
+            group by pending_until order by pending_until"#,
+        user_id
+    )
+    .fetch_all(conn)
     .await
 }
 
@@ -668,6 +894,7 @@ pub async fn all_batches(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<
 /// The summary figures of a member's points, as seen at `now`.
 pub struct PointsRow {
     pub available_points: i64,
+    pub pending_points: i64,
     pub unswept_expired: i64,
     pub total_earned: i64,
     pub total_used: i64,
@@ -689,7 +916,7 @@ pub async fn points_row(
 ) -> sqlx::Result<Option<PointsRow>> {
     sqlx::query_as!(
         PointsRow,
-        r#"select p.available_points, p.total_earned, p.total_used, p.total_expired,
+        r#"select p.available_points, p.pending_points, p.total_earned, p.total_used, p.total_expired,
                   p.total_adjusted, p.total_reversed, p.total_refunded,
                   (select coalesce(sum(b.available_points), 0)::bigint from point_batches b
                     where b.user_id = p.user_id and b.available_points > 0

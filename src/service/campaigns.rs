@@ -205,7 +205,7 @@ impl CampaignService {
         let now = self.ctx.clock.now();
         let mut tx = self.ctx.pool.begin().await?;
         let m = lock_member(&self.ctx, &mut tx, user, now).await?;
-        let t = pay_bonuses(&self.ctx, &mut tx, &m, &[&c], 0, &occasion, None, now)
+        let t = pay_bonuses(&self.ctx, &mut tx, &m, &[&c], 0, &occasion, None, None, now)
             .await?
             .pop();
         tx.commit().await?;
@@ -225,6 +225,7 @@ pub(super) async fn pay_bonuses(
     earned: i64,
     occasion: &str,
     parent: Option<(i64, i64)>,
+    pending_until: Option<OffsetDateTime>,
     now: OffsetDateTime,
 ) -> Result<Vec<Transaction>> {
     let cfg = &ctx.config;
@@ -243,7 +244,9 @@ pub(super) async fn pay_bonuses(
     );
     let mut lines = Vec::with_capacity(plan.len());
     for b in plan {
-        balance += b.points;
+        if pending_until.is_none() {
+            balance += b.points;
+        }
         let t = db::insert_bonus(
             conn,
             &NewBonus {
@@ -255,8 +258,9 @@ pub(super) async fn pay_bonuses(
                 parent_id,
                 description: &b.name,
                 now,
-                expires_at: now + Duration::days(cfg.points_expiry_days),
+                expires_at: pending_until.unwrap_or(now) + Duration::days(cfg.points_expiry_days),
                 business_date: m.business_date,
+                pending_until,
             },
         )
         .await?;

@@ -28,7 +28,9 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
     let mut conn = pool.acquire().await?;
 
     for r in sqlx::query!(
-        r#"select p.user_id, p.available_points,
+        r#"select p.user_id, p.available_points, p.pending_points,
+                  coalesce(b.pending, 0)::bigint as "pending_batches!",
+                  coalesce(t.pending, 0)::bigint as "pending_ledger!",
                   coalesce(b.left_points, 0)::bigint as "batches!",
                   coalesce(t.net, 0)::bigint as "ledger!",
                   p.total_earned - p.total_used - p.total_expired + p.total_adjusted
@@ -42,14 +44,19 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
                   (select balance_after from point_transactions x
                     where x.user_id = p.user_id order by x.id desc limit 1) as last_balance
              from member_profiles p
-             left join (select user_id, sum(available_points) as left_points
+             left join (select user_id, sum(available_points) as left_points,
+                               sum(pending_points) as pending
                           from point_batches group by user_id) b on b.user_id = p.user_id
-             left join (select user_id, sum(points_change) as net,
-                               sum(points_change) filter (where transaction_type = 'earn') as earned,
+             left join (select user_id,
+                               sum(points_change) filter (where status = 'completed') as net,
+                               sum(points_change) filter (where status = 'pending') as pending,
+                               sum(points_change) filter (where transaction_type in ('earn', 'release')
+                                                          and status = 'completed') as earned,
                                -sum(points_change) filter (where transaction_type = 'use') as used,
                                -sum(points_change) filter (where transaction_type = 'expire') as expired,
                                sum(points_change) filter (where transaction_type = 'adjust') as adjusted,
-                               -sum(points_change) filter (where transaction_type = 'reverse') as reversed,
+                               -sum(points_change) filter (where transaction_type = 'reverse'
+                                                           and status = 'completed') as reversed,
                                sum(points_change) filter (where transaction_type = 'refund') as refunded
                           from point_transactions group by user_id) t on t.user_id = p.user_id
             where $1::bigint is null or p.user_id = $1
@@ -65,6 +72,15 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
         let a = r.available_points;
         if a != r.batches {
             flag("available = Σ batch points left", format!("available {a}, batches hold {}", r.batches));
+        }
+        if r.pending_points != r.pending_batches || r.pending_points != r.pending_ledger {
+            flag(
+                "pending = Σ batch pending points = Σ pending points_change",
+                format!(
+                    "pending {}, batches hold {}, pending transactions sum to {}",
+                    r.pending_points, r.pending_batches, r.pending_ledger
+                ),
+            );
         }
         if a != r.ledger {
             flag("available = Σ points_change", format!("available {a}, transactions sum to {}", r.ledger));
@@ -93,14 +109,14 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
     }
 
     for r in sqlx::query!(
-        r#"select b.id, b.user_id, b.earned_points, b.available_points,
+        r#"select b.id, b.user_id, b.earned_points, b.available_points, b.pending_points,
                   coalesce(d.taken, 0)::bigint as "taken!"
              from point_batches b
              left join (select batch_id, sum(points) as taken from batch_deductions group by batch_id) d
                     on d.batch_id = b.id
             where ($1::bigint is null or b.user_id = $1)
-              and (b.available_points < 0 or b.available_points > b.earned_points
-                   or b.earned_points - b.available_points <> coalesce(d.taken, 0))
+              and (b.available_points < 0 or b.available_points + b.pending_points > b.earned_points
+                   or b.earned_points - b.available_points - b.pending_points <> coalesce(d.taken, 0))
             order by b.id"#,
         only
     )
@@ -111,8 +127,8 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
             user_id: Some(r.user_id),
             invariant: "0 ≤ batch points ≤ earned, and deductions add up to what it lost",
             details: format!(
-                "batch {}: earned {}, left {}, deductions {}",
-                r.id, r.earned_points, r.available_points, r.taken
+                "batch {}: earned {}, left {}, pending {}, deductions {}",
+                r.id, r.earned_points, r.available_points, r.pending_points, r.taken
             ),
         });
     }
@@ -246,7 +262,8 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
         r#"select e.id, e.user_id, e.bonus_points, coalesce(c.sum, 0)::bigint as "lines!"
              from point_transactions e
              left join (select parent_id, sum(points_change) as sum from point_transactions
-                         where parent_id is not null group by parent_id) c on c.parent_id = e.id
+                         where parent_id is not null and transaction_type = 'earn'
+                         group by parent_id) c on c.parent_id = e.id
             where ($1::bigint is null or e.user_id = $1)
               and e.transaction_type = 'earn' and e.parent_id is null
               and (e.bonus_points > 0 or c.sum is not null)
@@ -269,7 +286,8 @@ pub async fn verify_ledger(pool: &PgPool, only: Option<i64>) -> Result<Vec<Viola
     for r in sqlx::query!(
         r#"select t.id, t.user_id from point_transactions t
             where ($1::bigint is null or t.user_id = $1)
-              and (t.campaign_id is not null or t.reference_type = 'campaign' or t.parent_id is not null)
+              and (t.campaign_id is not null or t.reference_type = 'campaign'
+                   or (t.parent_id is not null and t.transaction_type = 'earn'))
               and (t.transaction_type <> 'earn' or t.campaign_id is null
                    or t.reference_type is distinct from 'campaign'
                    or t.reference_id is distinct from t.campaign_id::text

@@ -86,7 +86,7 @@ impl MemberService {
                 let m = super::points::lock_member(&this.ctx, &mut tx, user_id, now).await?;
                 let occasion = format!("signup:{user_id}");
                 super::campaigns::pay_bonuses(
-                    &this.ctx, &mut tx, &m, &signup, 0, &occasion, None, now,
+                    &this.ctx, &mut tx, &m, &signup, 0, &occasion, None, None, now,
                 )
                 .await?
             };

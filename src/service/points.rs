@@ -186,8 +186,8 @@ impl PointService {
                 )
             })
             .collect();
-        if !in_play.is_empty() {
-            // bonus lines are written with the earn, in its transaction
+        if !in_play.is_empty() || cfg.points_pending_days > 0 {
+            // bonus lines, and pending points, are written with the earn in its transaction
             if let Some(hash) = key_hash {
                 crate::service::accounts::authenticate_api_key_hash(&self.ctx, hash).await?;
             }
@@ -290,12 +290,17 @@ impl PointService {
         }
         let amount = req.amount.map(Money::get);
         let description = format!("{} {}", req.source_type.as_str(), req.source_id.as_str());
+        // the return window: points wait it out before they can be spent, and expire
+        // counting from its end
+        let pending_until =
+            (cfg.points_pending_days > 0).then(|| now + Duration::days(cfg.points_pending_days));
+        let credited = if pending_until.is_some() { 0 } else { actual };
         let inserted = db::insert_earn(
             &mut tx,
             &NewEarn {
                 user_id: req.user_id,
                 points: actual,
-                balance_after: m.available_points + actual,
+                balance_after: m.available_points + credited,
                 multiplier: m.point_multiplier,
                 base_points: req.base_points.get(),
                 amount,
@@ -303,9 +308,10 @@ impl PointService {
                 source_id: req.source_id.as_str(),
                 description: &description,
                 now,
-                expires_at: now + Duration::days(cfg.points_expiry_days),
+                expires_at: pending_until.unwrap_or(now) + Duration::days(cfg.points_expiry_days),
                 business_date: m.business_date,
                 earned_today: m.earned_today + actual,
+                pending_until,
             },
         )
         .await;
@@ -329,6 +335,7 @@ impl PointService {
             actual,
             &occasion,
             Some((transaction.id, transaction.balance_after)),
+            pending_until,
             now,
         )
         .await?;
@@ -501,8 +508,41 @@ impl PointService {
                 "this earn has already been reversed in full",
             ));
         }
-        let recovered = take.min(m.available_points);
         let description = format!("reversal of {st} {sid}");
+        if earn.tx.status == "pending" {
+            // inside the return window: the points come back from the order's pending
+            // batches, which hold all of them; nothing was spendable, nothing is lost
+            let transaction = db::insert_pending_reversal(
+                &mut tx,
+                req.user_id,
+                earn.tx.id,
+                take,
+                m.available_points,
+                returned,
+                st,
+                sid,
+                sub,
+                &description,
+                now,
+            )
+            .await?;
+            let taken = db::take_pending(&mut tx, earn.tx.id, take, transaction.id, now).await?;
+            if taken != take {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "pending ledger mismatch for member {}: {take} pending points to take back, batches gave {taken}",
+                    req.user_id
+                )));
+            }
+            db::mark_reversed(&mut tx, earn.tx.id, take, returned, 0).await?;
+            tx.commit().await?;
+            return Ok(Outcome {
+                transaction,
+                replayed: false,
+                upgrade: None,
+                bonuses: Vec::new(),
+            });
+        }
+        let recovered = take.min(m.available_points);
         let transaction = db::insert_debit(
             &mut tx,
             &NewDebit {
@@ -706,6 +746,44 @@ impl PointService {
         .await
     }
 
+    /// Makes pending points whose return window has ended spendable: one `release`
+    /// transaction per member, each member in its own transaction. Returns the members.
+    #[tracing::instrument(skip_all)]
+    pub async fn release_pending(&self) -> Result<i64> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let mut released = 0;
+            loop {
+                let now = this.now();
+                let ids = {
+                    let mut conn = this.ctx.pool.acquire().await?;
+                    db::members_with_due_pending(&mut conn, now, this.ctx.config.batch_size).await?
+                };
+                if ids.is_empty() {
+                    return Ok(released);
+                }
+                for user in ids {
+                    let t = this
+                        .ctx
+                        .guarded(user, || async {
+                            let mut tx = this.ctx.pool.begin().await?;
+                            let m = this.lock(&mut tx, user, now).await?;
+                            let t =
+                                db::release_member(&mut tx, user, m.available_points, now).await?;
+                            tx.commit().await?;
+                            Ok(t)
+                        })
+                        .await?;
+                    if let Some(t) = t {
+                        record("release", t.points_change);
+                    }
+                    released += 1;
+                }
+            }
+        })
+        .await
+    }
+
     /// Queues one reminder per batch expiring within `POINTS_EXPIRY_REMINDER_DAYS`.
     pub async fn send_expiry_reminders(&self) -> Result<i64> {
         let this = self.clone();
@@ -752,6 +830,11 @@ impl PointService {
             .await?
             .ok_or(Error::MemberNotFound { user_id })?;
         let expiring_soon = db::expiring_soon(&mut conn, user_id, now, soon).await?;
+        let pending_release = if row.pending_points > 0 {
+            db::pending_by_release(&mut conn, user_id).await?
+        } else {
+            Vec::new()
+        };
         drop(conn);
         let summary = PointsSummary {
             available: row.available_points - row.unswept_expired,
@@ -761,6 +844,8 @@ impl PointService {
             total_adjusted: row.total_adjusted,
             total_reversed: row.total_reversed,
             total_refunded: row.total_refunded,
+            pending: row.pending_points,
+            pending_release,
             expiring_soon,
             // stale when a batch expires or another one enters the window
             valid_until: [row.next_expiry, row.entering_window.map(|t| t - window)]

@@ -1229,6 +1229,15 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "Your new password is saved; log in with it.",
     ),
     ("account.title", "我的账户", "My account"),
+    ("type.release", "到账", "Released"),
+    (
+        "notify.points_released",
+        "{points} 积分已到账，可以使用了。",
+        "{points} points are released and ready to spend.",
+    ),
+    ("profile.pending", "待到账", "Pending"),
+    ("profile.pending_from", "起可用", "spendable from"),
+    ("points.pending_badge", "待到账", "pending"),
     ("account.export", "下载我的数据", "Download my data"),
     (
         "account.export_help",

@@ -133,6 +133,7 @@ impl PageCtx {
             "adjust" => self.t("type.adjust"),
             "reverse" => self.t("type.reverse"),
             "refund" => self.t("type.refund"),
+            "release" => self.t("type.release"),
             _ => Text("?"),
         }
     }
@@ -181,6 +182,17 @@ impl PageCtx {
             }
         };
         match (t.transaction_type.as_str(), self.lang) {
+            ("release", Lang::Zh) => "退货期结束，积分到账".to_owned(),
+            ("release", Lang::En) => "Released: the return window has ended".to_owned(),
+            ("reverse", Lang::Zh) if t.status != "completed" => {
+                format!("{} 在退货期内退货，待到账积分取消", what(zh))
+            }
+            ("reverse", Lang::En) if t.status != "completed" => {
+                format!(
+                    "Returned within the window: pending points of {} cancelled",
+                    what(en)
+                )
+            }
             ("earn", Lang::Zh) if source == "campaign" => format!("活动奖励：{}", t.description),
             ("earn", Lang::En) if source == "campaign" => {
                 format!("Campaign bonus: {}", t.description)

@@ -21,6 +21,7 @@ mod levels;
 mod members;
 mod model;
 mod outbox;
+mod pending;
 mod plans;
 mod reverse_refund;
 mod rewards;

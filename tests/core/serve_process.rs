@@ -103,7 +103,7 @@ async fn eventually<F: Future<Output = bool>>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_session_cleanup_and_birthdays() {
+async fn serve_runs_every_background_job() {
     // The harness clock is in the past (2025-09-18); the process runs on the real one.
     let h = Harness::new().await;
     let expired = h.member().await;
@@ -148,6 +148,23 @@ async fn serve_runs_the_expiry_sweep_reminders_deferred_upgrades_session_cleanup
     .await
     .unwrap();
 
+    // points pending in a return window that ended long ago (by the process's clock)
+    let pender = h.member().await;
+    let pending_config = member_portal::config::Config {
+        database_url: h.db.url.clone(),
+        points_pending_days: 1,
+        ..Default::default()
+    };
+    let pending_services = member_portal::service::Services::new(
+        member_portal::service::Ctx::new(h.pool.clone(), pending_config, Arc::new(h.clock.clone()))
+            .unwrap(),
+    );
+    pending_services
+        .points
+        .earn_points(earn_req(pender, 40, "PEND", None))
+        .await
+        .unwrap();
+    assert_eq!(h.s.points.summary(pender).await.unwrap().pending, 40);
     // a birthday campaign live now (the process's clock) and a member born on this day
     let birthday = h.member().await;
     sqlx::query(

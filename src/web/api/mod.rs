@@ -326,6 +326,10 @@ pub struct LevelView {
 #[derive(Serialize, ToSchema)]
 pub struct PointsView {
     pub available: i64,
+    /// earned, waiting out the return window (POINTS_PENDING_DAYS); not spendable yet
+    pub pending: i64,
+    /// the pending points by the moment they become spendable (in `expires_at`)
+    pub pending_release: Vec<crate::domain::ExpiringPoints>,
     pub total_earned: i64,
     pub total_used: i64,
     pub total_expired: i64,
@@ -363,6 +367,8 @@ impl From<PointsSummary> for PointsView {
     fn from(p: PointsSummary) -> Self {
         Self {
             available: p.available,
+            pending: p.pending,
+            pending_release: p.pending_release,
             total_earned: p.total_earned,
             total_used: p.total_used,
             total_expired: p.total_expired,

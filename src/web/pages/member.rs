@@ -51,7 +51,9 @@ pub async fn profile(page: UserPage) -> Result<Response, PageError> {
     Ok(ProfilePage { ctx: page.ctx, p }.into_response())
 }
 
-pub const TYPES: [&str; 6] = ["earn", "use", "expire", "adjust", "reverse", "refund"];
+pub const TYPES: [&str; 7] = [
+    "earn", "use", "expire", "adjust", "reverse", "refund", "release",
+];
 const PAGE_SIZE: i64 = 20;
 
 #[derive(Deserialize)]
@@ -210,6 +212,9 @@ fn describe(ctx: &PageCtx, n: &Notification) -> String {
                 .replace("{date}", first.get(..10).unwrap_or(first))
         }
         "member.password_reset" => ctx.t("notify.member_password_reset").to_string(),
+        "points.released" => ctx
+            .t("notify.points_released")
+            .replace("{points}", &n.payload["points"].to_string()),
         "coupon.issued" | "coupon.cancelled" | "coupon.consumed" | "coupon.released" => {
             let key = format!("notify.{}", n.kind.replace('.', "_"));
             let date = n.payload["expires_at"].as_str().unwrap_or("");
