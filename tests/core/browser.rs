@@ -639,3 +639,71 @@ async fn member_sees_ways_to_earn_redeems_a_reward_and_shows_the_coupon_at_check
         b.client.clone().close().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_resets_a_password_by_link_sees_pending_points_and_opens_the_account_page() {
+    let app = spawn_app_with(|c| c.points_pending_days = 7).await;
+    let ann = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(ann, 300, "ORDER-1", Some("300")))
+        .await
+        .unwrap();
+    for (phone, suffix) in [(false, ""), (true, "-375")] {
+        let b = browser(phone, "zh-CN").await;
+        let c = &b.client;
+        c.goto(&app.url("/login")).await.unwrap();
+        c.find(Locator::Css("#forgot-link"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        type_into(c, "#email", "ann@example.com").await;
+        c.find(Locator::Css("#forgot-send"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_css(c, "#forgot-sent").await;
+        shot(c, &format!("password-forgot{suffix}")).await;
+        let link: String = sqlx::query_scalar(
+            "select payload->>'link' from notifications where user_id = $1
+              and kind = 'member.password_reset' order by id desc limit 1",
+        )
+        .bind(ann)
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
+        let token = link.split("token=").nth(1).unwrap();
+        c.goto(&app.url(&format!("/password/reset?token={token}")))
+            .await
+            .unwrap();
+        let new_password = format!("brand new secret {suffix}");
+        type_into(c, "#password", &new_password).await;
+        shot(c, &format!("password-reset{suffix}")).await;
+        c.find(Locator::Css("#reset-save"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_css(c, "#login-notice").await;
+        type_into(c, "#email", "ann@example.com").await;
+        type_into(c, "#password", &new_password).await;
+        c.find(Locator::Css("button.primary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let pending = wait_css(c, "#points-pending").await;
+        assert!(pending.text().await.unwrap().contains("300"));
+        shot(c, &format!("member-profile-pending{suffix}")).await;
+        c.goto(&app.url("/account")).await.unwrap();
+        wait_css(c, "#account-close").await;
+        shot(c, &format!("member-account{suffix}")).await;
+        b.client.clone().close().await.unwrap();
+    }
+}

@@ -79,10 +79,23 @@ impl TestDb {
                 .unwrap();
             MIGRATOR.run(&pool).await.unwrap();
             pool.close().await;
-            sqlx::query(&format!("alter database {building} rename to {template}"))
+            // the closed connection's backend may not have exited yet: wait for it
+            let rename = format!("alter database {building} rename to {template}");
+            let mut tries = 0;
+            while let Err(e) = sqlx::query(&rename).execute(&mut admin).await {
+                // nothing else may use the database being built (the advisory lock is ours)
+                sqlx::query(
+                    "select pg_terminate_backend(pid) from pg_stat_activity
+                      where datname = $1 and pid <> pg_backend_pid()",
+                )
+                .bind(&building)
                 .execute(&mut admin)
                 .await
-                .unwrap();
+                .ok();
+                tries += 1;
+                assert!(tries < 100, "the template cannot be renamed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
         sqlx::query("select pg_advisory_unlock(7201)")
             .execute(&mut admin)
