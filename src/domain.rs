@@ -101,6 +101,28 @@ impl Reference {
     }
 }
 
+/// A phone number as people write it: digits, spaces and dashes, an optional leading +;
+/// 4 to 32 characters.
+pub fn parse_phone(s: &str) -> Result<String, Error> {
+    let s = s.trim();
+    let ok = (4..=32).contains(&s.len())
+        && s.strip_prefix('+')
+            .unwrap_or(s)
+            .starts_with(|c: char| c.is_ascii_digit())
+        && s.strip_prefix('+')
+            .unwrap_or(s)
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Error::validation(
+            "phone",
+            "a phone number is 4 to 32 digits, spaces or dashes, with an optional leading +",
+        ))
+    }
+}
+
 /// A reason or note a person typed: required, at most 500 characters.
 pub fn parse_reason(field: &'static str, s: &str) -> Result<String, Error> {
     let s = s.trim();
@@ -317,6 +339,11 @@ pub struct MemberRecord {
     /// entered once by the member, for the birthday bonus
     #[serde(default)]
     pub birthday: Option<time::Date>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// the integrator's own customer id
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -324,6 +351,8 @@ pub struct Profile {
     pub user_id: i64,
     pub member_code: String,
     pub birthday: Option<time::Date>,
+    pub phone: Option<String>,
+    pub external_id: Option<String>,
     pub email: String,
     pub display_name: String,
     pub total_spent: Decimal,

@@ -122,17 +122,28 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
 /// How soon a job that failed runs again.
 const RETRY_AFTER: Duration = Duration::from_secs(15);
 
+/// Jobs running at once: each holds a connection for its advisory lock besides the ones it
+/// works with, so a few at a time leave the pool to the requests.
+const JOBS_AT_ONCE: usize = 2;
+
 /// Starts one task per job; they stop when `stop` changes.
 pub fn spawn(services: Services, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let running = std::sync::Arc::new(tokio::sync::Semaphore::new(JOBS_AT_ONCE));
     Job::ALL
         .into_iter()
         .filter(|job| *job != Job::WebhookDelivery || services.outbox.is_configured())
         .filter(|job| *job != Job::EmailDelivery || services.email.is_configured())
         .map(|job| {
-            let (services, mut stop) = (services.clone(), stop.clone());
+            let (services, mut stop, running) = (services.clone(), stop.clone(), running.clone());
             tokio::spawn(async move {
                 loop {
-                    let wait = match run_once(&services, job).await {
+                    let permit = tokio::select! {
+                        p = running.acquire() => p,
+                        _ = stop.changed() => return,
+                    };
+                    let outcome = run_once(&services, job).await;
+                    drop(permit);
+                    let wait = match outcome {
                         Ok(Some(n)) => {
                             tracing::info!(job = job.name(), done = n, "background job ran");
                             job.period()

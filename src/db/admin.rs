@@ -54,13 +54,29 @@ pub struct MemberRow {
     pub display_name: String,
     pub level_id: i32,
     pub available_points: i64,
+    pub phone: Option<String>,
+    pub external_id: Option<String>,
+    pub created_at: OffsetDateTime,
 }
 
-/// Members whose code matches exactly or whose email starts with the text, with their
-/// balance as of `now` (points past their expiry do not count, swept or not).
-pub async fn search_members(
+/// What staff narrow the member list by; every part optional.
+#[derive(Debug, Clone, Default)]
+pub struct MemberFilter {
+    /// exact member code, external id or phone, or part of the email or name
+    pub q: Option<String>,
+    pub level_id: Option<i32>,
+    pub min_points: Option<i64>,
+    pub max_points: Option<i64>,
+    pub joined_from: Option<OffsetDateTime>,
+    pub joined_before: Option<OffsetDateTime>,
+}
+
+/// A page of the member list, newest members first, after `after` (keyset on user_id).
+/// Points are the stored balance (the filter), shown without points past their expiry.
+pub async fn list_members(
     conn: &mut PgConnection,
-    q: &str,
+    f: &MemberFilter,
+    after: Option<i64>,
     limit: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<Vec<MemberRow>> {
@@ -70,13 +86,29 @@ pub async fn search_members(
                   p.available_points - (select coalesce(sum(b.available_points), 0)::bigint
                                           from point_batches b
                                          where b.user_id = p.user_id and b.available_points > 0
-                                           and b.expires_at <= $3) as "available_points!"
+                                           and b.expires_at <= $9) as "available_points!",
+                  p.phone, p.external_id, p.created_at
              from member_profiles p join users u on u.id = p.user_id
-            where p.member_code = upper($1)
-               or lower(u.email) like replace(replace(replace(lower($1), '\', '\\'), '%', '\%'), '_', '\_') || '%'
-            order by p.user_id
-            limit $2"#,
-        q,
+            where u.closed_at is null
+              and ($1::text is null
+                   or p.member_code = upper($1) or p.external_id = $1 or p.phone = $1
+                   or lower(u.email) like '%' || replace(replace(replace(lower($1), '\', '\\'), '%', '\%'), '_', '\_') || '%'
+                   or lower(u.display_name) like '%' || replace(replace(replace(lower($1), '\', '\\'), '%', '\%'), '_', '\_') || '%')
+              and ($2::integer is null or p.level_id = $2)
+              and ($3::bigint is null or p.available_points >= $3)
+              and ($4::bigint is null or p.available_points <= $4)
+              and ($5::timestamptz is null or p.created_at >= $5)
+              and ($6::timestamptz is null or p.created_at < $6)
+              and ($7::bigint is null or p.user_id < $7)
+            order by p.user_id desc
+            limit $8"#,
+        f.q,
+        f.level_id,
+        f.min_points,
+        f.max_points,
+        f.joined_from,
+        f.joined_before,
+        after,
         limit,
         now
     )

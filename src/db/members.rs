@@ -73,19 +73,37 @@ pub async fn insert_profile(
     user_id: i64,
     member_code: &str,
     level_id: i32,
+    phone: Option<&str>,
+    external_id: Option<&str>,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into member_profiles (user_id, member_code, level_id, created_at, updated_at)
-         values ($1, $2, $3, $4, $4)",
+        "insert into member_profiles (user_id, member_code, level_id, phone, external_id,
+                                      created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $6)",
         user_id,
         member_code,
         level_id,
+        phone,
+        external_id,
         now
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The member with this external id (the integrator's customer id).
+pub async fn by_external_id(
+    conn: &mut PgConnection,
+    external_id: &str,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!(
+        "select user_id from member_profiles where external_id = $1",
+        external_id
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn member_record(
@@ -95,7 +113,8 @@ pub async fn member_record(
     let record = sqlx::query_as!(
         MemberRecord,
         "select p.user_id, p.member_code, u.email, u.display_name, u.role, p.level_id,
-                p.total_spent, p.last_level_change_at, p.created_at, p.birthday
+                p.total_spent, p.last_level_change_at, p.created_at, p.birthday, p.phone,
+                p.external_id
            from member_profiles p
            join users u on u.id = p.user_id
           where p.user_id = $1",

@@ -159,14 +159,34 @@ impl StaffService {
         Ok(db::staff_count(&mut conn).await?)
     }
 
-    /// Members by exact member code or by the start of their email (at most 50).
-    pub async fn search_members(&self, q: &str) -> Result<Vec<MemberRow>> {
-        let q = q.trim();
-        if q.is_empty() || q.chars().count() > 254 {
-            return Ok(Vec::new());
-        }
+    /// A page of members (50), newest first, narrowed by `filter`; `after` is the last id
+    /// of the previous page. Returns the members and the cursor of the next page.
+    pub async fn list_members(
+        &self,
+        filter: &db::MemberFilter,
+        after: Option<i64>,
+    ) -> Result<(Vec<MemberRow>, Option<i64>)> {
+        self.list_members_page(filter, after, 50).await
+    }
+
+    /// As [`Self::list_members`], `page` at a time (exports).
+    pub async fn list_members_page(
+        &self,
+        filter: &db::MemberFilter,
+        after: Option<i64>,
+        page: i64,
+    ) -> Result<(Vec<MemberRow>, Option<i64>)> {
+        let page = page.clamp(1, 10_000);
         let mut conn = self.ctx.pool.acquire().await?;
-        Ok(db::search_members(&mut conn, q, 50, self.ctx.clock.now()).await?)
+        let mut rows =
+            db::list_members(&mut conn, filter, after, page + 1, self.ctx.clock.now()).await?;
+        let next = if rows.len() as i64 > page {
+            rows.truncate(page as usize);
+            rows.last().map(|r| r.user_id)
+        } else {
+            None
+        };
+        Ok((rows, next))
     }
 
     /// The audit log, newest first; `before` is the last id of the previous page.

@@ -12,8 +12,8 @@ use crate::db::members::{self as db, LevelChange};
 use crate::db::points::{self as points_db, LockedMember};
 use crate::domain::campaigns::{Campaign, CampaignKind, CampaignState};
 use crate::domain::{
-    Email, MemberRecord, Profile, UpgradeProgress, UpgradeResult, parse_display_name, parse_reason,
-    upgrade_progress,
+    Email, MemberRecord, Profile, Reference, UpgradeProgress, UpgradeResult, parse_display_name,
+    parse_reason, upgrade_progress,
 };
 use crate::error::{Error, Result, violated_constraint};
 
@@ -23,6 +23,9 @@ pub struct NewMember {
     pub display_name: String,
     /// `None`: the member cannot log in until a password is set (API sign-ups).
     pub password: Option<String>,
+    pub phone: Option<String>,
+    /// the integrator's own customer id, unique
+    pub external_id: Option<Reference>,
 }
 
 impl NewMember {
@@ -33,7 +36,18 @@ impl NewMember {
             password: password
                 .map(|p| crate::domain::parse_password(p, email))
                 .transpose()?,
+            phone: None,
+            external_id: None,
         })
+    }
+
+    /// With the phone and the integrator's customer id, each checked.
+    pub fn with_identity(mut self, phone: Option<&str>, external_id: Option<&str>) -> Result<Self> {
+        self.phone = phone.map(crate::domain::parse_phone).transpose()?;
+        self.external_id = external_id
+            .map(|e| Reference::parse("external_id", e))
+            .transpose()?;
+        Ok(self)
     }
 }
 
@@ -72,7 +86,25 @@ impl MemberService {
                 day.day()
             );
             let level_id = db::entry_level_id(&mut tx).await?;
-            db::insert_profile(&mut tx, user_id, &code, level_id, now).await?;
+            match db::insert_profile(
+                &mut tx,
+                user_id,
+                &code,
+                level_id,
+                new.phone.as_deref(),
+                new.external_id.as_ref().map(Reference::as_str),
+                now,
+            )
+            .await
+            {
+                Err(e) if violated_constraint(&e) == Some("member_profiles_external_id_key") => {
+                    return Err(Error::validation(
+                        "external_id",
+                        "another member already has this external_id",
+                    ));
+                }
+                r => r?,
+            }
             // sign-up bonuses, in the same transaction: a member never exists without them
             let signup: Vec<&Campaign> = campaigns
                 .iter()
@@ -193,6 +225,16 @@ impl MemberService {
         }))
     }
 
+    /// The member an integration knows by its own customer id.
+    pub async fn by_external_id(&self, external_id: &str) -> Result<i64> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        db::by_external_id(&mut conn, external_id)
+            .await?
+            .ok_or(Error::NotFound {
+                what: "a member with this external_id",
+            })
+    }
+
     /// The member row (cached under `member_system:profile:{user_id}`).
     pub async fn record(&self, user_id: i64) -> Result<MemberRecord> {
         let cache = &self.ctx.cache;
@@ -224,6 +266,8 @@ impl MemberService {
         Ok(Profile {
             user_id: record.user_id,
             birthday: record.birthday,
+            phone: record.phone,
+            external_id: record.external_id,
             member_code: record.member_code,
             email: record.email,
             display_name: record.display_name,

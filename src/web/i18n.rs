@@ -1229,6 +1229,47 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "Your new password is saved; log in with it.",
     ),
     ("account.title", "我的账户", "My account"),
+    (
+        "members.search_hint",
+        "会员编号、邮箱或姓名的一部分、外部编号、手机",
+        "member code, part of an email or name, external id, phone",
+    ),
+    ("members.min_points", "积分下限", "Points from"),
+    ("members.max_points", "积分上限", "Points up to"),
+    ("members.joined", "注册日期", "Joined"),
+    ("members.joined_to", "注册截止", "Joined until"),
+    ("members.external_id", "外部编号", "External id"),
+    ("members.export", "导出 CSV", "Export CSV"),
+    (
+        "verr.min_points_filter",
+        "积分需为 0 及以上的整数。",
+        "Points are a whole number of 0 or more.",
+    ),
+    (
+        "verr.max_points",
+        "积分需为 0 及以上的整数。",
+        "Points are a whole number of 0 or more.",
+    ),
+    (
+        "verr.joined_from",
+        "请填写日期，如 2026-12-31。",
+        "Enter a date such as 2026-12-31.",
+    ),
+    (
+        "verr.joined_to",
+        "请填写日期，如 2026-12-31。",
+        "Enter a date such as 2026-12-31.",
+    ),
+    (
+        "verr.phone",
+        "手机号为 4 到 32 位数字，可含空格、短横线和开头的 +。",
+        "A phone number is 4 to 32 digits, spaces or dashes, with an optional leading +.",
+    ),
+    (
+        "verr.external_id",
+        "外部编号为 1 到 100 个字符，且不能与其他会员重复。",
+        "An external id is 1 to 100 characters and belongs to one member only.",
+    ),
     ("type.release", "到账", "Released"),
     (
         "notify.points_released",

@@ -193,6 +193,7 @@ pub fn page_routes() -> Vec<PageRoute> {
             .post(admin::update_level),
         r("/admin/levels/{id}/active", Staff).post(admin::set_level_active),
         r("/admin/members", Staff).get(admin::members),
+        r("/admin/members/export.csv", Staff).get(admin::export_members),
         r("/admin/members/{id}", Staff).get(admin::member),
         r("/admin/members/{id}/adjust", Staff).post(admin::adjust),
         r("/admin/members/{id}/level", Staff).post(admin::set_level),

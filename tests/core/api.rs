@@ -88,7 +88,8 @@ async fn members_are_created_and_read_with_the_profile_of_the_spec() {
     assert!(p["level"]["benefits"].is_array());
     assert_eq!(
         p["points"],
-        json!({"available": 0, "total_earned": 0, "total_used": 0, "total_expired": 0, "expiring_soon": []})
+        json!({"available": 0, "pending": 0, "pending_release": [], "total_earned": 0,
+               "total_used": 0, "total_expired": 0, "expiring_soon": []})
     );
     assert_eq!(p["upgrade_progress"]["next_level"], "银牌会员");
     assert_eq!(p["upgrade_progress"]["remaining"], "1000.00");
@@ -692,6 +693,7 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
         "GET /api/v1/members/{user_id}/upgrade-progress",
         "GET /api/v1/me/profile",
         "GET /api/v1/rewards",
+        "GET /api/v1/members/by-external-id/{external_id}",
         "POST /api/v1/members/{user_id}/redemptions",
         "GET /api/v1/members/{user_id}/coupons",
         "POST /api/v1/coupons/validate",
@@ -741,7 +743,7 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
         doc["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"
     );
-    assert_eq!(member_portal::web::api::openapi().paths.paths.len(), 17);
+    assert_eq!(member_portal::web::api::openapi().paths.paths.len(), 18);
 }
 
 #[tokio::test]

@@ -126,7 +126,13 @@ async fn staff_member_search_shows_the_balance_without_points_past_their_expiry(
         .unwrap();
     let found = |h: &Harness| {
         let (s, email) = (h.s.clone(), email.clone());
-        async move { s.staff.search_members(&email).await.unwrap()[0].available_points }
+        async move {
+            let f = member_portal::db::admin::MemberFilter {
+                q: Some(email),
+                ..Default::default()
+            };
+            s.staff.list_members(&f, None).await.unwrap().0[0].available_points
+        }
     };
     assert_eq!(found(&h).await, 130);
     h.clock.advance(Duration::days(6)); // OLD is due, not yet swept

@@ -33,6 +33,7 @@ mod web_admin;
 mod web_auth;
 mod web_campaigns;
 mod web_harness;
+mod web_members;
 mod web_pages;
 mod web_rewards;
 mod workers;

@@ -273,6 +273,8 @@ impl World {
             self.bob_coupon.to_string()
         } else if path.starts_with("/admin/campaigns/{id}") {
             self.campaign.to_string()
+        } else if path.starts_with("/api/v1/members/by-external-id/{external_id}") {
+            "bob-external".to_owned()
         } else if path.starts_with("/api/v1/members/{user_id}") {
             self.bob.to_string()
         } else {
@@ -812,7 +814,10 @@ async fn markup_in_every_text_field_is_rendered_escaped() {
                         .headers()
                         .get("content-type")
                         .map(|v| v.to_str().unwrap().to_owned());
-                    if kind.as_deref() == Some("application/json") {
+                    if kind
+                        .as_deref()
+                        .is_some_and(|k| k == "application/json" || k.starts_with("text/csv"))
+                    {
                         // data, not a page: a download a browser never renders
                         assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{url}");
                         assert!(

@@ -75,6 +75,7 @@ fn api_routes() -> OpenApiRouter<Services> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_member))
         .routes(routes!(member))
+        .routes(routes!(member_by_external_id))
         .routes(routes!(earn))
         .routes(routes!(spend))
         .routes(routes!(reverse))
@@ -342,6 +343,9 @@ pub struct ProfileView {
     pub member_code: String,
     pub email: String,
     pub display_name: String,
+    pub phone: Option<String>,
+    /// the integrator's own customer id
+    pub external_id: Option<String>,
     /// money, a string with two decimals
     #[schema(value_type = String, example = "1100.00")]
     pub total_spent: Decimal,
@@ -384,6 +388,8 @@ impl From<Profile> for ProfileView {
             member_code: p.member_code,
             email: p.email,
             display_name: p.display_name,
+            phone: p.phone,
+            external_id: p.external_id,
             total_spent: p.total_spent,
             level: p.level.into(),
             points: p.points.into(),
@@ -508,6 +514,21 @@ pub struct CreateMemberBody {
         pattern = "^\\s*\\S[\\s\\S]{6,}\\S\\s*$"
     )]
     password: Option<String>,
+    /// 4 to 32 digits, spaces or dashes, with an optional leading +
+    #[schema(
+        min_length = 4,
+        max_length = 32,
+        pattern = "^\\s*\\+?[0-9][0-9 -]{3,30}\\s*$"
+    )]
+    phone: Option<String>,
+    /// your own customer id for the member (unique); GET /members/by-external-id/{external_id}
+    /// finds the member by it
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\u009f]*[^\\s\\x00-\\x1f\\x7f-\\u009f][^\\x00-\\x1f\\x7f-\\u009f]*$"
+    )]
+    external_id: Option<String>,
 }
 
 /// Create a member
@@ -525,7 +546,8 @@ async fn create_member(
     _key: ApiKey,
     JsonBody(b): JsonBody<CreateMemberBody>,
 ) -> Result<Response, ApiError> {
-    let new = NewMember::parse(&b.email, &b.display_name, b.password.as_deref())?;
+    let new = NewMember::parse(&b.email, &b.display_name, b.password.as_deref())?
+        .with_identity(b.phone.as_deref(), b.external_id.as_deref())?;
     let without_password = new.password.is_none();
     let member = s.members.create_member(new).await?;
     if without_password {
@@ -560,6 +582,23 @@ async fn member(
     _key: ApiKey,
     MemberId(user): MemberId,
 ) -> Result<Response, ApiError> {
+    let profile = s.members.get_member_profile(user).await?;
+    Ok(Json(ProfileView::from(profile)).into_response())
+}
+
+/// A member by your customer id
+///
+/// The profile of the member created with this `external_id`.
+#[utoipa::path(get, path = "/members/by-external-id/{external_id}", tag = "members", security(("api_key" = [])),
+    params(("external_id" = String, Path, description = "the external_id the member was created with")),
+    responses((status = 200, body = ProfileView), (status = 404, description = "NOT_FOUND", body = ErrorBody),
+              (status = 401, description = "missing, unknown or revoked API key", body = ErrorBody)))]
+async fn member_by_external_id(
+    State(s): State<Services>,
+    _key: ApiKey,
+    axum::extract::Path(external_id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let user = s.members.by_external_id(&external_id).await?;
     let profile = s.members.get_member_profile(user).await?;
     Ok(Json(ProfileView::from(profile)).into_response())
 }

@@ -684,6 +684,75 @@ pub async fn recalculate_apply(
 pub struct SearchQuery {
     #[serde(default)]
     q: String,
+    #[serde(default)]
+    level: String,
+    #[serde(default)]
+    min_points: String,
+    #[serde(default)]
+    max_points: String,
+    /// first day joined (business time zone)
+    #[serde(default)]
+    joined_from: String,
+    /// last day joined
+    #[serde(default)]
+    joined_to: String,
+    after: Option<String>,
+}
+
+impl SearchQuery {
+    fn filter(&self, ctx: &PageCtx) -> Result<crate::db::admin::MemberFilter, Error> {
+        let number = |field: &'static str, s: &str| -> Result<Option<i64>, Error> {
+            match s.trim() {
+                "" => Ok(None),
+                s => s
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .map(Some)
+                    .ok_or_else(|| Error::validation(field, "a whole number of 0 or more")),
+            }
+        };
+        let day = |field: &'static str, s: &str| -> Result<Option<time::Date>, Error> {
+            match s.trim() {
+                "" => Ok(None),
+                s => {
+                    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                        .map(Some)
+                        .map_err(|_| Error::validation(field, "a date such as 2026-12-31"))
+                }
+            }
+        };
+        let at = |d: time::Date| d.with_time(time::Time::MIDNIGHT).assume_offset(ctx.offset);
+        let q = self.q.trim();
+        Ok(crate::db::admin::MemberFilter {
+            q: (!q.is_empty()).then(|| q.chars().take(254).collect()),
+            level_id: self.level.trim().parse().ok(),
+            min_points: number("min_points_filter", &self.min_points)?,
+            max_points: number("max_points", &self.max_points)?,
+            joined_from: day("joined_from", &self.joined_from)?.map(at),
+            joined_before: day("joined_to", &self.joined_to)?
+                .and_then(time::Date::next_day)
+                .map(at),
+        })
+    }
+
+    /// This query with `after` set, for the next page.
+    fn next_href(&self, after: i64) -> String {
+        let pairs = [
+            ("q", self.q.as_str()),
+            ("level", self.level.as_str()),
+            ("min_points", self.min_points.as_str()),
+            ("max_points", self.max_points.as_str()),
+            ("joined_from", self.joined_from.as_str()),
+            ("joined_to", self.joined_to.as_str()),
+        ];
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+            out.append_pair(k, v);
+        }
+        out.append_pair("after", &after.to_string());
+        format!("/admin/members?{}", out.finish())
+    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -691,8 +760,15 @@ pub struct SearchQuery {
 pub struct MembersPage {
     pub ctx: PageCtx,
     pub q: String,
+    pub level: String,
+    pub min_points: String,
+    pub max_points: String,
+    pub joined_from: String,
+    pub joined_to: String,
     pub found: Vec<MemberRow>,
     pub levels: Vec<Level>,
+    pub next: Option<String>,
+    pub error: Option<String>,
 }
 
 impl MembersPage {
@@ -702,24 +778,158 @@ impl MembersPage {
             .find(|l| l.id == *id)
             .map_or("?", |l| l.level_name.as_str())
     }
+
+    pub fn is_level(&self, id: &i32) -> bool {
+        self.level == id.to_string()
+    }
+
+    /// The filters as a query string (for the export link).
+    pub fn query(&self) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", &self.q),
+            ("level", &self.level),
+            ("min_points", &self.min_points),
+            ("max_points", &self.max_points),
+            ("joined_from", &self.joined_from),
+            ("joined_to", &self.joined_to),
+        ] {
+            if !v.is_empty() {
+                out.append_pair(k, v);
+            }
+        }
+        out.finish()
+    }
+}
+
+/// A CSV cell: quoted when it holds a separator, a quote or a line break; a leading
+/// `= + - @` (a formula to a spreadsheet) is defused with a `'`.
+pub fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// The member list as CSV, with the list's filters, streamed a page at a time (nothing
+/// held in memory but the page being written).
+pub async fn export_members(
+    page: StaffPage,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, PageError> {
+    let lang = page.ctx.lang;
+    let filter = q.filter(&page.ctx).in_lang(lang)?;
+    let levels = page.services.levels.list().await.in_lang(lang)?.to_vec();
+    let offset = page.ctx.offset;
+    let services = page.services.clone();
+    let header = "user_id,member_code,email,display_name,level,available_points,phone,external_id,joined_at\n";
+    let stream = futures_util::stream::unfold((Some(None::<i64>), true), move |(cursor, first)| {
+        let (services, filter, levels) = (services.clone(), filter.clone(), levels.clone());
+        async move {
+            let after = cursor?;
+            let mut out = String::new();
+            if first {
+                out.push_str(header);
+            }
+            let (rows, next) = match services.staff.list_members_page(&filter, after, 1000).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "member export stopped");
+                    return Some((Err(std::io::Error::other("export failed")), (None, false)));
+                }
+            };
+            for m in rows {
+                let level = levels
+                    .iter()
+                    .find(|l| l.id == m.level_id)
+                    .map_or("", |l| l.level_name.as_str());
+                let joined = m
+                    .created_at
+                    .to_offset(offset)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                let cells = [
+                    m.user_id.to_string(),
+                    m.member_code,
+                    m.email,
+                    m.display_name,
+                    level.to_owned(),
+                    m.available_points.to_string(),
+                    m.phone.unwrap_or_default(),
+                    m.external_id.unwrap_or_default(),
+                    joined,
+                ];
+                let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+                out.push_str(&line.join(","));
+                out.push('\n');
+            }
+            Some((
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(out)),
+                (next.map(Some), false),
+            ))
+        }
+    });
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"members.csv\"",
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 pub async fn members(page: StaffPage, Query(q): Query<SearchQuery>) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let found = page
-        .services
-        .staff
-        .search_members(&q.q)
-        .await
-        .in_lang(lang)?;
     let levels = page.services.levels.list().await.in_lang(lang)?.to_vec();
-    Ok(MembersPage {
-        ctx: page.ctx,
-        q: q.q.trim().to_owned(),
-        found,
-        levels,
-    }
-    .into_response())
+    let after = q
+        .after
+        .as_deref()
+        .and_then(|a| a.parse::<i64>().ok())
+        .filter(|a| *a > 0);
+    let (found, next, error) = match q.filter(&page.ctx) {
+        Ok(f) => {
+            let (found, next) = page
+                .services
+                .staff
+                .list_members(&f, after)
+                .await
+                .in_lang(lang)?;
+            (found, next.map(|n| q.next_href(n)), None)
+        }
+        Err(e) => (Vec::new(), None, Some(localized(&e, lang))),
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        MembersPage {
+            ctx: page.ctx,
+            q: q.q.trim().to_owned(),
+            level: q.level,
+            min_points: q.min_points,
+            max_points: q.max_points,
+            joined_from: q.joined_from,
+            joined_to: q.joined_to,
+            found,
+            levels,
+            next,
+            error,
+        },
+    )
+        .into_response())
 }
 
 #[derive(Template, WebTemplate)]
