@@ -630,6 +630,9 @@ async fn member_sees_ways_to_earn_redeems_a_reward_and_shows_the_coupon_at_check
         .unwrap();
         wait_css(c, "#preview-result").await;
         shot(c, &format!("admin-campaigns{suffix}")).await;
+        c.goto(&app.url("/admin/members?q=ann")).await.unwrap();
+        wait_css(c, "#found").await;
+        shot(c, &format!("admin-members{suffix}")).await;
         let (coupons, _) = app.s.rewards.member_coupons(ann, None, 1).await.unwrap();
         c.goto(&app.url(&format!("/admin/coupons/{}", coupons[0].id)))
             .await

@@ -165,6 +165,11 @@ impl World {
         .fetch_one(&app.s.ctx.pool)
         .await
         .unwrap();
+        sqlx::query("update member_profiles set external_id = 'bob-external' where user_id = $1")
+            .bind(bob)
+            .execute(&app.s.ctx.pool)
+            .await
+            .unwrap();
         let level = app.s.levels.list().await.unwrap()[1].id;
         let key = accounts::create_api_key(&app.s.ctx, "orders", None)
             .await
