@@ -104,8 +104,10 @@ impl Reference {
 /// A phone number as people write it: digits, spaces and dashes, an optional leading +;
 /// 4 to 32 characters.
 pub fn parse_phone(s: &str) -> Result<String, Error> {
+    let sent = s.chars().count();
     let s = s.trim();
-    let ok = (4..=32).contains(&s.len())
+    let ok = sent <= 32
+        && (4..=32).contains(&s.len())
         && s.strip_prefix('+')
             .unwrap_or(s)
             .starts_with(|c: char| c.is_ascii_digit())
@@ -514,5 +516,29 @@ mod tests {
         let top = upgrade_progress(&levels, &levels[2], dec("9000"));
         assert_eq!(top.next_level, None);
         assert_eq!(top.percent, 100);
+    }
+}
+
+#[cfg(test)]
+mod phone_tests {
+    use super::parse_phone;
+
+    #[test]
+    fn phone_numbers_are_digits_spaces_and_dashes_within_32_characters_as_sent() {
+        assert_eq!(
+            parse_phone(" +86 138-0000-0000 ").unwrap(),
+            "+86 138-0000-0000"
+        );
+        for bad in [
+            "",
+            "123",
+            "call me",
+            "+-1234",
+            "++861380000",
+            &format!(" +0000{}", " ".repeat(28)),
+            &"1".repeat(33),
+        ] {
+            assert!(parse_phone(bad).is_err(), "{bad:?}");
+        }
     }
 }
