@@ -101,6 +101,22 @@ impl Reference {
     }
 }
 
+/// A decimal as a person types it into a form: digits with at most one point inside, no
+/// sign, no exponent, at most 14 characters; normalised (`10.50` → `10.5`).
+pub fn plain_decimal(s: &str) -> Option<Decimal> {
+    let s = s.trim();
+    let plain = !s.is_empty()
+        && s.len() <= 14
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && s.bytes().filter(|b| *b == b'.').count() <= 1
+        && !s.starts_with('.')
+        && !s.ends_with('.');
+    plain
+        .then(|| s.parse::<Decimal>().ok())
+        .flatten()
+        .map(|d| d.normalize())
+}
+
 /// A phone number as people write it: digits, spaces and dashes, an optional leading +;
 /// 4 to 32 characters.
 pub fn parse_phone(s: &str) -> Result<String, Error> {

@@ -225,7 +225,7 @@ impl CampaignInput {
         let source_type = text("source_type", f.source_type)?;
         let category = text("category", f.category)?;
         let (multiplier, bonus_points) = if kind == CampaignKind::Multiplier {
-            let m = decimal(f.multiplier)
+            let m = crate::domain::plain_decimal(f.multiplier)
                 .filter(|m| *m > Decimal::ONE && *m <= Decimal::TEN && m.scale() <= 2)
                 .ok_or_else(|| {
                     Error::validation(
@@ -258,7 +258,7 @@ impl CampaignInput {
                 ));
             }
             s => Some(
-                decimal(s)
+                crate::domain::plain_decimal(s)
                     .filter(|a| {
                         *a > Decimal::ZERO
                             && a.scale() <= 2
@@ -296,20 +296,6 @@ impl CampaignInput {
             ends_at,
         })
     }
-}
-
-fn decimal(s: &str) -> Option<Decimal> {
-    let s = s.trim();
-    let plain = !s.is_empty()
-        && s.len() <= 14
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && s.bytes().filter(|b| *b == b'.').count() <= 1
-        && !s.starts_with('.')
-        && !s.ends_with('.');
-    plain
-        .then(|| s.parse::<Decimal>().ok())
-        .flatten()
-        .map(|d| d.normalize())
 }
 
 /// What an earn would give, for staff to try a campaign before it runs: the order's points

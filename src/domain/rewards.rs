@@ -336,7 +336,7 @@ impl RewardInput {
         let value = match kind {
             RewardKind::Item => None,
             RewardKind::Amount => Some(
-                parse_decimal(f.value)
+                crate::domain::plain_decimal(f.value)
                     .filter(|v| *v > Decimal::ZERO && v.scale() <= 2 && *v < Decimal::from(10_000_000_000i64))
                     .ok_or_else(|| {
                         Error::validation(
@@ -346,7 +346,7 @@ impl RewardInput {
                     })?,
             ),
             RewardKind::Percent => Some(
-                parse_decimal(f.value)
+                crate::domain::plain_decimal(f.value)
                     .filter(|v| *v > Decimal::ZERO && *v < Decimal::ONE_HUNDRED && v.scale() <= 2)
                     .ok_or_else(|| {
                         Error::validation(
@@ -406,20 +406,6 @@ impl RewardInput {
             is_active: f.is_active,
         })
     }
-}
-
-fn parse_decimal(s: &str) -> Option<Decimal> {
-    let s = s.trim();
-    let plain = !s.is_empty()
-        && s.len() <= 14
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && s.bytes().filter(|b| *b == b'.').count() <= 1
-        && !s.starts_with('.')
-        && !s.ends_with('.');
-    plain
-        .then(|| s.parse::<Decimal>().ok())
-        .flatten()
-        .map(|d| d.normalize())
 }
 
 fn whole(s: &str, min: i64, max: i64) -> Option<i64> {
