@@ -230,7 +230,7 @@ pub async fn issue(conn: &mut PgConnection, c: &NewCoupon<'_>) -> sqlx::Result<C
     sqlx::query_as!(
         CouponRow,
         r#"with r as (
-               update rewards set stock = stock - 1, issued = issued + 1, updated_at = updated_at
+               update rewards set stock = stock - 1, issued = issued + 1
                 where id = $2
            ), n as (
                insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
@@ -344,21 +344,23 @@ pub async fn of_member(
 }
 
 /// Marks the (locked) coupon used on `order_id`, or, with `None`, back to issued; queues
-/// the event for the webhook (read already: the member did it at checkout).
+/// the event for the webhook (read already: the member did it at checkout). Returns the
+/// coupon as it is now.
 pub async fn set_consumed(
     conn: &mut PgConnection,
     c: &CouponRow,
     order_id: Option<&str>,
     now: OffsetDateTime,
     event: &Value,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<CouponRow> {
     let kind = if order_id.is_some() {
         "coupon.consumed"
     } else {
         "coupon.released"
     };
-    sqlx::query!(
-        "with n as (
+    sqlx::query_as!(
+        CouponRow,
+        r#"with n as (
              insert into notifications (user_id, kind, payload, created_at, read_at, next_attempt_at)
              values ($4, $5, $6, $3, $3, $3)
          )
@@ -366,7 +368,10 @@ pub async fn set_consumed(
             set status = case when $2::text is null then 'issued' else 'consumed' end,
                 order_id = $2, consumed_at = case when $2::text is null then null else $3 end,
                 updated_at = $3
-          where id = $1",
+          where id = $1
+          returning id, code, reward_id, user_id, title, kind as "kind: RewardKind", value,
+                    points, redemption_id, transaction_id, status, expires_at, order_id,
+                    consumed_at, cancelled_at, created_at"#,
         c.id,
         order_id,
         now,
@@ -374,22 +379,22 @@ pub async fn set_consumed(
         kind,
         event
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
 /// Marks the (locked) coupon cancelled with the refund of its points, puts the stock
-/// back and queues the `coupon.cancelled` notification.
+/// back and queues the `coupon.cancelled` notification. Returns the coupon as it is now.
 pub async fn set_cancelled(
     conn: &mut PgConnection,
     c: &CouponRow,
     refund_tx: i64,
     now: OffsetDateTime,
     event: &Value,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "with r as (
+) -> sqlx::Result<CouponRow> {
+    sqlx::query_as!(
+        CouponRow,
+        r#"with r as (
              update rewards set stock = stock + 1, issued = issued - 1 where id = $2
          ), n as (
              insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
@@ -397,7 +402,10 @@ pub async fn set_cancelled(
          )
          update coupons set status = 'cancelled', refund_transaction_id = $3,
                 cancelled_at = $4, updated_at = $4
-          where id = $1",
+          where id = $1
+          returning id, code, reward_id, user_id, title, kind as "kind: RewardKind", value,
+                    points, redemption_id, transaction_id, status, expires_at, order_id,
+                    consumed_at, cancelled_at, created_at"#,
         c.id,
         c.reward_id,
         refund_tx,
@@ -405,7 +413,6 @@ pub async fn set_cancelled(
         c.user_id,
         event
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }

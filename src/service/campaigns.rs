@@ -25,7 +25,10 @@ pub const CACHE_FOR: StdDuration = StdDuration::from_secs(10);
 
 /// The process's copy of the campaigns not ended.
 #[derive(Clone, Default)]
-pub struct CampaignCache(Arc<Mutex<Option<(Instant, Arc<Vec<Campaign>>)>>>);
+pub struct CampaignCache(Arc<Mutex<Option<CachedCampaigns>>>);
+
+/// When the list was read, and the list.
+type CachedCampaigns = (Instant, Arc<Vec<Campaign>>);
 
 impl CampaignCache {
     fn fresh(&self) -> Option<Arc<Vec<Campaign>>> {

@@ -391,10 +391,7 @@ impl RewardService {
                 other => return Err(unusable(other, &c)),
             }
             let event = coupon_event(&c, Some(&order));
-            db::set_consumed(&mut tx, &c, Some(&order), now, &event).await?;
-            let row = db::by_code(&mut tx, &code, false)
-                .await?
-                .ok_or(Error::CouponNotFound)?;
+            let row = db::set_consumed(&mut tx, &c, Some(&order), now, &event).await?;
             tx.commit().await?;
             metrics::counter!("member_system_coupons_total", "event" => "consumed").increment(1);
             Ok(CouponChange {
@@ -432,10 +429,7 @@ impl RewardService {
                 }
             }
             let event = coupon_event(&c, None);
-            db::set_consumed(&mut tx, &c, None, now, &event).await?;
-            let row = db::by_code(&mut tx, &code, false)
-                .await?
-                .ok_or(Error::CouponNotFound)?;
+            let row = db::set_consumed(&mut tx, &c, None, now, &event).await?;
             tx.commit().await?;
             metrics::counter!("member_system_coupons_total", "event" => "released").increment(1);
             Ok(CouponChange {
@@ -541,7 +535,7 @@ impl RewardService {
             })?;
         let refund = refund_use(&mut tx, &m, &used, REWARD_USAGE, &c.redemption_id, now).await?;
         let event = coupon_event(&c, None);
-        db::set_cancelled(&mut tx, &c, refund.id, now, &event).await?;
+        let row = db::set_cancelled(&mut tx, &c, refund.id, now, &event).await?;
         if let Canceller::Staff(actor) = by {
             member_db::audit(
                 &mut tx,
@@ -555,9 +549,6 @@ impl RewardService {
             )
             .await?;
         }
-        let row = db::by_code(&mut tx, code, false)
-            .await?
-            .ok_or(Error::CouponNotFound)?;
         tx.commit().await?;
         Ok(CouponChange {
             coupon: row.at(now),

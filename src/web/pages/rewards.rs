@@ -98,15 +98,10 @@ impl RedeemConfirm {
     }
 }
 
+/// Why the member cannot redeem it, as the refusal would say it.
 fn refusal_text(ctx: &PageCtx, o: &Offer) -> Option<String> {
-    let reason = o.refusal?;
-    let text = ctx.t(reason.text_key()).to_string();
-    Some(match reason {
-        crate::domain::rewards::RewardRefusal::LimitReached { limit } => {
-            text.replace("{limit}", &limit.to_string())
-        }
-        _ => text,
-    })
+    o.refusal
+        .map(|reason| localized(&Error::RewardRefused { reason }, ctx.lang))
 }
 
 #[derive(Template, WebTemplate)]
