@@ -74,6 +74,76 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// `SMTP_FROM`: the sender of those emails.
     pub smtp_from: String,
+    /// The tier lifecycle: qualification window, retention, review (`MEMBER_TIER_*`).
+    pub tiers: TierRules,
+}
+
+/// Whose spend qualifies for a level (`MEMBER_TIER_WINDOW`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierWindow {
+    /// all spend ever (a level is never lost on its own)
+    Lifetime,
+    /// the spend of the calendar year, in `MEMBER_TIMEZONE`
+    CalendarYear,
+    /// the spend of this business month and the N − 1 before it
+    RollingMonths(i32),
+}
+
+/// How long a level reached is kept before it is reviewed (`MEMBER_TIER_RETENTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierRetention {
+    /// to the end of the calendar year after the one it was reached in
+    NextCalendarYear,
+    Months(i32),
+}
+
+/// Where a member goes whose window spend no longer reaches their level at review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierReview {
+    /// to the level the window spend reaches
+    DropToWindow,
+    /// one level down (or to the level the spend reaches, if that is higher)
+    DropOne,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierRules {
+    pub window: TierWindow,
+    pub retention: TierRetention,
+    pub review: TierReview,
+    /// the level is kept this long after its retention ends before the review
+    pub grace: time::Duration,
+    /// members are told this long before a downgrade
+    pub notice: time::Duration,
+}
+
+impl TierRules {
+    /// The window as migration 0018's functions take it: kind and months.
+    pub fn window_sql(&self) -> (&'static str, i32) {
+        match self.window {
+            TierWindow::Lifetime => ("lifetime", 0),
+            TierWindow::CalendarYear => ("calendar_year", 12),
+            TierWindow::RollingMonths(n) => ("rolling", n),
+        }
+    }
+
+    pub fn retention_sql(&self) -> (&'static str, i32) {
+        match self.retention {
+            TierRetention::NextCalendarYear => ("next_calendar_year", 0),
+            TierRetention::Months(n) => ("months", n),
+        }
+    }
+
+    pub fn review_sql(&self) -> &'static str {
+        match self.review {
+            TierReview::DropToWindow => "drop_to_window",
+            TierReview::DropOne => "drop_one",
+        }
+    }
+
+    pub fn is_lifetime(&self) -> bool {
+        self.window == TierWindow::Lifetime
+    }
 }
 
 #[derive(Clone)]
@@ -272,6 +342,52 @@ impl Config {
                     expected: "points per yuan of an order, more than 0 and at most 100 (up to 2 decimals), such as 1 or 0.5",
                 })?,
         };
+        let months = |name: &'static str| int(name, 12, 1, 120).map(|n| n as i32);
+        let window = match get("MEMBER_TIER_WINDOW") {
+            None | Some("lifetime") => TierWindow::Lifetime,
+            Some("calendar_year") => TierWindow::CalendarYear,
+            Some("rolling_months") => TierWindow::RollingMonths(months("MEMBER_TIER_WINDOW_MONTHS")?),
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "MEMBER_TIER_WINDOW",
+                    value: other.to_owned(),
+                    expected: "lifetime, calendar_year or rolling_months (with MEMBER_TIER_WINDOW_MONTHS)",
+                });
+            }
+        };
+        let retention = match (get("MEMBER_TIER_RETENTION"), window) {
+            (None, TierWindow::CalendarYear) | (Some("next_calendar_year"), _) => {
+                TierRetention::NextCalendarYear
+            }
+            (None, _) | (Some("months"), _) => {
+                TierRetention::Months(months("MEMBER_TIER_RETENTION_MONTHS")?)
+            }
+            (Some(other), _) => {
+                return Err(ConfigError {
+                    variable: "MEMBER_TIER_RETENTION",
+                    value: other.to_owned(),
+                    expected: "next_calendar_year or months (with MEMBER_TIER_RETENTION_MONTHS)",
+                });
+            }
+        };
+        let review = match get("MEMBER_TIER_REVIEW") {
+            None | Some("drop_to_window") => TierReview::DropToWindow,
+            Some("drop_one") => TierReview::DropOne,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "MEMBER_TIER_REVIEW",
+                    value: other.to_owned(),
+                    expected: "drop_to_window or drop_one",
+                });
+            }
+        };
+        let tiers = TierRules {
+            window,
+            retention,
+            review,
+            grace: time::Duration::days(int("MEMBER_TIER_GRACE_DAYS", 0, 0, 365)?),
+            notice: time::Duration::days(int("MEMBER_TIER_NOTICE_DAYS", 14, 0, 365)?),
+        };
         let public_url = match get("PUBLIC_URL") {
             None => format!("http://{bind_addr}"),
             Some(u)
@@ -379,6 +495,7 @@ impl Config {
             points_pending_days: int("POINTS_PENDING_DAYS", 0, 0, 365)?,
             smtp_url,
             smtp_from,
+            tiers,
         })
     }
 }
@@ -436,6 +553,33 @@ mod tests {
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.max_connections, 1024);
         assert!(c.trusted_proxies.is_empty());
+        assert!(c.tiers.is_lifetime());
+        assert_eq!(c.tiers.notice, time::Duration::days(14));
+    }
+
+    #[test]
+    fn tier_rules_read_their_variables() {
+        let c = Config::from_vars(&vars(&[("MEMBER_TIER_WINDOW", "calendar_year")])).unwrap();
+        assert_eq!(c.tiers.window_sql(), ("calendar_year", 12));
+        assert_eq!(c.tiers.retention, TierRetention::NextCalendarYear);
+        let c = Config::from_vars(&vars(&[
+            ("MEMBER_TIER_WINDOW", "rolling_months"),
+            ("MEMBER_TIER_WINDOW_MONTHS", "6"),
+            ("MEMBER_TIER_RETENTION_MONTHS", "18"),
+            ("MEMBER_TIER_REVIEW", "drop_one"),
+            ("MEMBER_TIER_GRACE_DAYS", "30"),
+        ]))
+        .unwrap();
+        assert_eq!(c.tiers.window, TierWindow::RollingMonths(6));
+        assert_eq!(c.tiers.retention_sql(), ("months", 18));
+        assert_eq!(c.tiers.review_sql(), "drop_one");
+        assert_eq!(c.tiers.grace, time::Duration::days(30));
+        let err = Config::from_vars(&vars(&[
+            ("MEMBER_TIER_WINDOW", "rolling_months"),
+            ("MEMBER_TIER_WINDOW_MONTHS", "0"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "MEMBER_TIER_WINDOW_MONTHS");
     }
 
     #[test]
@@ -454,6 +598,10 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
             ("METRICS_BIND_ADDR", "localhost:9464"),
             ("METRICS_TOKEN", "short"),
+            ("MEMBER_TIER_WINDOW", "yearly"),
+            ("MEMBER_TIER_RETENTION", "forever"),
+            ("MEMBER_TIER_REVIEW", "keep"),
+            ("MEMBER_TIER_NOTICE_DAYS", "-1"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);

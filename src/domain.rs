@@ -362,6 +362,9 @@ pub struct MemberRecord {
     /// the integrator's own customer id
     #[serde(default)]
     pub external_id: Option<String>,
+    /// the spend of the program's qualification window now (lifetime: total_spent)
+    #[serde(default)]
+    pub qualifying_spent: Decimal,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -43,6 +43,9 @@ enum Command {
     },
     /// Expire points past their expiry now.
     ExpirePoints,
+    /// Run the level review now (MEMBER_TIER_*): keep, notify or lower levels whose
+    /// retention has ended.
+    ReviewLevels,
     /// Check every ledger invariant; exit 1 with a report on any violation.
     VerifyLedger,
     /// Create demo members with months of history, for trying the portal.
@@ -152,6 +155,19 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
             println!(
                 "expired {} points of {} members",
                 report.points, report.members
+            );
+        }
+        Command::ReviewLevels => {
+            let s = services(config).await?;
+            let started = std::time::Instant::now();
+            let r = s.tiers.review().await.context("level review")?;
+            println!(
+                "reviewed {} members in {:.1} s: {} kept, {} told of a downgrade, {} lowered",
+                r.kept + r.noticed + r.dropped + r.passed,
+                started.elapsed().as_secs_f64(),
+                r.kept,
+                r.noticed,
+                r.dropped
             );
         }
         Command::VerifyLedger => {

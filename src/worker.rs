@@ -1,6 +1,6 @@
 //! Background work inside `serve`: the expiry sweep, expiry reminders, deferred upgrades,
-//! webhook delivery, session cleanup, birthday bonuses, password emails and the release of
-//! pending points. Each run takes a PostgreSQL advisory lock first, so with several `serve`
+//! webhook delivery, session cleanup, birthday bonuses, password emails, the release of
+//! pending points and the level review. Each run takes a PostgreSQL advisory lock first, so with several `serve`
 //! instances on one database a job runs in one of them at a time (a lock held by a
 //! process that dies is released with its connection).
 
@@ -28,11 +28,13 @@ pub enum Job {
     EmailDelivery,
     /// Pending points whose return window has ended become spendable.
     PointsRelease,
+    /// The tier review: levels whose retention has ended are kept or lowered, with notice.
+    LevelReview,
 }
 
 impl Job {
     /// Every job `serve` runs (webhook delivery only where a webhook is configured).
-    pub const ALL: [Job; 8] = [
+    pub const ALL: [Job; 9] = [
         Job::ExpirySweep,
         Job::ExpiryReminders,
         Job::DeferredUpgrades,
@@ -41,6 +43,7 @@ impl Job {
         Job::BirthdayBonuses,
         Job::EmailDelivery,
         Job::PointsRelease,
+        Job::LevelReview,
     ];
 
     fn lock_key(self) -> i64 {
@@ -55,6 +58,7 @@ impl Job {
                 Job::BirthdayBonuses => 6,
                 Job::EmailDelivery => 7,
                 Job::PointsRelease => 8,
+                Job::LevelReview => 9,
             }
     }
 
@@ -65,6 +69,8 @@ impl Job {
             | Job::SessionCleanup
             | Job::BirthdayBonuses => Duration::from_secs(3600),
             Job::DeferredUpgrades | Job::PointsRelease => Duration::from_secs(60),
+            // reviews fall due at day boundaries; a few runs a day catch each soon after
+            Job::LevelReview => Duration::from_secs(6 * 3600),
             Job::WebhookDelivery | Job::EmailDelivery => Duration::from_secs(10),
         }
     }
@@ -79,6 +85,7 @@ impl Job {
             Job::BirthdayBonuses => "birthday_bonuses",
             Job::EmailDelivery => "email_delivery",
             Job::PointsRelease => "points_release",
+            Job::LevelReview => "level_review",
         }
     }
 }
@@ -114,6 +121,7 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
         Job::BirthdayBonuses => services.campaigns.pay_birthdays().await,
         Job::EmailDelivery => services.email.deliver_due().await,
         Job::PointsRelease => services.points.release_pending().await,
+        Job::LevelReview => services.tiers.review().await.map(|r| (r.kept + r.noticed + r.dropped) as i64),
     };
     db::advisory_unlock(&mut guard, job.lock_key()).await?;
     result.map(Some)

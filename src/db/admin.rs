@@ -5,6 +5,8 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 
+use super::tiers::Rules;
+
 pub async fn members_per_level(conn: &mut PgConnection) -> sqlx::Result<Vec<(i32, i64)>> {
     Ok(sqlx::query!(
         r#"select l.id, count(p.user_id) as "members!"
@@ -220,14 +222,21 @@ pub struct CandidateGroup {
 pub async fn recalculation_groups(
     conn: &mut PgConnection,
     recent_after: OffsetDateTime,
+    now: OffsetDateTime,
+    rules: Rules<'_>,
 ) -> sqlx::Result<Vec<CandidateGroup>> {
+    let (window, months) = rules.tiers.window_sql();
     sqlx::query_as!(
         CandidateGroup,
         r#"select from_id as "from_id!", to_id as "to_id!", up as "up!", manual as "manual!",
                   recent as "recent!", count(*) as "members!"
-             from recalculation_candidates($1)
+             from recalculation_candidates($1, $2, $3, $4, $5)
             group by 1, 2, 3, 4, 5 order by 1, 2, 3, 4, 5"#,
-        recent_after
+        recent_after,
+        now,
+        window,
+        months,
+        rules.tz
     )
     .fetch_all(conn)
     .await
@@ -247,22 +256,29 @@ pub struct CandidateRow {
 pub async fn recalculation_sample(
     conn: &mut PgConnection,
     recent_after: OffsetDateTime,
+    now: OffsetDateTime,
+    rules: Rules<'_>,
     options: RecalcOptions,
     limit: i64,
 ) -> sqlx::Result<Vec<CandidateRow>> {
+    let (window, months) = rules.tiers.window_sql();
     sqlx::query_as!(
         CandidateRow,
         r#"select user_id as "user_id!", member_code as "member_code!",
                   total_spent as "total_spent!", from_id as "from_id!", to_id as "to_id!",
                   up as "up!"
-             from recalculation_candidates($1)
+             from recalculation_candidates($1, $5, $6, $7, $8)
             where (up or $2) and (not manual or $3) and not recent
             order by user_id
             limit $4"#,
         recent_after,
         options.move_down,
         options.include_manual,
-        limit
+        limit,
+        now,
+        window,
+        months,
+        rules.tz
     )
     .fetch_all(conn)
     .await
@@ -278,11 +294,15 @@ pub async fn recalculate_batch(
     recent_after: OffsetDateTime,
     actor: Option<i64>,
     now: OffsetDateTime,
+    rules: Rules<'_>,
 ) -> sqlx::Result<Vec<i64>> {
+    let (window, months) = rules.tiers.window_sql();
+    let (retention, retention_months) = rules.tiers.retention_sql();
+    let grace = rules.tiers.grace.whole_seconds() as f64;
     sqlx::query_scalar!(
         r#"with todo as (
                select c.user_id, c.from_id, c.to_id, c.up, c.total_spent
-                 from recalculation_candidates($4) c
+                 from recalculation_candidates($4, $3, $7, $8, $9) c
                 where (c.up or $5) and (not c.manual or $6) and not c.recent
                 order by c.user_id
                 limit $1
@@ -291,11 +311,22 @@ pub async fn recalculate_batch(
                select todo.* from member_profiles p join todo on todo.user_id = p.user_id
                 where p.level_id = todo.from_id
                 for update of p skip locked
+           ), kept as (
+               -- the new level's retention, as an upgrade gives (none on the entry level)
+               select locked.user_id,
+                      case when $7 = 'lifetime'
+                                or nl.level_order = (select min(x.level_order) from member_levels x
+                                                      where x.is_active)
+                           then null else retention_end($3, $10, $11, $9) end as until
+                 from locked join member_levels nl on nl.id = locked.to_id
            ), moved as (
                update member_profiles p
                   set level_id = locked.to_id, last_level_change_at = $3, upgrade_due_at = null,
-                      updated_at = $3
-                 from locked where p.user_id = locked.user_id
+                      level_kept_until = kept.until,
+                      level_review_at = kept.until + make_interval(secs => $12),
+                      level_manual = false, downgrade_notice_for = null, updated_at = $3
+                 from locked join kept on kept.user_id = locked.user_id
+                where p.user_id = locked.user_id
                returning p.user_id
            ), history as (
                insert into level_change_records
@@ -324,7 +355,13 @@ pub async fn recalculate_batch(
         now,
         recent_after,
         options.move_down,
-        options.include_manual
+        options.include_manual,
+        window,
+        months,
+        rules.tz,
+        retention,
+        retention_months,
+        grace
     )
     .fetch_all(conn)
     .await

@@ -114,7 +114,7 @@ pub async fn member_record(
         MemberRecord,
         "select p.user_id, p.member_code, u.email, u.display_name, u.role, p.level_id,
                 p.total_spent, p.last_level_change_at, p.created_at, p.birthday, p.phone,
-                p.external_id
+                p.external_id, p.total_spent as qualifying_spent
            from member_profiles p
            join users u on u.id = p.user_id
           where p.user_id = $1",
@@ -124,6 +124,7 @@ pub async fn member_record(
     .await?;
     Ok(record.map(|r| MemberRecord {
         total_spent: crate::domain::money(r.total_spent),
+        qualifying_spent: crate::domain::money(r.qualifying_spent),
         ..r
     }))
 }
@@ -137,6 +138,10 @@ pub struct LevelChange<'a> {
     pub note: Option<&'a str>,
     pub actor_user_id: Option<i64>,
     pub now: OffsetDateTime,
+    /// the new level's retention end and review (see `db::tiers::retention`)
+    pub kept: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// set by hand by staff
+    pub manual: bool,
 }
 
 /// Sets a member's level with its history row, in the caller's transaction.
@@ -145,7 +150,8 @@ pub async fn change_level(conn: &mut PgConnection, c: &LevelChange<'_>) -> sqlx:
         "with p as (
              update member_profiles
                 set level_id = $3, last_level_change_at = $7, upgrade_due_at = null,
-                    updated_at = $7
+                    level_kept_until = $8, level_review_at = $9, level_manual = $10,
+                    downgrade_notice_for = null, updated_at = $7
               where user_id = $1
          )
          insert into level_change_records
@@ -157,7 +163,10 @@ pub async fn change_level(conn: &mut PgConnection, c: &LevelChange<'_>) -> sqlx:
         c.reason,
         c.note,
         c.actor_user_id,
-        c.now
+        c.now,
+        c.kept.map(|k| k.0),
+        c.kept.map(|k| k.1),
+        c.manual
     )
     .execute(conn)
     .await?;

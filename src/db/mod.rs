@@ -9,6 +9,7 @@ pub mod members;
 pub mod notifications;
 pub mod points;
 pub mod rewards;
+pub mod tiers;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,7 +22,8 @@ use crate::config::{Config, redact_url};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Connection options with the query timeout of `DB_QUERY_TIMEOUT_SECS`.
+/// Connection options with the query timeout of `DB_QUERY_TIMEOUT_SECS` and the business
+/// time zone.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     let timeout_ms = config.db_query_timeout.as_millis().to_string();
     Ok(PgConnectOptions::from_str(&config.database_url)
@@ -31,7 +33,11 @@ pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
                 redact_url(&config.database_url)
             )
         })?
-        .options([("statement_timeout", timeout_ms.as_str())])
+        // member.timezone: the business month of the spend counters (migration 0018)
+        .options([
+            ("statement_timeout", timeout_ms.as_str()),
+            ("member.timezone", config.member_timezone.as_str()),
+        ])
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 

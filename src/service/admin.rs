@@ -236,15 +236,18 @@ impl StaffService {
 
     /// Who would move where, and why, if levels were recalculated now with `options`.
     pub async fn recalculation_preview(&self, options: RecalcOptions) -> Result<RecalcPreview> {
-        let recent_after = self.ctx.clock.now() - self.cooldown();
+        let now = self.ctx.clock.now();
+        let recent_after = now - self.cooldown();
         let mut conn = self.ctx.pool.acquire().await?;
         let levels: HashMap<i32, Level> = level_db::all(&mut conn)
             .await?
             .into_iter()
             .map(|l| (l.id, l))
             .collect();
-        let groups = db::recalculation_groups(&mut conn, recent_after).await?;
-        let sample = db::recalculation_sample(&mut conn, recent_after, options, SAMPLE).await?;
+        let rules = self.ctx.tier_rules();
+        let groups = db::recalculation_groups(&mut conn, recent_after, now, rules).await?;
+        let sample =
+            db::recalculation_sample(&mut conn, recent_after, now, rules, options, SAMPLE).await?;
         let mut preview = RecalcPreview {
             moves: Vec::new(),
             sample: Vec::new(),
@@ -319,6 +322,7 @@ impl StaffService {
                     recent_after,
                     actor,
                     now,
+                    this.ctx.tier_rules(),
                 )
                 .await?;
                 tx.commit().await?;

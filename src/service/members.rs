@@ -10,6 +10,7 @@ use super::{Ctx, accounts, levels, run_to_completion};
 use crate::db::levels as level_db;
 use crate::db::members::{self as db, LevelChange};
 use crate::db::points::{self as points_db, LockedMember};
+use crate::db::tiers as tier_db;
 use crate::domain::campaigns::{Campaign, CampaignKind, CampaignState};
 use crate::domain::{
     Email, MemberRecord, Profile, Reference, UpgradeProgress, UpgradeResult, parse_display_name,
@@ -243,9 +244,17 @@ impl MemberService {
         cache
             .get_or_load(&cache.keys.profile(user_id), &version, ttl, || async {
                 let mut conn = self.ctx.pool.acquire().await?;
-                db::member_record(&mut conn, user_id)
+                let mut record = db::member_record(&mut conn, user_id)
                     .await?
-                    .ok_or(Error::MemberNotFound { user_id })
+                    .ok_or(Error::MemberNotFound { user_id })?;
+                if !self.ctx.config.tiers.is_lifetime() {
+                    let now = self.ctx.clock.now();
+                    let spent =
+                        tier_db::window_spend(&mut conn, user_id, now, self.ctx.tier_rules())
+                            .await?;
+                    record.qualifying_spent = crate::domain::money(spent);
+                }
+                Ok(record)
             })
             .await
     }
@@ -262,7 +271,7 @@ impl MemberService {
             .find(|l| l.id == record.level_id)
             .cloned()
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("level {} missing", record.level_id)))?;
-        let upgrade_progress = upgrade_progress(&levels, &level, record.total_spent);
+        let upgrade_progress = upgrade_progress(&levels, &level, record.qualifying_spent);
         Ok(Profile {
             user_id: record.user_id,
             birthday: record.birthday,
@@ -355,7 +364,30 @@ impl MemberService {
         note: &str,
         actor_user_id: Option<i64>,
     ) -> Result<()> {
+        self.set_level_until(user_id, level_id, note, None, actor_user_id)
+            .await
+    }
+
+    /// A staff member sets a level by hand, kept until the end of `until` (then reviewed,
+    /// with notice, like any level) or for good. Neither the review nor a recalculation
+    /// moves it before then; an upgrade the member earns still applies.
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn set_level_until(
+        &self,
+        user_id: i64,
+        level_id: i32,
+        note: &str,
+        until: Option<time::Date>,
+        actor_user_id: Option<i64>,
+    ) -> Result<()> {
         let note = parse_reason("note", note)?;
+        let today = self.ctx.clock.now().to_offset(self.ctx.display_offset).date();
+        if until.is_some_and(|d| d < today) {
+            return Err(Error::validation(
+                "until",
+                "the end date is in the past; leave it empty to keep the level for good",
+            ));
+        }
         let this = self.clone();
         run_to_completion(async move {
             this.ctx
@@ -369,9 +401,16 @@ impl MemberService {
                         .await?
                         .filter(|l| l.is_active)
                         .ok_or_else(|| Error::validation("level_id", "choose an active level"))?;
-                    if level.id == m.level_id {
+                    if level.id == m.level_id && until.is_none() {
                         return Err(Error::validation("level_id", "the member is already on this level"));
                     }
+                    let kept = match until {
+                        Some(d) => {
+                            let end = tier_db::end_of_day(&mut tx, d, &this.ctx.config.member_timezone).await?;
+                            Some((end, end))
+                        }
+                        None => None,
+                    };
                     db::change_level(
                         &mut tx,
                         &LevelChange {
@@ -382,6 +421,8 @@ impl MemberService {
                             note: Some(&note),
                             actor_user_id,
                             now,
+                            kept,
+                            manual: true,
                         },
                     )
                     .await?;
@@ -399,7 +440,8 @@ impl MemberService {
                         "member.set_level",
                         "member",
                         &user_id.to_string(),
-                        &json!({ "old_level_id": m.level_id, "new_level_id": level.id, "note": note }),
+                        &json!({ "old_level_id": m.level_id, "new_level_id": level.id, "note": note,
+                                 "until": until.map(|d| d.to_string()) }),
                         now,
                     )
                     .await?;
@@ -440,6 +482,11 @@ pub(super) async fn upgrade_locked(
     if !ctx.config.auto_upgrade {
         return Ok(None);
     }
+    let spent = if ctx.config.tiers.is_lifetime() {
+        spent
+    } else {
+        tier_db::window_spend(conn, m.user_id, now, ctx.tier_rules()).await?
+    };
     let Some(target) = level_db::upgrade_target(conn, spent, m.level_order).await? else {
         db::set_upgrade_due(conn, m.user_id, None).await?;
         return Ok(None);
@@ -457,6 +504,7 @@ pub(super) async fn upgrade_locked(
         .ok_or(Error::LevelNotFound {
             level_id: m.level_id,
         })?;
+    let kept = tier_db::retention(conn, now, ctx.tier_rules()).await?;
     db::change_level(
         conn,
         &LevelChange {
@@ -467,6 +515,8 @@ pub(super) async fn upgrade_locked(
             note: None,
             actor_user_id: None,
             now,
+            kept,
+            manual: false,
         },
     )
     .await?;

@@ -13,6 +13,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod points;
 pub mod rewards;
+pub mod tiers;
 
 use std::sync::Arc;
 
@@ -46,6 +47,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The tier lifecycle's rules with the business time zone, as the SQL functions take them.
+    pub fn tier_rules(&self) -> crate::db::tiers::Rules<'_> {
+        crate::db::tiers::Rules {
+            tiers: &self.config.tiers,
+            tz: &self.config.member_timezone,
+        }
+    }
+
     /// Redis cache and lock when `REDIS_URL` is set (connected lazily, so a Redis that is
     /// down does not stop start-up), in-process ones otherwise.
     pub fn new(pool: PgPool, config: Config, clock: SharedClock) -> anyhow::Result<Self> {
@@ -128,6 +137,7 @@ pub struct ServiceSet {
     pub staff: StaffService,
     pub outbox: outbox::OutboxService,
     pub email: email::EmailService,
+    pub tiers: tiers::TierService,
 }
 
 impl Services {
@@ -142,6 +152,7 @@ impl Services {
             staff: StaffService::new(ctx.clone()),
             outbox: outbox::OutboxService::new(ctx.clone()),
             email: email::EmailService::new(ctx.clone()),
+            tiers: tiers::TierService::new(ctx.clone()),
             ctx,
         }))
     }

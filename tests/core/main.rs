@@ -27,6 +27,7 @@ mod reverse_refund;
 mod rewards;
 mod security;
 mod serve_process;
+mod tiers;
 mod use_points;
 mod web_account;
 mod web_admin;

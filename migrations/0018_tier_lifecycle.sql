@@ -1,0 +1,286 @@
+-- Tier lifecycle (issue 13 §3). A level is qualified for by the spend of a window
+-- (lifetime, the calendar year, or the last N months), kept until the end of its retention
+-- period, and reviewed then (after an optional grace period): the member keeps it, drops one
+-- level, or drops to the level their window spend reaches. Members are told before a drop.
+--
+-- Window spend is a counter per member and business month, so reading it costs at most the
+-- window's months whatever the member's history: every transaction with an order amount
+-- adds to (earn) or takes from (reverse: from the month of the order) its month, through
+-- the trigger below, whichever code path wrote the row. The business month is taken in
+-- MEMBER_TIMEZONE, which the portal passes to every connection it opens as the setting
+-- `member.timezone` (db::connect_options); the same default as the portal's when unset.
+
+create table member_monthly_spend (
+    user_id bigint not null references member_profiles (user_id),
+    -- first day of the business month
+    month   date not null check (extract(day from month) = 1),
+    spent   numeric(14, 2) not null check (spent >= 0),
+    primary key (user_id, month)
+);
+
+create function member_timezone() returns text
+language sql stable as $$
+    select coalesce(nullif(current_setting('member.timezone', true), ''), 'Asia/Shanghai')
+$$;
+
+create function record_monthly_spend() returns trigger
+language plpgsql as $$
+declare
+    v_at timestamptz := new.created_at;
+    v_amount numeric := new.amount;
+begin
+    if new.transaction_type = 'reverse' then
+        -- a return lowers the spend of the month the order was placed in
+        select t.created_at into v_at
+          from point_transactions t
+         where t.transaction_type = 'earn' and t.reference_type = new.reference_type
+           and t.reference_id = new.reference_id and coalesce(t.sub_reference, '') = '';
+        v_at := coalesce(v_at, new.created_at);
+        v_amount := -v_amount;
+    end if;
+    insert into member_monthly_spend as s (user_id, month, spent)
+    values (new.user_id, date_trunc('month', v_at at time zone member_timezone())::date,
+            greatest(v_amount, 0))
+    on conflict (user_id, month) do update set spent = greatest(s.spent + v_amount, 0);
+    return null;
+end;
+$$;
+
+create trigger point_transactions_monthly_spend
+    after insert on point_transactions
+    for each row
+    when (new.amount is not null and new.transaction_type in ('earn', 'reverse'))
+    execute function record_monthly_spend();
+
+-- what has happened so far
+insert into member_monthly_spend (user_id, month, spent)
+select t.user_id, date_trunc('month', coalesce(e.created_at, t.created_at) at time zone member_timezone())::date,
+       greatest(sum(case t.transaction_type when 'earn' then t.amount else -t.amount end), 0)
+  from point_transactions t
+  left join point_transactions e
+    on t.transaction_type = 'reverse' and e.transaction_type = 'earn'
+   and e.reference_type = t.reference_type and e.reference_id = t.reference_id
+   and coalesce(e.sub_reference, '') = ''
+ where t.amount is not null and t.transaction_type in ('earn', 'reverse')
+ group by 1, 2;
+
+-- The business months whose spend counts at an instant, first and last.
+--   calendar_year  January of that year to that month
+--   rolling        that month and the p_months - 1 before it
+create function qualifying_months(p_at timestamptz, p_window text, p_months integer, p_tz text,
+                                  out first_month date, out last_month date)
+language sql stable as $$
+    select case p_window
+               when 'calendar_year' then date_trunc('year', p_at at time zone p_tz)::date
+               else (date_trunc('month', p_at at time zone p_tz)
+                     - make_interval(months => greatest(p_months, 1) - 1))::date
+           end,
+           date_trunc('month', p_at at time zone p_tz)::date
+$$;
+
+-- A member's qualifying spend at an instant (lifetime: total_spent).
+create function window_spend(p_user bigint, p_at timestamptz, p_window text, p_months integer,
+                             p_tz text)
+returns numeric
+language sql stable as $$
+    select case when p_window = 'lifetime'
+                then (select p.total_spent from member_profiles p where p.user_id = p_user)
+                else coalesce((select sum(s.spent)
+                                 from member_monthly_spend s,
+                                      qualifying_months(p_at, p_window, p_months, p_tz) w
+                                where s.user_id = p_user
+                                  and s.month between w.first_month and w.last_month), 0)
+           end
+$$;
+
+-- When a level reached (or kept) at an instant ends:
+--   next_calendar_year  the end of the calendar year after it
+--   months              p_months months later
+create function retention_end(p_reached timestamptz, p_retention text, p_months integer,
+                              p_tz text)
+returns timestamptz
+language sql stable as $$
+    select case p_retention
+               when 'next_calendar_year'
+               then (date_trunc('year', p_reached at time zone p_tz) + interval '2 years')
+                    at time zone p_tz
+               else p_reached + make_interval(months => p_months)
+           end
+$$;
+
+alter table member_profiles
+    -- the current level's retention ends (null: kept for good, as with the lifetime window,
+    -- the entry level or a level set by hand without an end date)
+    add column level_kept_until timestamptz,
+    -- when the level is reviewed: retention end + grace, later if the notice was late
+    add column level_review_at timestamptz,
+    -- the level was set by hand by staff (until level_kept_until, if set)
+    add column level_manual boolean not null default false,
+    -- the review a downgrade notice was sent for
+    add column downgrade_notice_for timestamptz;
+create index member_profiles_review_idx on member_profiles (level_review_at, user_id)
+    where level_review_at is not null;
+
+update member_profiles p set level_manual = true
+ where (select r.change_reason from level_change_records r
+         where r.user_id = p.user_id order by r.id desc limit 1) = 'manual';
+
+alter table level_change_records drop constraint level_change_records_change_reason_check;
+alter table level_change_records add constraint level_change_records_change_reason_check
+    check (change_reason in ('auto_upgrade', 'manual', 'recalculate', 'review'));
+
+-- One batch of the level review, members in (level_review_at, user_id) order after the
+-- cursor, up to p_now + p_notice. Each member's row is locked; for each:
+--   spend     the greater of the window that ends with the retention period and the one
+--             at the review (a grace period's spend counts)
+--   kept      the spend reaches the level: retention starts again (outcome 'kept')
+--   noticed   it does not, and no notice was sent for this review: a notification
+--             `level.will_downgrade` (the outbox, so the webhook too); a review already due
+--             is put off until p_notice from now, so nobody drops unwarned
+--   dropped   the review is due and was noticed: one level down or to the level the spend
+--             reaches (p_policy), with a history row (reason `review`) and `level.downgraded`
+--   passed    the review is not due, and the member keeps or was told already
+-- Every member read is returned, so the last row is the next batch's cursor.
+create function review_levels(
+    p_now timestamptz, p_after_at timestamptz, p_after_user bigint, p_limit integer,
+    p_window text, p_window_months integer, p_retention text, p_retention_months integer,
+    p_policy text, p_grace interval, p_notice interval, p_tz text
+) returns table (user_id bigint, review_at timestamptz, outcome text)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+    r record;
+    v_spend numeric;
+    v_reach record;
+    v_target record;
+    v_lowest integer;
+    v_kept timestamptz;
+    v_review timestamptz;
+begin
+    select min(l.level_order) into v_lowest from member_levels l where l.is_active;
+    for r in
+        select p.user_id, p.level_id, p.level_kept_until, p.level_review_at,
+               p.downgrade_notice_for, l.level_order, l.min_points, l.level_name
+          from member_profiles p
+          join member_levels l on l.id = p.level_id
+         where p.level_review_at <= p_now + p_notice
+           and (p.level_review_at, p.user_id) > (p_after_at, p_after_user)
+         order by p.level_review_at, p.user_id
+         limit p_limit
+           for update of p
+    loop
+        user_id := r.user_id;
+        review_at := r.level_review_at;
+        v_spend := greatest(
+            window_spend(r.user_id, coalesce(r.level_kept_until, r.level_review_at)
+                                    - interval '1 microsecond',
+                         p_window, p_window_months, p_tz),
+            window_spend(r.user_id, r.level_review_at, p_window, p_window_months, p_tz));
+        select l.id, l.level_order, l.level_name, l.min_points, l.benefits into v_reach
+          from member_levels l
+         where l.is_active and l.min_points <= v_spend
+         order by l.level_order desc limit 1;
+        if v_reach.level_order >= r.level_order then
+            if r.level_review_at <= p_now then
+                v_kept := case when p_window = 'lifetime' or r.level_order = v_lowest then null
+                               else retention_end(coalesce(r.level_kept_until, r.level_review_at)
+                                                  - interval '1 microsecond',
+                                                  p_retention, p_retention_months, p_tz)
+                          end;
+                update member_profiles p
+                   set level_kept_until = v_kept, level_review_at = v_kept + p_grace,
+                       level_manual = false, downgrade_notice_for = null, updated_at = p_now
+                 where p.user_id = r.user_id;
+                outcome := 'kept';
+            else
+                outcome := 'passed';
+            end if;
+            return next;
+            continue;
+        end if;
+
+        if p_policy = 'drop_one' then
+            select l.id, l.level_order, l.level_name, l.min_points, l.benefits into v_target
+              from member_levels l
+             where l.is_active and l.level_order < r.level_order
+             order by l.level_order desc limit 1;
+            if v_target.level_order < v_reach.level_order then
+                v_target := v_reach;
+            end if;
+        else
+            v_target := v_reach;
+        end if;
+
+        if p_notice > interval '0' and r.downgrade_notice_for is distinct from r.level_review_at then
+            v_review := greatest(r.level_review_at, p_now + p_notice);
+            update member_profiles p
+               set level_review_at = v_review, downgrade_notice_for = v_review, updated_at = p_now
+             where p.user_id = r.user_id;
+            insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
+            values (r.user_id, 'level.will_downgrade',
+                    jsonb_build_object(
+                        'level', r.level_name, 'new_level', v_target.level_name,
+                        'review_at', v_review, 'kept_until', r.level_kept_until,
+                        'spent', round(v_spend, 2)::text,
+                        'needed', round(greatest(r.min_points - v_spend, 0), 2)::text),
+                    p_now, p_now);
+            outcome := 'noticed';
+            return next;
+            continue;
+        end if;
+        if r.level_review_at > p_now then
+            outcome := 'passed';
+            return next;
+            continue;
+        end if;
+
+        v_kept := case when p_window = 'lifetime' or v_target.level_order = v_lowest then null
+                       else retention_end(coalesce(r.level_kept_until, r.level_review_at)
+                                          - interval '1 microsecond',
+                                          p_retention, p_retention_months, p_tz)
+                  end;
+        update member_profiles p
+           set level_id = v_target.id, last_level_change_at = p_now, upgrade_due_at = null,
+               level_kept_until = v_kept, level_review_at = v_kept + p_grace,
+               level_manual = false, downgrade_notice_for = null, updated_at = p_now
+         where p.user_id = r.user_id;
+        insert into level_change_records
+               (user_id, old_level_id, new_level_id, change_reason, note, change_date)
+        values (r.user_id, r.level_id, v_target.id, 'review',
+                format('qualifying spend %s is below %s (%s)', round(v_spend, 2), r.level_name,
+                       r.min_points),
+                p_now);
+        insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
+        values (r.user_id, 'level.downgraded',
+                jsonb_build_object('old_level', r.level_name, 'new_level', v_target.level_name,
+                                   'benefits', v_target.benefits,
+                                   'spent', round(v_spend, 2)::text),
+                p_now, p_now);
+        outcome := 'dropped';
+        return next;
+    end loop;
+end;
+$$;
+
+-- Recalculation (staff) reads the qualifying spend of the program's window and the
+-- member's own flag for a level set by hand.
+drop function recalculation_candidates(timestamptz);
+create function recalculation_candidates(p_recent_after timestamptz, p_now timestamptz,
+                                         p_window text, p_months integer, p_tz text)
+returns table (user_id bigint, member_code text, total_spent numeric, from_id integer,
+               to_id integer, up boolean, manual boolean, recent boolean)
+language sql stable as $$
+    select p.user_id, p.member_code, q.spent, p.level_id, t.id,
+           t.level_order > lo.level_order,
+           p.level_manual,
+           coalesce(p.last_level_change_at > p_recent_after, false)
+      from member_profiles p
+      join member_levels lo on lo.id = p.level_id
+     cross join lateral (select case when p_window = 'lifetime' then p.total_spent
+                                     else window_spend(p.user_id, p_now, p_window, p_months, p_tz)
+                                end as spent) q
+     cross join lateral (select l.id, l.level_order from member_levels l
+                          where l.is_active and l.min_points <= q.spent
+                          order by l.level_order desc limit 1) t
+     where t.id <> p.level_id
+$$;
