@@ -136,7 +136,8 @@ alter table level_change_records add constraint level_change_records_change_reas
 --   kept      the spend reaches the level: retention starts again (outcome 'kept')
 --   noticed   it does not, and no notice was sent for this review: a notification
 --             `level.will_downgrade` (the outbox, so the webhook too); a review already due
---             is put off until p_notice from now, so nobody drops unwarned
+--             (the notice could not go out before it) is put off until p_notice from now,
+--             so nobody drops unwarned
 --   dropped   the review is due and was noticed: one level down or to the level the spend
 --             reaches (p_policy), with a history row (reason `review`) and `level.downgraded`
 --   passed    the review is not due, and the member keeps or was told already
@@ -212,7 +213,9 @@ begin
         end if;
 
         if p_notice > interval '0' and r.downgrade_notice_for is distinct from r.level_review_at then
-            v_review := greatest(r.level_review_at, p_now + p_notice);
+            -- told within the notice period before the review; a review already due waits
+            v_review := case when r.level_review_at <= p_now then p_now + p_notice
+                             else r.level_review_at end;
             update member_profiles p
                set level_review_at = v_review, downgrade_notice_for = v_review, updated_at = p_now
              where p.user_id = r.user_id;
@@ -221,6 +224,13 @@ begin
                     jsonb_build_object(
                         'level', r.level_name, 'new_level', v_target.level_name,
                         'review_at', v_review, 'kept_until', r.level_kept_until,
+                        -- the last business day whose spend adds up: a calendar year's
+                        -- spend counts to its end, a rolling window's to the review
+                        'by', to_char((case when p_window = 'calendar_year'
+                                            then least(r.level_kept_until, v_review)
+                                            else v_review end
+                                       - interval '1 microsecond') at time zone p_tz,
+                                      'YYYY-MM-DD'),
                         'spent', round(v_spend, 2)::text,
                         'needed', round(greatest(r.min_points - v_spend, 0), 2)::text),
                     p_now, p_now);

@@ -365,3 +365,37 @@ pub async fn use_api_key(
     .fetch_optional(conn)
     .await
 }
+
+/// One change of a member's level, with the levels' names.
+#[derive(Debug, Clone)]
+pub struct LevelHistoryRow {
+    pub old_level: Option<String>,
+    pub new_level: String,
+    /// auto_upgrade, manual, recalculate or review
+    pub reason: String,
+    pub note: Option<String>,
+    pub change_date: OffsetDateTime,
+}
+
+/// The member's newest level changes first.
+pub async fn level_history(
+    conn: &mut PgConnection,
+    user_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<LevelHistoryRow>> {
+    sqlx::query_as!(
+        LevelHistoryRow,
+        r#"select o.level_name as "old_level?", n.level_name as new_level,
+                  r.change_reason as reason, r.note, r.change_date
+             from level_change_records r
+             join member_levels n on n.id = r.new_level_id
+             left join member_levels o on o.id = r.old_level_id
+            where r.user_id = $1
+            order by r.id desc
+            limit $2"#,
+        user_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -355,6 +355,12 @@ impl MemberService {
         Ok(db::upgrade_due_at(&mut conn, user_id).await?)
     }
 
+    /// The member's newest level changes, for staff.
+    pub async fn level_history(&self, user_id: i64, limit: i64) -> Result<Vec<db::LevelHistoryRow>> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(db::level_history(&mut conn, user_id, limit.clamp(1, 100)).await?)
+    }
+
     /// A staff member sets a level by hand (reason `manual`, note required), audited.
     #[tracing::instrument(skip_all, fields(user_id))]
     pub async fn set_level(

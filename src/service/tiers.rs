@@ -41,8 +41,9 @@ pub struct TierView {
 
 #[derive(Debug, Clone)]
 pub struct KeepAdvice {
-    /// the review's date; spend before it counts
-    pub review_at: OffsetDateTime,
+    /// spend before then adds up to keep the level: the review, or with the calendar-year
+    /// window the end of the retention year (later spend starts a new year)
+    pub by: OffsetDateTime,
     /// still to spend to keep the level (0: it is kept)
     pub needed: Decimal,
     /// where the member goes at the review if they do not
@@ -141,8 +142,12 @@ impl TierService {
                     },
                 };
                 let needed = (Decimal::from(level.min_points) - spent).max(Decimal::ZERO);
+                let by = match (self.ctx.config.tiers.window, status.kept_until) {
+                    (TierWindow::CalendarYear, Some(until)) => until.min(review_at),
+                    _ => review_at,
+                };
                 Some(KeepAdvice {
-                    review_at,
+                    by,
                     needed: money(needed),
                     drop_to: target
                         .filter(|t| t.level_order < level.level_order)

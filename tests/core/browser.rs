@@ -710,3 +710,103 @@ async fn member_resets_a_password_by_link_sees_pending_points_and_opens_the_acco
         b.client.clone().close().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date() {
+    let app = spawn_app_with(|c| {
+        c.tiers.window = member_portal::config::TierWindow::CalendarYear;
+        c.tiers.retention = member_portal::config::TierRetention::NextCalendarYear;
+    })
+    .await;
+    accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
+        .await
+        .unwrap();
+    let ann = app.member("ann@example.com").await;
+    app.s
+        .points
+        .earn_points(earn_req(ann, 100, "BIG-2025", Some("6000")))
+        .await
+        .unwrap();
+    app.clock.set(time::macros::datetime!(2026-03-01 04:00 UTC));
+    app.s
+        .points
+        .earn_points(earn_req(ann, 50, "SMALL-2026", Some("1200")))
+        .await
+        .unwrap();
+    app.clock.set(time::macros::datetime!(2026-12-20 04:00 UTC));
+    assert_eq!(app.s.tiers.review().await.unwrap().noticed, 1);
+
+    for (phone, suffix) in [(false, ""), (true, "-phone")] {
+        let b = browser(phone, "zh-CN").await;
+        let c = &b.client;
+        log_in(c, &app, "ann@example.com").await;
+        c.goto(&app.url("/upgrade")).await.unwrap();
+        assert_eq!(
+            wait_css(c, "#qualifying-spend").await.text().await.unwrap(),
+            "¥1,200.00"
+        );
+        assert_eq!(
+            wait_css(c, "#kept-until").await.text().await.unwrap(),
+            "金牌会员 保级至 2026-12-31。"
+        );
+        let keep = wait_css(c, "#keep-level").await.text().await.unwrap();
+        assert_eq!(
+            keep,
+            "在 2026-12-31 前再消费 ¥3,800.00 即可保留 金牌会员；否则评审后将调整为 银牌会员。"
+        );
+        shot(c, &format!("member-upgrade-keep{suffix}")).await;
+        c.goto(&app.url("/notifications")).await.unwrap();
+        let list = wait_css(c, "#notifications").await.text().await.unwrap();
+        assert!(list.contains("2026-12-31 前再消费 ¥3,800.00 可保留 金牌会员"), "{list}");
+        b.client.clone().close().await.unwrap();
+    }
+
+    // staff: a level by hand until a date, then its history
+    let b = browser(false, "en").await;
+    let c = &b.client;
+    log_in(c, &app, "boss@example.com").await;
+    c.goto(&app.url(&format!("/admin/members/{ann}"))).await.unwrap();
+    assert!(
+        wait_css(c, "#member-tier").await.text().await.unwrap().contains("2026-12-31"),
+    );
+    c.find(Locator::Css("#level_id option[value='4']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    type_into(c, "#level-note", "launch partner").await;
+    // a date field takes the keys of its locale's order: set the value as a form would
+    c.execute(
+        "document.getElementById('level-until').value = '2027-06-30'",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#level-until ~ button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let history = wait_css(c, "#level-history").await.text().await.unwrap();
+    assert!(history.contains("金牌会员 → 钻石会员"), "{history}");
+    assert!(history.contains("launch partner"), "{history}");
+    assert!(history.contains("Set by hand"), "{history}");
+    assert_eq!(
+        wait_css(c, "#member-tier").await.text().await.unwrap(),
+        "Set by hand, kept until 2027-06-30 · moves to 普通会员 at the review unless ¥20,000.00 more is spent"
+    );
+    shot(c, "admin-member-level-history").await;
+    b.client.clone().close().await.unwrap();
+    let phone = browser(true, "en").await;
+    log_in(&phone.client, &app, "boss@example.com").await;
+    phone
+        .client
+        .goto(&app.url(&format!("/admin/members/{ann}")))
+        .await
+        .unwrap();
+    wait_css(&phone.client, "#level-history").await;
+    shot(&phone.client, "admin-member-level-history-phone").await;
+    phone.client.clone().close().await.unwrap();
+}

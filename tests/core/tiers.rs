@@ -226,7 +226,7 @@ async fn a_level_set_by_hand_holds_to_its_end_date_and_is_then_reviewed_with_not
     assert_eq!(level_of(&h, vip).await, "金牌会员");
 
     // the review is due and nobody was told (the job did not run before): told now, and
-    // the drop waits for the notice period
+    // the drop waits out the notice period
     h.clock.set(end + Duration::hours(2));
     let r = h.s.tiers.review().await.unwrap();
     assert_eq!((r.noticed, r.dropped), (1, 0));

@@ -941,6 +941,10 @@ pub struct MemberPage {
     pub rows: HistoryRows,
     /// the newest coupons
     pub coupons: Vec<crate::domain::rewards::Coupon>,
+    /// the newest level changes
+    pub level_history: Vec<crate::db::members::LevelHistoryRow>,
+    /// how long the level is kept and what the review will do
+    pub tier: crate::service::tiers::TierView,
     pub adjust_error: Option<String>,
     pub level_error: Option<String>,
     pub notice: Option<String>,
@@ -1012,6 +1016,18 @@ async fn member_page(
         .member_coupons(user_id, None, 10)
         .await
         .in_lang(lang)?;
+    let level_history = page
+        .services
+        .members
+        .level_history(user_id, 20)
+        .await
+        .in_lang(lang)?;
+    let tier = page
+        .services
+        .tiers
+        .view(user_id, &p.level)
+        .await
+        .in_lang(lang)?;
     let status = if m.adjust_error.is_some() || m.level_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -1023,6 +1039,8 @@ async fn member_page(
         levels,
         rows,
         coupons,
+        level_history,
+        tier,
         adjust_error: m.adjust_error,
         level_error: m.level_error,
         notice: m.notice,
@@ -1157,6 +1175,9 @@ pub struct SetLevelForm {
     level_id: String,
     #[serde(default)]
     note: String,
+    /// `YYYY-MM-DD`, the last day of a level set by hand; empty: for good
+    #[serde(default)]
+    until: String,
 }
 
 pub async fn set_level(
@@ -1165,14 +1186,22 @@ pub async fn set_level(
     Form(f): Form<SetLevelForm>,
 ) -> Result<Response, PageError> {
     let id: i64 = parse_id(&page.ctx, &id)?;
-    let outcome = match f.level_id.trim().parse::<i32>() {
-        Ok(level) => {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let until = match f.until.trim() {
+        "" => Ok(None),
+        raw => time::Date::parse(raw, format)
+            .map(Some)
+            .map_err(|_| Error::validation("until", "a date such as 2027-06-30, or empty")),
+    };
+    let outcome = match (f.level_id.trim().parse::<i32>(), until) {
+        (Ok(level), Ok(until)) => {
             page.services
                 .members
-                .set_level(id, level, &f.note, Some(page.actor))
+                .set_level_until(id, level, &f.note, until, Some(page.actor))
                 .await
         }
-        Err(_) => Err(Error::validation("level_id", "choose an active level")),
+        (Err(_), _) => Err(Error::validation("level_id", "choose an active level")),
+        (_, Err(e)) => Err(e),
     };
     after_member_form(page, id, outcome, MemberForm::Level).await
 }

@@ -7,9 +7,11 @@ use axum::extract::Path;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use crate::config::TierWindow;
 use crate::domain::{Batch, Level, Profile, Transaction};
 use crate::error::Error;
 use crate::service::notifications::Notification;
+use crate::service::tiers::TierView;
 use crate::web::error::{InLang, PageError};
 use crate::web::page::{Page, PageCtx, Query, UserPage};
 
@@ -164,6 +166,85 @@ pub struct UpgradePage {
     pub ctx: PageCtx,
     pub p: Profile,
     pub ladder: Vec<Level>,
+    /// what the qualifying spend is ("this calendar year", "the last 12 months")
+    pub spent_label: String,
+    /// keeping the level: how long, what keeps it, a deferred upgrade
+    pub tier_lines: Vec<TierLine>,
+}
+
+pub struct TierLine {
+    pub id: &'static str,
+    pub text: String,
+    /// shown as a warning (a downgrade to come)
+    pub warn: bool,
+}
+
+fn spent_label(ctx: &PageCtx, window: TierWindow) -> String {
+    match window {
+        TierWindow::Lifetime => ctx.t("upgrade.spent").to_string(),
+        TierWindow::CalendarYear => ctx.t("upgrade.spent_year").to_string(),
+        TierWindow::RollingMonths(n) => ctx
+            .t("upgrade.spent_months")
+            .replace("{n}", &n.to_string()),
+    }
+}
+
+fn tier_lines(ctx: &PageCtx, level: &Level, view: &TierView) -> Vec<TierLine> {
+    let mut lines = Vec::new();
+    let name = level.level_name.as_str();
+    match (view.kept_until, view.manual) {
+        (Some(until), true) => lines.push(TierLine {
+            id: "kept-until",
+            text: ctx
+                .t("upgrade.manual_until")
+                .replace("{level}", name)
+                .replace("{date}", &ctx.last_day(&until)),
+            warn: false,
+        }),
+        (Some(until), false) => lines.push(TierLine {
+            id: "kept-until",
+            text: ctx
+                .t("upgrade.kept_until")
+                .replace("{level}", name)
+                .replace("{date}", &ctx.last_day(&until)),
+            warn: false,
+        }),
+        (None, _) => {}
+    }
+    if let Some(keep) = &view.keep {
+        let by = ctx.last_day(&keep.by);
+        let line = match &keep.drop_to {
+            Some(to) if keep.needed > rust_decimal::Decimal::ZERO => TierLine {
+                id: "keep-level",
+                text: ctx
+                    .t("upgrade.keep_needed")
+                    .replace("{amount}", &ctx.money(&keep.needed))
+                    .replace("{date}", &by)
+                    .replace("{level}", name)
+                    .replace("{lower}", to),
+                warn: true,
+            },
+            _ => TierLine {
+                id: "keep-level",
+                text: ctx
+                    .t("upgrade.keep_done")
+                    .replace("{level}", name)
+                    .replace("{date}", &by),
+                warn: false,
+            },
+        };
+        lines.push(line);
+    }
+    if let Some(due) = view.upgrade_due_at {
+        lines.push(TierLine {
+            id: "upgrade-due",
+            text: ctx
+                .t("upgrade.deferred")
+                .replace("{date}", &ctx.datetime(&due)),
+            warn: false,
+        });
+    }
+    lines
 }
 
 pub async fn upgrade(page: UserPage) -> Result<Response, PageError> {
@@ -178,7 +259,15 @@ pub async fn upgrade(page: UserPage) -> Result<Response, PageError> {
         r => r.in_lang(lang)?,
     };
     let ladder = page.services.levels.active().await.in_lang(lang)?;
+    let view = page
+        .services
+        .tiers
+        .view(page.user.user_id, &p.level)
+        .await
+        .in_lang(lang)?;
     Ok(UpgradePage {
+        spent_label: spent_label(&page.ctx, view.window),
+        tier_lines: tier_lines(&page.ctx, &p.level, &view),
         ctx: page.ctx,
         p,
         ladder,
@@ -212,6 +301,22 @@ fn describe(ctx: &PageCtx, n: &Notification) -> String {
                 .replace("{date}", first.get(..10).unwrap_or(first))
         }
         "member.password_reset" => ctx.t("notify.member_password_reset").to_string(),
+        "level.will_downgrade" => {
+            let on = n.payload["by"].as_str().unwrap_or("");
+            ctx.t("notify.level_will_downgrade")
+                .replace("{level}", n.payload["level"].as_str().unwrap_or(""))
+                .replace("{lower}", level)
+                .replace(
+                    "{amount}",
+                    &n.payload["needed"]
+                        .as_str()
+                        .and_then(|a| a.parse::<rust_decimal::Decimal>().ok())
+                        .map(|a| ctx.money(&a))
+                        .unwrap_or_default(),
+                )
+                .replace("{date}", on)
+        }
+        "level.downgraded" => ctx.t("notify.level_downgraded").replace("{level}", level),
         "points.released" => ctx
             .t("notify.points_released")
             .replace("{points}", &n.payload["points"].to_string()),
