@@ -224,6 +224,16 @@ async fn earn_use_reverse_refund_answer_201_then_200_on_replay() {
         (s.as_u16(), g["next_level"].as_str()),
         (200, Some("金牌会员"))
     );
+    // lifetime window (the default): the level is kept for good, nothing to review
+    let (s, l) = a
+        .call("GET", &format!("/members/{id}/level-status"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(l["level"]["level_name"], "银牌会员");
+    assert_eq!(l["window"], "lifetime");
+    assert_eq!(l["qualifying_spent"], "1000.00");
+    assert_eq!(l["kept_until"], serde_json::Value::Null);
+    assert_eq!(l["review"], serde_json::Value::Null);
     a.app.assert_ledger_clean_via(&a.app.s.ctx.pool).await;
 }
 
@@ -691,6 +701,7 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
         "GET /api/v1/members/{user_id}/points/batches",
         "GET /api/v1/members/{user_id}/points/transactions",
         "GET /api/v1/members/{user_id}/upgrade-progress",
+        "GET /api/v1/members/{user_id}/level-status",
         "GET /api/v1/me/profile",
         "GET /api/v1/rewards",
         "GET /api/v1/members/by-external-id/{external_id}",
@@ -743,7 +754,7 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
         doc["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"
     );
-    assert_eq!(member_portal::web::api::openapi().paths.paths.len(), 18);
+    assert_eq!(member_portal::web::api::openapi().paths.paths.len(), 19);
 }
 
 #[tokio::test]

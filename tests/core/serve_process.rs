@@ -1,6 +1,6 @@
 //! What `serve` itself must run, tested by starting the binary: every background job
 //! (expiry sweep, reminders, deferred upgrades, session and login-throttle cleanup,
-//! webhook delivery, birthday bonuses, password emails).
+//! webhook delivery, birthday bonuses, password emails, the level review).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -184,6 +184,20 @@ async fn serve_runs_every_background_job() {
     .await
     .unwrap();
 
+    // a level set by hand until a day long past, its notice sent: the review lowers it
+    let reviewed = h.member().await;
+    sqlx::query(
+        "update member_profiles
+            set level_id = 3, level_manual = true, level_kept_until = now() - interval '20 days',
+                level_review_at = now() - interval '1 day',
+                downgrade_notice_for = now() - interval '1 day'
+          where user_id = $1",
+    )
+    .bind(reviewed)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+
     let _serve = ServeProcess::start(&h.db.url, &[]).await;
 
     let pool = &h.pool;
@@ -202,6 +216,10 @@ async fn serve_runs_every_background_job() {
                 == 88
         },
     )
+    .await;
+    eventually(StdDuration::from_secs(30), "review the level", || async {
+        level(reviewed).await.unwrap() == "普通会员"
+    })
     .await;
     eventually(StdDuration::from_secs(30), "expire the old batch", || async {
         sqlx::query_scalar::<_, i64>(

@@ -83,6 +83,7 @@ fn api_routes() -> OpenApiRouter<Services> {
         .routes(routes!(batches))
         .routes(routes!(transactions))
         .routes(routes!(upgrade_progress))
+        .routes(routes!(level_status))
         .routes(routes!(me_profile))
         .routes(routes!(rewards::rewards))
         .routes(routes!(rewards::redeem))
@@ -634,6 +635,79 @@ async fn upgrade_progress(
 ) -> Result<Response, ApiError> {
     let progress = s.members.upgrade_progress(user).await?;
     Ok(Json(progress).into_response())
+}
+
+/// How long the member keeps their level, and what keeps it at the review.
+#[derive(Serialize, ToSchema)]
+pub struct LevelStatusView {
+    pub level: LevelView,
+    /// the qualification window: lifetime, calendar_year or rolling
+    pub window: &'static str,
+    /// months of a rolling window (12 for a calendar year, 0 for lifetime)
+    pub window_months: i32,
+    /// spend of the window now, a string with two decimals
+    #[schema(value_type = String, example = "1200.00")]
+    pub qualifying_spent: Decimal,
+    /// the level is kept until then; null: for good
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub kept_until: Option<OffsetDateTime>,
+    /// set by hand by staff
+    pub manual: bool,
+    /// the coming review, if the level has one
+    pub review: Option<ReviewView>,
+    /// a deferred upgrade (the cooldown) is applied then
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub upgrade_due_at: Option<OffsetDateTime>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReviewView {
+    /// spend before then adds up to keep the level
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub spend_by: OffsetDateTime,
+    /// still to spend to keep the level ("0.00": kept)
+    #[schema(value_type = String, example = "3800.00")]
+    pub needed: Decimal,
+    /// the level the review gives if the member does not
+    pub drop_to: Option<String>,
+    /// the member has been told (notification and webhook `level.will_downgrade`)
+    pub noticed: bool,
+}
+
+/// Level status
+///
+/// The tier lifecycle of the program (`MEMBER_TIER_*`): the qualifying spend of its window,
+/// how long the level is kept, what the member must spend by when to keep it, and a
+/// deferred upgrade waiting for the cooldown.
+#[utoipa::path(get, path = "/members/{user_id}/level-status", tag = "members", security(("api_key" = [])), params(("user_id" = i64, Path, description = "the member's user id")),
+    responses((status = 200, body = LevelStatusView), (status = 404, body = ErrorBody), (status = 401, description = "missing, unknown or revoked API key", body = ErrorBody)))]
+async fn level_status(
+    State(s): State<Services>,
+    _key: ApiKey,
+    MemberId(user): MemberId,
+) -> Result<Response, ApiError> {
+    let profile = s.members.get_member_profile(user).await?;
+    let view = s.tiers.view(user, &profile.level).await?;
+    let (window, window_months) = s.ctx.config.tiers.window_sql();
+    Ok(Json(LevelStatusView {
+        level: profile.level.into(),
+        window,
+        window_months,
+        qualifying_spent: view.window_spent,
+        kept_until: view.kept_until,
+        manual: view.manual,
+        review: view.keep.map(|k| ReviewView {
+            spend_by: k.by,
+            needed: k.needed,
+            drop_to: k.drop_to,
+            noticed: k.noticed,
+        }),
+        upgrade_due_at: view.upgrade_due_at,
+    })
+    .into_response())
 }
 
 // ---------------------------------------------------------------- points
