@@ -147,129 +147,121 @@ create function review_levels(
     p_window text, p_window_months integer, p_retention text, p_retention_months integer,
     p_policy text, p_grace interval, p_notice interval, p_tz text
 ) returns table (user_id bigint, review_at timestamptz, outcome text)
-language plpgsql as $$
-#variable_conflict use_column
-declare
-    r record;
-    v_spend numeric;
-    v_reach record;
-    v_target record;
-    v_lowest integer;
-    v_kept timestamptz;
-    v_review timestamptz;
-begin
-    select min(l.level_order) into v_lowest from member_levels l where l.is_active;
-    for r in
-        select p.user_id, p.level_id, p.level_kept_until, p.level_review_at,
-               p.downgrade_notice_for, l.level_order, l.min_points, l.level_name
-          from member_profiles p
-          join member_levels l on l.id = p.level_id
-         where p.level_review_at <= p_now + p_notice
-           and (p.level_review_at, p.user_id) > (p_after_at, p_after_user)
-         order by p.level_review_at, p.user_id
-         limit p_limit
-           for update of p
-    loop
-        user_id := r.user_id;
-        review_at := r.level_review_at;
-        v_spend := greatest(
-            window_spend(r.user_id, coalesce(r.level_kept_until, r.level_review_at)
-                                    - interval '1 microsecond',
-                         p_window, p_window_months, p_tz),
-            window_spend(r.user_id, r.level_review_at, p_window, p_window_months, p_tz));
-        select l.id, l.level_order, l.level_name, l.min_points, l.benefits into v_reach
-          from member_levels l
-         where l.is_active and l.min_points <= v_spend
-         order by l.level_order desc limit 1;
-        if v_reach.level_order >= r.level_order then
-            if r.level_review_at <= p_now then
-                v_kept := case when p_window = 'lifetime' or r.level_order = v_lowest then null
-                               else retention_end(coalesce(r.level_kept_until, r.level_review_at)
-                                                  - interval '1 microsecond',
-                                                  p_retention, p_retention_months, p_tz)
-                          end;
-                update member_profiles p
-                   set level_kept_until = v_kept, level_review_at = v_kept + p_grace,
-                       level_manual = false, downgrade_notice_for = null, updated_at = p_now
-                 where p.user_id = r.user_id;
-                outcome := 'kept';
-            else
-                outcome := 'passed';
-            end if;
-            return next;
-            continue;
-        end if;
-
-        if p_policy = 'drop_one' then
-            select l.id, l.level_order, l.level_name, l.min_points, l.benefits into v_target
-              from member_levels l
-             where l.is_active and l.level_order < r.level_order
-             order by l.level_order desc limit 1;
-            if v_target.level_order < v_reach.level_order then
-                v_target := v_reach;
-            end if;
-        else
-            v_target := v_reach;
-        end if;
-
-        if p_notice > interval '0' and r.downgrade_notice_for is distinct from r.level_review_at then
-            -- told within the notice period before the review; a review already due waits
-            v_review := case when r.level_review_at <= p_now then p_now + p_notice
-                             else r.level_review_at end;
-            update member_profiles p
-               set level_review_at = v_review, downgrade_notice_for = v_review, updated_at = p_now
-             where p.user_id = r.user_id;
-            insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
-            values (r.user_id, 'level.will_downgrade',
-                    jsonb_build_object(
-                        'level', r.level_name, 'new_level', v_target.level_name,
-                        'review_at', v_review, 'kept_until', r.level_kept_until,
-                        -- the last business day whose spend adds up: a calendar year's
-                        -- spend counts to its end, a rolling window's to the review
-                        'by', to_char((case when p_window = 'calendar_year'
-                                            then least(r.level_kept_until, v_review)
-                                            else v_review end
-                                       - interval '1 microsecond') at time zone p_tz,
-                                      'YYYY-MM-DD'),
-                        'spent', round(v_spend, 2)::text,
-                        'needed', round(greatest(r.min_points - v_spend, 0), 2)::text),
-                    p_now, p_now);
-            outcome := 'noticed';
-            return next;
-            continue;
-        end if;
-        if r.level_review_at > p_now then
-            outcome := 'passed';
-            return next;
-            continue;
-        end if;
-
-        v_kept := case when p_window = 'lifetime' or v_target.level_order = v_lowest then null
-                       else retention_end(coalesce(r.level_kept_until, r.level_review_at)
-                                          - interval '1 microsecond',
-                                          p_retention, p_retention_months, p_tz)
-                  end;
-        update member_profiles p
-           set level_id = v_target.id, last_level_change_at = p_now, upgrade_due_at = null,
-               level_kept_until = v_kept, level_review_at = v_kept + p_grace,
-               level_manual = false, downgrade_notice_for = null, updated_at = p_now
-         where p.user_id = r.user_id;
-        insert into level_change_records
-               (user_id, old_level_id, new_level_id, change_reason, note, change_date)
-        values (r.user_id, r.level_id, v_target.id, 'review',
-                format('qualifying spend %s is below %s (%s)', round(v_spend, 2), r.level_name,
-                       r.min_points),
-                p_now);
-        insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
-        values (r.user_id, 'level.downgraded',
-                jsonb_build_object('old_level', r.level_name, 'new_level', v_target.level_name,
-                                   'benefits', v_target.benefits,
-                                   'spent', round(v_spend, 2)::text),
-                p_now, p_now);
-        outcome := 'dropped';
-        return next;
-    end loop;
-end;
+language sql as $$
+with due as (
+    select p.user_id, p.level_id, p.level_kept_until, p.level_review_at,
+           p.downgrade_notice_for, p.total_spent, l.level_order, l.min_points, l.level_name,
+           -- the retention period's last instant: its window is the one that counts
+           coalesce(p.level_kept_until, p.level_review_at) - interval '1 microsecond' as ended
+      from member_profiles p
+      join member_levels l on l.id = p.level_id
+     where p.level_review_at <= p_now + p_notice
+       and (p.level_review_at, p.user_id) > (p_after_at, p_after_user)
+     order by p.level_review_at, p.user_id
+     limit p_limit
+       for update of p
+), spend as (
+    select d.*,
+           case when p_window = 'lifetime' then d.total_spent
+                else greatest(
+                    (select coalesce(sum(s.spent), 0) from member_monthly_spend s
+                      where s.user_id = d.user_id
+                        and s.month between d.ended_first and d.ended_last),
+                    (select coalesce(sum(s.spent), 0) from member_monthly_spend s
+                      where s.user_id = d.user_id
+                        and s.month between d.review_first and d.review_last))
+           end as spent
+      from (select d.*, e.first_month as ended_first, e.last_month as ended_last,
+                   r.first_month as review_first, r.last_month as review_last
+              from due d,
+                   qualifying_months(d.ended, p_window, p_window_months, p_tz) e,
+                   qualifying_months(d.level_review_at, p_window, p_window_months, p_tz) r) d
+), decided as (
+    select x.*,
+           case when x.reach_level_order >= x.level_order then
+                    case when x.level_review_at <= p_now then 'kept' else 'passed' end
+                when p_notice > interval '0'
+                     and x.downgrade_notice_for is distinct from x.level_review_at then 'noticed'
+                when x.level_review_at > p_now then 'passed'
+                else 'dropped'
+           end as outcome
+      from (select sp.*, r.id as reach_id, r.level_order as reach_level_order,
+                   b.id as below_id, b.level_order as below_order
+              from spend sp
+             cross join lateral (select l.id, l.level_order from member_levels l
+                                  where l.is_active and l.min_points <= sp.spent
+                                  order by l.level_order desc limit 1) r
+              left join lateral (select l.id, l.level_order from member_levels l
+                                  where l.is_active and l.level_order < sp.level_order
+                                  order by l.level_order desc limit 1) b on true) x
+), planned as (
+    select d.user_id, d.level_id, d.level_review_at, d.level_kept_until, d.outcome, d.spent,
+           d.level_name, d.min_points, t.id as target_id, t.level_name as target_name,
+           t.benefits as target_benefits,
+           -- told within the notice period before the review; a review already due (the
+           -- notice could not go out before it) waits until the notice period has passed
+           case when d.level_review_at <= p_now then p_now + p_notice
+                else d.level_review_at end as notice_review,
+           -- the retention that starts again (kept) or that of the lower level (dropped)
+           case when p_window = 'lifetime'
+                     or (case when d.outcome = 'kept' then d.level_order else t.level_order end)
+                        = (select min(l.level_order) from member_levels l where l.is_active)
+                then null
+                else retention_end(d.ended, p_retention, p_retention_months, p_tz)
+           end as new_kept
+      from decided d
+      join member_levels t
+        on t.id = case when p_policy = 'drop_one' and d.below_order > d.reach_level_order
+                       then d.below_id else d.reach_id end
+), changed as (
+    update member_profiles p
+       set level_id = case when x.outcome = 'dropped' then x.target_id else p.level_id end,
+           last_level_change_at = case when x.outcome = 'dropped' then p_now
+                                       else p.last_level_change_at end,
+           upgrade_due_at = case when x.outcome = 'dropped' then null else p.upgrade_due_at end,
+           level_kept_until = case when x.outcome = 'noticed' then p.level_kept_until
+                                   else x.new_kept end,
+           level_review_at = case when x.outcome = 'noticed' then x.notice_review
+                                  else x.new_kept + p_grace end,
+           level_manual = case when x.outcome = 'noticed' then p.level_manual else false end,
+           downgrade_notice_for = case when x.outcome = 'noticed' then x.notice_review end,
+           updated_at = p_now
+      from planned x
+     where p.user_id = x.user_id and x.outcome <> 'passed'
+), history as (
+    insert into level_change_records
+           (user_id, old_level_id, new_level_id, change_reason, note, change_date)
+    select x.user_id, x.level_id, x.target_id, 'review',
+           format('qualifying spend %s is below %s (%s)', round(x.spent, 2), x.level_name,
+                  x.min_points),
+           p_now
+      from planned x where x.outcome = 'dropped'
+), told as (
+    insert into notifications (user_id, kind, payload, created_at, next_attempt_at)
+    select x.user_id,
+           case x.outcome when 'noticed' then 'level.will_downgrade' else 'level.downgraded' end,
+           case x.outcome
+               when 'noticed' then jsonb_build_object(
+                   'level', x.level_name, 'new_level', x.target_name,
+                   'review_at', x.notice_review, 'kept_until', x.level_kept_until,
+                   -- the last business day whose spend adds up: a calendar year's spend
+                   -- counts to its end, a rolling window's to the review
+                   'by', to_char((case when p_window = 'calendar_year'
+                                       then least(x.level_kept_until, x.notice_review)
+                                       else x.notice_review end
+                                  - interval '1 microsecond') at time zone p_tz, 'YYYY-MM-DD'),
+                   'spent', round(x.spent, 2)::text,
+                   'needed', round(greatest(x.min_points - x.spent, 0), 2)::text)
+               else jsonb_build_object(
+                   'old_level', x.level_name, 'new_level', x.target_name,
+                   'benefits', x.target_benefits, 'spent', round(x.spent, 2)::text)
+           end,
+           p_now, p_now
+      from planned x where x.outcome in ('noticed', 'dropped')
+)
+select x.user_id, x.level_review_at, x.outcome
+  from planned x
+ order by x.level_review_at, x.user_id
 $$;
 
 -- Recalculation (staff) reads the qualifying spend of the program's window and the

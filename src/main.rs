@@ -162,7 +162,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let r = s.tiers.review().await.context("level review")?;
             println!(
-                "reviewed {} members in {:.1} s: {} kept, {} told of a downgrade, {} lowered",
+                "read {} members in {:.1} s: {} kept, {} told of a downgrade, {} lowered",
                 r.kept + r.noticed + r.dropped + r.passed,
                 started.elapsed().as_secs_f64(),
                 r.kept,
