@@ -157,6 +157,9 @@ with due as (
       join member_levels l on l.id = p.level_id
      where p.level_review_at <= p_now + p_notice
        and (p.level_review_at, p.user_id) > (p_after_at, p_after_user)
+       -- told already and not due yet: nothing to do until the review
+       and (p.downgrade_notice_for is distinct from p.level_review_at
+            or p.level_review_at <= p_now)
      order by p.level_review_at, p.user_id
      limit p_limit
        for update of p

@@ -346,7 +346,9 @@ impl Config {
         let window = match get("MEMBER_TIER_WINDOW") {
             None | Some("lifetime") => TierWindow::Lifetime,
             Some("calendar_year") => TierWindow::CalendarYear,
-            Some("rolling_months") => TierWindow::RollingMonths(months("MEMBER_TIER_WINDOW_MONTHS")?),
+            Some("rolling_months") => {
+                TierWindow::RollingMonths(months("MEMBER_TIER_WINDOW_MONTHS")?)
+            }
             Some(other) => {
                 return Err(ConfigError {
                     variable: "MEMBER_TIER_WINDOW",

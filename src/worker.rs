@@ -121,7 +121,11 @@ pub async fn run_once(services: &Services, job: Job) -> Result<Option<i64>> {
         Job::BirthdayBonuses => services.campaigns.pay_birthdays().await,
         Job::EmailDelivery => services.email.deliver_due().await,
         Job::PointsRelease => services.points.release_pending().await,
-        Job::LevelReview => services.tiers.review().await.map(|r| (r.kept + r.noticed + r.dropped) as i64),
+        Job::LevelReview => services
+            .tiers
+            .review()
+            .await
+            .map(|r| (r.kept + r.noticed + r.dropped) as i64),
     };
     db::advisory_unlock(&mut guard, job.lock_key()).await?;
     result.map(Some)

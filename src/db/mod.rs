@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod campaigns;
+pub mod finance;
 pub mod levels;
 pub mod members;
 pub mod notifications;

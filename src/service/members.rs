@@ -356,7 +356,11 @@ impl MemberService {
     }
 
     /// The member's newest level changes, for staff.
-    pub async fn level_history(&self, user_id: i64, limit: i64) -> Result<Vec<db::LevelHistoryRow>> {
+    pub async fn level_history(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<db::LevelHistoryRow>> {
         let mut conn = self.ctx.pool.acquire().await?;
         Ok(db::level_history(&mut conn, user_id, limit.clamp(1, 100)).await?)
     }
@@ -387,7 +391,12 @@ impl MemberService {
         actor_user_id: Option<i64>,
     ) -> Result<()> {
         let note = parse_reason("note", note)?;
-        let today = self.ctx.clock.now().to_offset(self.ctx.display_offset).date();
+        let today = self
+            .ctx
+            .clock
+            .now()
+            .to_offset(self.ctx.display_offset)
+            .date();
         if until.is_some_and(|d| d < today) {
             return Err(Error::validation(
                 "until",
@@ -400,19 +409,29 @@ impl MemberService {
                 .guarded(user_id, || async {
                     let now = this.ctx.clock.now();
                     let mut tx = this.ctx.pool.begin().await?;
-                    let m = points_db::lock_member(&mut tx, user_id, now, &this.ctx.config.member_timezone)
-                        .await?
-                        .ok_or(Error::MemberNotFound { user_id })?;
+                    let m = points_db::lock_member(
+                        &mut tx,
+                        user_id,
+                        now,
+                        &this.ctx.config.member_timezone,
+                    )
+                    .await?
+                    .ok_or(Error::MemberNotFound { user_id })?;
                     let level = level_db::by_id(&mut tx, level_id)
                         .await?
                         .filter(|l| l.is_active)
                         .ok_or_else(|| Error::validation("level_id", "choose an active level"))?;
                     if level.id == m.level_id && until.is_none() {
-                        return Err(Error::validation("level_id", "the member is already on this level"));
+                        return Err(Error::validation(
+                            "level_id",
+                            "the member is already on this level",
+                        ));
                     }
                     let kept = match until {
                         Some(d) => {
-                            let end = tier_db::end_of_day(&mut tx, d, &this.ctx.config.member_timezone).await?;
+                            let end =
+                                tier_db::end_of_day(&mut tx, d, &this.ctx.config.member_timezone)
+                                    .await?;
                             Some((end, end))
                         }
                         None => None,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod campaigns;
 pub mod demo;
 pub mod email;
+pub mod finance;
 pub mod ledger;
 pub mod levels;
 pub mod members;
@@ -138,6 +139,7 @@ pub struct ServiceSet {
     pub outbox: outbox::OutboxService,
     pub email: email::EmailService,
     pub tiers: tiers::TierService,
+    pub finance: finance::FinanceService,
 }
 
 impl Services {
@@ -153,6 +155,7 @@ impl Services {
             outbox: outbox::OutboxService::new(ctx.clone()),
             email: email::EmailService::new(ctx.clone()),
             tiers: tiers::TierService::new(ctx.clone()),
+            finance: finance::FinanceService::new(ctx.clone()),
             ctx,
         }))
     }

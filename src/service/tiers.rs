@@ -75,8 +75,8 @@ impl TierService {
             let mut report = ReviewReport::default();
             loop {
                 let mut tx = this.ctx.pool.begin().await?;
-                let rows = db::review_batch(&mut tx, now, after, limit, this.ctx.tier_rules())
-                    .await?;
+                let rows =
+                    db::review_batch(&mut tx, now, after, limit, this.ctx.tier_rules()).await?;
                 tx.commit().await?;
                 let Some(last) = rows.last() else { break };
                 after = (last.review_at, last.user_id);

@@ -1,6 +1,7 @@
 //! HTTP: routes, extractors, view structs. No SQL here; handlers call the services.
 
 pub mod api;
+pub mod chart;
 pub mod csrf;
 pub mod error;
 pub mod health;
@@ -211,6 +212,9 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/admin/coupons/{id}", Staff).get(admin::coupon),
         r("/admin/coupons/{id}/cancel", Staff).post(admin::cancel_coupon),
         r("/admin/audit", Staff).get(admin::audit),
+        r("/admin/finance", Staff).get(admin::finance),
+        r("/admin/finance.csv", Staff).get(admin::finance_csv),
+        r("/admin/ledger.csv", Staff).get(admin::ledger_csv),
         r("/admin/staff", Staff).get(admin::staff),
         r("/admin/staff/{id}/disable", Staff).post(admin::disable_staff),
         r("/admin/staff/{id}/enable", Staff).post(admin::enable_staff),

@@ -757,7 +757,10 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         shot(c, &format!("member-upgrade-keep{suffix}")).await;
         c.goto(&app.url("/notifications")).await.unwrap();
         let list = wait_css(c, "#notifications").await.text().await.unwrap();
-        assert!(list.contains("2026-12-31 前再消费 ¥3,800.00 可保留 金牌会员"), "{list}");
+        assert!(
+            list.contains("2026-12-31 前再消费 ¥3,800.00 可保留 金牌会员"),
+            "{list}"
+        );
         b.client.clone().close().await.unwrap();
     }
 
@@ -765,9 +768,16 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
     let b = browser(false, "en").await;
     let c = &b.client;
     log_in(c, &app, "boss@example.com").await;
-    c.goto(&app.url(&format!("/admin/members/{ann}"))).await.unwrap();
+    c.goto(&app.url(&format!("/admin/members/{ann}")))
+        .await
+        .unwrap();
     assert!(
-        wait_css(c, "#member-tier").await.text().await.unwrap().contains("2026-12-31"),
+        wait_css(c, "#member-tier")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("2026-12-31"),
     );
     c.find(Locator::Css("#level_id option[value='4']"))
         .await
@@ -798,6 +808,13 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         "Set by hand, kept until 2027-06-30 · moves to 普通会员 at the review unless ¥20,000.00 more is spent"
     );
     shot(c, "admin-member-level-history").await;
+    c.goto(&app.url("/admin/finance")).await.unwrap();
+    wait_css(c, "#chart-months").await;
+    assert_eq!(
+        wait_css(c, "#finance-owed").await.text().await.unwrap(),
+        "75"
+    );
+    shot(c, "admin-finance").await;
     b.client.clone().close().await.unwrap();
     let phone = browser(true, "en").await;
     log_in(&phone.client, &app, "boss@example.com").await;
@@ -808,5 +825,8 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         .unwrap();
     wait_css(&phone.client, "#level-history").await;
     shot(&phone.client, "admin-member-level-history-phone").await;
+    phone.client.goto(&app.url("/admin/finance")).await.unwrap();
+    wait_css(&phone.client, "#chart-months").await;
+    shot(&phone.client, "admin-finance-phone").await;
     phone.client.clone().close().await.unwrap();
 }

@@ -33,6 +33,7 @@ mod web_account;
 mod web_admin;
 mod web_auth;
 mod web_campaigns;
+mod web_finance;
 mod web_harness;
 mod web_members;
 mod web_pages;

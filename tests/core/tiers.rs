@@ -31,12 +31,14 @@ async fn review_dates(h: &Harness, user: i64) -> (Option<OffsetDateTime>, Option
 }
 
 async fn notifications(h: &Harness, user: i64, kind: &str) -> Vec<serde_json::Value> {
-    sqlx::query_scalar("select payload from notifications where user_id = $1 and kind = $2 order by id")
-        .bind(user)
-        .bind(kind)
-        .fetch_all(&h.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "select payload from notifications where user_id = $1 and kind = $2 order by id",
+    )
+    .bind(user)
+    .bind(kind)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap()
 }
 
 async fn order(h: &Harness, user: i64, id: &str, amount: &str) {
@@ -64,7 +66,11 @@ async fn a_calendar_year_level_is_kept_through_the_next_year_then_lowered_after_
     h.clock.set(datetime!(2026-03-01 04:00 UTC));
     order(&h, user, "O-2026", "1200").await;
     let profile = h.s.members.get_member_profile(user).await.unwrap();
-    assert_eq!(profile.upgrade_progress.current, dec("1200.00"), "this year's spend");
+    assert_eq!(
+        profile.upgrade_progress.current,
+        dec("1200.00"),
+        "this year's spend"
+    );
     let view = h.s.tiers.view(user, &profile.level).await.unwrap();
     let keep = view.keep.expect("a review to come");
     assert_eq!(keep.needed, dec("3800.00"));
@@ -82,7 +88,11 @@ async fn a_calendar_year_level_is_kept_through_the_next_year_then_lowered_after_
     assert_eq!(told.len(), 1);
     assert_eq!(told[0]["new_level"], "银牌会员");
     assert_eq!(told[0]["needed"], "3800.00");
-    assert_eq!(level_of(&h, user).await, "金牌会员", "kept until the review");
+    assert_eq!(
+        level_of(&h, user).await,
+        "金牌会员",
+        "kept until the review"
+    );
 
     // the review, just after the year ends: 银牌, kept through 2027 on 2026's spend
     h.clock.set(end + Duration::hours(1));
@@ -90,14 +100,21 @@ async fn a_calendar_year_level_is_kept_through_the_next_year_then_lowered_after_
     assert_eq!((r.dropped, r.kept), (1, 0));
     assert_eq!(level_of(&h, user).await, "银牌会员");
     let end_2027 = datetime!(2027-12-31 16:00 UTC);
-    assert_eq!(review_dates(&h, user).await, (Some(end_2027), Some(end_2027)));
     assert_eq!(
-        h.count("select count(*) from level_change_records where change_reason = 'review'").await,
+        review_dates(&h, user).await,
+        (Some(end_2027), Some(end_2027))
+    );
+    assert_eq!(
+        h.count("select count(*) from level_change_records where change_reason = 'review'")
+            .await,
         1
     );
     assert_eq!(notifications(&h, user, "level.downgraded").await.len(), 1);
     let p = h.s.members.get_member_profile(user).await.unwrap();
-    assert_eq!(p.level.level_name, "银牌会员", "the cached profile was dropped");
+    assert_eq!(
+        p.level.level_name, "银牌会员",
+        "the cached profile was dropped"
+    );
     assert_eq!(h.s.tiers.review().await.unwrap(), Default::default());
     h.assert_ledger_clean().await;
 }
@@ -121,13 +138,17 @@ async fn a_return_lowers_the_spend_of_the_month_the_order_was_placed() {
         })
         .await
         .unwrap();
-    let months: Vec<(time::Date, rust_decimal::Decimal)> =
-        sqlx::query_as("select month, spent from member_monthly_spend where user_id = $1 order by month")
-            .bind(user)
-            .fetch_all(&h.pool)
-            .await
-            .unwrap();
-    assert_eq!(months, vec![(time::macros::date!(2025-09-01), dec("1000.00"))]);
+    let months: Vec<(time::Date, rust_decimal::Decimal)> = sqlx::query_as(
+        "select month, spent from member_monthly_spend where user_id = $1 order by month",
+    )
+    .bind(user)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        months,
+        vec![(time::macros::date!(2025 - 09 - 01), dec("1000.00"))]
+    );
 
     // New Year's night in Shanghai is still 2025 in UTC: the business month counts
     h.clock.set(datetime!(2025-12-31 17:00 UTC));
@@ -139,7 +160,7 @@ async fn a_return_lowers_the_spend_of_the_month_the_order_was_placed() {
     .fetch_one(&h.pool)
     .await
     .unwrap();
-    assert_eq!(month, time::macros::date!(2026-01-01));
+    assert_eq!(month, time::macros::date!(2026 - 01 - 01));
 }
 
 #[tokio::test]
@@ -185,8 +206,16 @@ async fn drop_one_lowers_a_level_at_a_time() {
     assert_eq!(level_of(&h, user).await, "钻石会员");
     h.clock.set(START + Duration::days(800));
     let r = h.s.tiers.review().await.unwrap();
-    assert_eq!((r.noticed, r.dropped), (0, 1), "no notice with MEMBER_TIER_NOTICE_DAYS=0");
-    assert_eq!(level_of(&h, user).await, "金牌会员", "one level, although nothing was spent");
+    assert_eq!(
+        (r.noticed, r.dropped),
+        (0, 1),
+        "no notice with MEMBER_TIER_NOTICE_DAYS=0"
+    );
+    assert_eq!(
+        level_of(&h, user).await,
+        "金牌会员",
+        "one level, although nothing was spent"
+    );
 }
 
 #[tokio::test]
@@ -194,20 +223,35 @@ async fn a_level_set_by_hand_holds_to_its_end_date_and_is_then_reviewed_with_not
     let h = Harness::new().await; // lifetime window: levels reached are kept for good
     let kept = h.member().await;
     order(&h, kept, "K", "1000").await;
-    assert_eq!(review_dates(&h, kept).await, (None, None), "lifetime: never reviewed");
+    assert_eq!(
+        review_dates(&h, kept).await,
+        (None, None),
+        "lifetime: never reviewed"
+    );
 
     let vip = h.member().await;
     let gold = 3;
     // the business day of START is 2025-09-18 (Asia/Shanghai)
-    let err = h
-        .s
-        .members
-        .set_level_until(vip, gold, "launch guest", Some(time::macros::date!(2025-09-17)), None)
-        .await
-        .unwrap_err();
+    let err =
+        h.s.members
+            .set_level_until(
+                vip,
+                gold,
+                "launch guest",
+                Some(time::macros::date!(2025 - 09 - 17)),
+                None,
+            )
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), "VALIDATION_ERROR");
     h.s.members
-        .set_level_until(vip, gold, "launch guest", Some(time::macros::date!(2025-09-30)), None)
+        .set_level_until(
+            vip,
+            gold,
+            "launch guest",
+            Some(time::macros::date!(2025 - 09 - 30)),
+            None,
+        )
         .await
         .unwrap();
     let end = datetime!(2025-09-30 16:00 UTC);
@@ -236,7 +280,11 @@ async fn a_level_set_by_hand_holds_to_its_end_date_and_is_then_reviewed_with_not
     h.clock.set(end + Duration::days(15));
     let r = h.s.tiers.review().await.unwrap();
     assert_eq!(r.dropped, 1);
-    assert_eq!(level_of(&h, vip).await, "普通会员", "to what the spend reaches");
+    assert_eq!(
+        level_of(&h, vip).await,
+        "普通会员",
+        "to what the spend reaches"
+    );
     assert_eq!(review_dates(&h, vip).await, (None, None));
     assert_eq!(level_of(&h, kept).await, "银牌会员");
     h.assert_ledger_clean().await;
@@ -261,11 +309,13 @@ async fn two_reviews_at_once_lower_each_member_once() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.dropped + b.dropped, 30);
     assert_eq!(
-        h.count("select count(*) from level_change_records where change_reason = 'review'").await,
+        h.count("select count(*) from level_change_records where change_reason = 'review'")
+            .await,
         30
     );
     assert_eq!(
-        h.count("select count(*) from notifications where kind = 'level.downgraded'").await,
+        h.count("select count(*) from notifications where kind = 'level.downgraded'")
+            .await,
         30
     );
 }

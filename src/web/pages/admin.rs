@@ -24,12 +24,14 @@ use crate::web::pages::member::{HistoryRows, PointsQuery};
 
 mod audit;
 mod campaigns;
+mod finance;
 mod rewards;
 
 mod staff;
 use super::confirm::{ConfirmPage, Confirmed};
 pub use audit::audit;
 pub use campaigns::{campaigns, create as create_campaign, end as end_campaign};
+pub use finance::{finance, finance_csv, ledger_csv};
 pub use rewards::{
     cancel as cancel_coupon, coupon, create as create_reward, edit as edit_reward,
     find as find_coupon, rewards, update as update_reward,
@@ -71,39 +73,8 @@ pub(crate) fn parse_id<T: std::str::FromStr>(ctx: &PageCtx, raw: &str) -> Result
 
 // ---------------------------------------------------------------- dashboard and charts
 
-pub struct BarView {
-    pub x: i64,
-    pub y: i64,
-    pub w: i64,
-    pub h: i64,
-    pub class: &'static str,
-    pub title: String,
-}
-
-pub struct TickView {
-    pub x: i64,
-    pub label: String,
-}
-
-/// Bars of an SVG chart, computed here so the template only places them.
-pub struct ChartView {
-    pub width: i64,
-    pub height: i64,
-    pub bars: Vec<BarView>,
-    pub ticks: Vec<TickView>,
-    pub max: i64,
-}
-
-const CHART_H: i64 = 160;
-const CHART_TOP: i64 = 16;
-
-fn scale(v: i64, max: i64) -> i64 {
-    if max <= 0 {
-        0
-    } else {
-        (v * CHART_H + max - 1) / max
-    }
-}
+pub use crate::web::chart::{BarView, ChartView, TickView};
+use crate::web::chart::{CHART_H, CHART_TOP, scale};
 
 fn level_chart(levels: &[(Level, i64)]) -> ChartView {
     let max = levels.iter().map(|(_, n)| *n).max().unwrap_or(0);

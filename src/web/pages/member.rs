@@ -183,9 +183,9 @@ fn spent_label(ctx: &PageCtx, window: TierWindow) -> String {
     match window {
         TierWindow::Lifetime => ctx.t("upgrade.spent").to_string(),
         TierWindow::CalendarYear => ctx.t("upgrade.spent_year").to_string(),
-        TierWindow::RollingMonths(n) => ctx
-            .t("upgrade.spent_months")
-            .replace("{n}", &n.to_string()),
+        TierWindow::RollingMonths(n) => {
+            ctx.t("upgrade.spent_months").replace("{n}", &n.to_string())
+        }
     }
 }
 
