@@ -3,59 +3,218 @@
 -- period, and reviewed then (after an optional grace period): the member keeps it, drops one
 -- level, or drops to the level their window spend reaches. Members are told before a drop.
 --
--- Window spend is a counter per member and business month, so reading it costs at most the
--- window's months whatever the member's history: every transaction with an order amount
--- adds to (earn) or takes from (reverse: from the month of the order) its month, through
--- the trigger below, whichever code path wrote the row. The business month is taken in
--- MEMBER_TIMEZONE, which the portal passes to every connection it opens as the setting
--- `member.timezone` (db::connect_options); the same default as the portal's when unset.
+-- Window spend is counted, never summed from the ledger, so reading a window costs at most
+-- its months whatever the member's history:
+--   member_profiles.month_spent  the spend of the member's latest business month
+--                                (spend_month), written by the earn's own update of the
+--                                row (no extra write on the hot path)
+--   member_monthly_spend         earlier months: a month's counter moves here when the
+--                                member's next earn falls in a later month; a return adds
+--                                a negative amount to the month its order was placed in
+--                                (the trigger below, whichever code path wrote it)
+-- A month's spend is the sum of its rows plus the counter when it is that month. Business
+-- months are in MEMBER_TIMEZONE, which the portal passes to every connection it opens as
+-- the setting `member.timezone` (db::connect_options).
 
 create table member_monthly_spend (
     user_id bigint not null references member_profiles (user_id),
     -- first day of the business month
     month   date not null check (extract(day from month) = 1),
-    spent   numeric(14, 2) not null check (spent >= 0),
+    -- may be negative: a return of an order of the month still counted on the profile
+    spent   numeric(14, 2) not null,
     primary key (user_id, month)
 );
+
+alter table member_profiles
+    add column spend_month date check (extract(day from spend_month) = 1),
+    add column month_spent numeric(14, 2) not null default 0;
 
 create function member_timezone() returns text
 language sql stable as $$
     select coalesce(nullif(current_setting('member.timezone', true), ''), 'Asia/Shanghai')
 $$;
 
-create function record_monthly_spend() returns trigger
+create function record_return_spend() returns trigger
 language plpgsql as $$
 declare
-    v_at timestamptz := new.created_at;
-    v_amount numeric := new.amount;
+    v_at timestamptz;
 begin
-    if new.transaction_type = 'reverse' then
-        -- a return lowers the spend of the month the order was placed in
-        select t.created_at into v_at
-          from point_transactions t
-         where t.transaction_type = 'earn' and t.reference_type = new.reference_type
-           and t.reference_id = new.reference_id and coalesce(t.sub_reference, '') = '';
-        v_at := coalesce(v_at, new.created_at);
-        v_amount := -v_amount;
-    end if;
+    -- a return lowers the spend of the month the order was placed in
+    select t.created_at into v_at
+      from point_transactions t
+     where t.transaction_type = 'earn' and t.reference_type = new.reference_type
+       and t.reference_id = new.reference_id and coalesce(t.sub_reference, '') = '';
     insert into member_monthly_spend as s (user_id, month, spent)
-    values (new.user_id, date_trunc('month', v_at at time zone member_timezone())::date,
-            greatest(v_amount, 0))
-    on conflict (user_id, month) do update set spent = greatest(s.spent + v_amount, 0);
+    values (new.user_id,
+            date_trunc('month', coalesce(v_at, new.created_at) at time zone member_timezone())::date,
+            -new.amount)
+    on conflict (user_id, month) do update set spent = s.spent + excluded.spent;
     return null;
 end;
 $$;
 
-create trigger point_transactions_monthly_spend
+create trigger point_transactions_return_spend
     after insert on point_transactions
     for each row
-    when (new.amount is not null and new.transaction_type in ('earn', 'reverse'))
-    execute function record_monthly_spend();
+    when (new.amount is not null and new.transaction_type = 'reverse')
+    execute function record_return_spend();
+
+-- An earn in a later month than the profile's counter moves the counter to the table first
+-- (the earn's update of the row then starts the new month's counter). In the earn's
+-- transaction, the member's row locked.
+create function roll_spend_month(p_user bigint, p_month date) returns void
+language sql as $$
+    insert into member_monthly_spend as s (user_id, month, spent)
+    select p.user_id, p.spend_month, p.month_spent
+      from member_profiles p
+     where p.user_id = p_user and p.spend_month <> p_month and p.month_spent <> 0
+    on conflict (user_id, month) do update set spent = s.spent + excluded.spent
+$$;
+
+-- The one-statement earn of migration 0005, now also counting the order amount into the
+-- member's month (the only change; the current body of earn_points is this one).
+create or replace function earn_points(
+    p_user bigint, p_base bigint, p_amount numeric, p_source_type text, p_source_id text,
+    p_now timestamptz, p_tz text, p_expires_at timestamptz,
+    p_max_per_tx bigint, p_daily_limit bigint, p_check_upgrade boolean, p_key_hash text
+) returns table (
+    outcome text, id bigint, user_id bigint, transaction_type text, points_change bigint,
+    balance_after bigint, reference_type text, reference_id text, description text,
+    status text, unrecovered bigint, created_at timestamptz,
+    requested_points bigint, amount numeric, actual bigint, earned_today bigint
+)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+    today date := (p_now at time zone p_tz)::date;
+    v_month date := date_trunc('month', p_now at time zone p_tz)::date;
+    m record;
+    k record;
+    v_actual numeric;
+    v_today bigint;
+    v_next integer;
+    v_balance bigint;
+    v_tx bigint;
+begin
+    if p_key_hash is not null then
+        -- as use_api_key: last_used_at refreshed at most once a minute
+        update api_keys a set last_used_at = p_now
+         where a.key_hash = p_key_hash and a.revoked_at is null
+           and (a.last_used_at is null or a.last_used_at < p_now - interval '1 minute');
+        if not found and not exists (select 1 from api_keys a
+                                      where a.key_hash = p_key_hash and a.revoked_at is null) then
+            outcome := 'unauthorized';
+            return next;
+            return;
+        end if;
+    end if;
+
+    -- A committed earn with this key is a replay (or a conflict) whoever holds the lock:
+    -- looked up before the lock, so the row lock covers only the writes.
+    select t.id, t.user_id, t.transaction_type, t.points_change, t.balance_after,
+           t.reference_type, t.reference_id, t.description, t.status, t.unrecovered,
+           t.created_at, t.requested_points, t.amount
+      into k
+      from point_transactions t
+     where t.transaction_type = 'earn' and t.reference_type = p_source_type
+       and t.reference_id = p_source_id and coalesce(t.sub_reference, '') = '';
+    if found then
+        outcome := 'replay';
+        id := k.id; user_id := k.user_id; transaction_type := k.transaction_type;
+        points_change := k.points_change; balance_after := k.balance_after;
+        reference_type := k.reference_type; reference_id := k.reference_id;
+        description := k.description; status := k.status; unrecovered := k.unrecovered;
+        created_at := k.created_at; requested_points := k.requested_points; amount := k.amount;
+        return next;
+        return;
+    end if;
+
+    select p.total_spent, p.daily_earned_date, p.daily_earned_points, l.level_order,
+           l.point_multiplier, p.spend_month, p.month_spent
+      into m
+      from member_profiles p
+      join member_levels l on l.id = p.level_id
+     where p.user_id = p_user
+       for update of p;
+    if not found then
+        outcome := 'not_found';
+        return next;
+        return;
+    end if;
+
+    v_actual := floor(p_base * m.point_multiplier);
+    if v_actual > p_max_per_tx then
+        outcome := 'per_tx';
+        actual := least(v_actual, 9223372036854775807)::bigint;
+        return next;
+        return;
+    end if;
+    actual := v_actual::bigint;
+    v_today := case when m.daily_earned_date = today then m.daily_earned_points else 0 end;
+    earned_today := v_today;
+    if v_today + actual > p_daily_limit then
+        outcome := 'daily';
+        return next;
+        return;
+    end if;
+
+    if p_check_upgrade and p_amount is not null then
+        select min(x.min_points) into v_next
+          from member_levels x
+         where x.is_active and x.level_order > m.level_order;
+        if v_next is not null and m.total_spent + p_amount >= v_next then
+            outcome := 'slow';
+            return next;
+            return;
+        end if;
+    end if;
+
+    if exists (select 1 from point_batches b
+                where b.user_id = p_user and b.available_points > 0 and b.expires_at <= p_now) then
+        perform expire_member_batches(p_user, p_now);
+    end if;
+
+    if p_amount is not null and m.spend_month <> v_month and m.month_spent <> 0 then
+        perform roll_spend_month(p_user, v_month);
+    end if;
+    update member_profiles p
+       set available_points = p.available_points + actual,
+           total_earned = p.total_earned + actual,
+           total_spent = p.total_spent + coalesce(p_amount, 0),
+           month_spent = case when p_amount is null then p.month_spent
+                              when p.spend_month = v_month then p.month_spent + p_amount
+                              else p_amount end,
+           spend_month = case when p_amount is null then p.spend_month else v_month end,
+           daily_earned_date = today,
+           daily_earned_points = v_today + actual,
+           updated_at = p_now
+     where p.user_id = p_user
+    returning p.available_points into v_balance;
+
+    insert into point_transactions as t
+           (user_id, transaction_type, points_change, balance_after, multiplier,
+            requested_points, amount, reference_type, reference_id, description, created_at)
+    values (p_user, 'earn', actual, v_balance, m.point_multiplier, p_base, p_amount,
+            p_source_type, p_source_id, p_source_type || ' ' || p_source_id, p_now)
+    returning t.id into v_tx;
+
+    insert into point_batches
+           (user_id, transaction_id, earned_points, available_points, expires_at, created_at)
+    values (p_user, v_tx, actual, actual, p_expires_at, p_now);
+
+    outcome := 'created';
+    id := v_tx; user_id := p_user; transaction_type := 'earn'; points_change := actual;
+    balance_after := v_balance; reference_type := p_source_type; reference_id := p_source_id;
+    description := p_source_type || ' ' || p_source_id; status := 'completed';
+    unrecovered := 0; created_at := p_now; requested_points := p_base; amount := p_amount;
+    return next;
+end;
+$$;
 
 -- what has happened so far
 insert into member_monthly_spend (user_id, month, spent)
 select t.user_id, date_trunc('month', coalesce(e.created_at, t.created_at) at time zone member_timezone())::date,
-       greatest(sum(case t.transaction_type when 'earn' then t.amount else -t.amount end), 0)
+       sum(case t.transaction_type when 'earn' then t.amount else -t.amount end)
   from point_transactions t
   left join point_transactions e
     on t.transaction_type = 'reverse' and e.transaction_type = 'earn'
@@ -83,14 +242,16 @@ create function window_spend(p_user bigint, p_at timestamptz, p_window text, p_m
                              p_tz text)
 returns numeric
 language sql stable as $$
-    select case when p_window = 'lifetime'
-                then (select p.total_spent from member_profiles p where p.user_id = p_user)
-                else coalesce((select sum(s.spent)
-                                 from member_monthly_spend s,
-                                      qualifying_months(p_at, p_window, p_months, p_tz) w
-                                where s.user_id = p_user
-                                  and s.month between w.first_month and w.last_month), 0)
+    select case when p_window = 'lifetime' then p.total_spent
+                else greatest(
+                    coalesce((select sum(s.spent) from member_monthly_spend s
+                               where s.user_id = p_user
+                                 and s.month between w.first_month and w.last_month), 0)
+                    + case when p.spend_month between w.first_month and w.last_month
+                           then p.month_spent else 0 end, 0)
            end
+      from member_profiles p, qualifying_months(p_at, p_window, p_months, p_tz) w
+     where p.user_id = p_user
 $$;
 
 -- When a level reached (or kept) at an instant ends:
@@ -150,7 +311,8 @@ create function review_levels(
 language sql as $$
 with due as (
     select p.user_id, p.level_id, p.level_kept_until, p.level_review_at,
-           p.downgrade_notice_for, p.total_spent, l.level_order, l.min_points, l.level_name,
+           p.downgrade_notice_for, p.total_spent, p.spend_month, p.month_spent,
+           l.level_order, l.min_points, l.level_name,
            -- the retention period's last instant: its window is the one that counts
            coalesce(p.level_kept_until, p.level_review_at) - interval '1 microsecond' as ended
       from member_profiles p
@@ -169,10 +331,15 @@ with due as (
                 else greatest(
                     (select coalesce(sum(s.spent), 0) from member_monthly_spend s
                       where s.user_id = d.user_id
-                        and s.month between d.ended_first and d.ended_last),
+                        and s.month between d.ended_first and d.ended_last)
+                    + case when d.spend_month between d.ended_first and d.ended_last
+                           then d.month_spent else 0 end,
                     (select coalesce(sum(s.spent), 0) from member_monthly_spend s
                       where s.user_id = d.user_id
-                        and s.month between d.review_first and d.review_last))
+                        and s.month between d.review_first and d.review_last)
+                    + case when d.spend_month between d.review_first and d.review_last
+                           then d.month_spent else 0 end,
+                    0)
            end as spent
       from (select d.*, e.first_month as ended_first, e.last_month as ended_last,
                    r.first_month as review_first, r.last_month as review_last

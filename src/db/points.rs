@@ -282,6 +282,15 @@ pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Resu
                       case when $14::timestamptz is null then 0 else $2 end,
                       $14, $11, $10
                  from t
+           ), rolled as (
+               -- an order in a later month moves the month's spend counter to the table
+               -- (roll_spend_month in migration 0018)
+               insert into member_monthly_spend as s (user_id, month, spent)
+               select p.user_id, p.spend_month, p.month_spent
+                 from member_profiles p
+                where p.user_id = $1 and $6::numeric is not null
+                  and p.spend_month <> $15 and p.month_spent <> 0
+               on conflict (user_id, month) do update set spent = s.spent + excluded.spent
            ), p as (
                update member_profiles
                   set available_points = available_points
@@ -291,6 +300,10 @@ pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Resu
                       pending_points = pending_points
                           + case when $14::timestamptz is null then 0 else $2 end,
                       total_spent = total_spent + coalesce($6, 0),
+                      month_spent = case when $6::numeric is null then month_spent
+                                         when spend_month = $15 then month_spent + $6
+                                         else $6 end,
+                      spend_month = case when $6::numeric is null then spend_month else $15 end,
                       daily_earned_date = $12,
                       daily_earned_points = $13,
                       updated_at = $10
@@ -315,6 +328,7 @@ pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Resu
         e.business_date,
         e.earned_today,
         e.pending_until,
+        e.business_date.replace_day(1).unwrap_or(e.business_date),
     )
     .fetch_one(conn)
     .await

@@ -41,6 +41,22 @@ async fn notifications(h: &Harness, user: i64, kind: &str) -> Vec<serde_json::Va
     .unwrap()
 }
 
+/// Spend by business month: the table's months and the profile's counter of its month.
+async fn spend_by_month(h: &Harness, user: i64) -> Vec<(time::Date, rust_decimal::Decimal)> {
+    sqlx::query_as(
+        "select month, sum(spent) from (
+             select month, spent from member_monthly_spend where user_id = $1
+             union all
+             select spend_month, month_spent from member_profiles
+              where user_id = $1 and spend_month is not null) m
+          group by month order by month",
+    )
+    .bind(user)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap()
+}
+
 async fn order(h: &Harness, user: i64, id: &str, amount: &str) {
     h.s.points
         .earn_points(earn_req(user, 10, id, Some(amount)))
@@ -138,29 +154,32 @@ async fn a_return_lowers_the_spend_of_the_month_the_order_was_placed() {
         })
         .await
         .unwrap();
-    let months: Vec<(time::Date, rust_decimal::Decimal)> = sqlx::query_as(
-        "select month, spent from member_monthly_spend where user_id = $1 order by month",
-    )
-    .bind(user)
-    .fetch_all(&h.pool)
-    .await
-    .unwrap();
     assert_eq!(
-        months,
-        vec![(time::macros::date!(2025 - 09 - 01), dec("1000.00"))]
+        spend_by_month(&h, user).await,
+        [(time::macros::date!(2025 - 09 - 01), dec("1000.00"))]
     );
 
-    // New Year's night in Shanghai is still 2025 in UTC: the business month counts
+    // New Year's night in Shanghai is still 2025 in UTC: the business month counts, and
+    // September's counter moves from the profile to the table
     h.clock.set(datetime!(2025-12-31 17:00 UTC));
     order(&h, user, "NEWYEAR", "300").await;
-    let month: time::Date = sqlx::query_scalar(
-        "select month from member_monthly_spend where user_id = $1 order by month desc limit 1",
-    )
-    .bind(user)
-    .fetch_one(&h.pool)
-    .await
-    .unwrap();
-    assert_eq!(month, time::macros::date!(2026 - 01 - 01));
+    assert_eq!(
+        spend_by_month(&h, user).await,
+        [
+            (time::macros::date!(2025 - 09 - 01), dec("1000.00")),
+            (time::macros::date!(2026 - 01 - 01), dec("300.00"))
+        ]
+    );
+    let in_table: i64 =
+        sqlx::query_scalar("select count(*) from member_monthly_spend where user_id = $1")
+            .bind(user)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        in_table, 1,
+        "the current month is counted on the profile row"
+    );
 }
 
 #[tokio::test]
