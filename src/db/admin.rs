@@ -61,16 +61,44 @@ pub struct MemberRow {
     pub created_at: OffsetDateTime,
 }
 
-/// What staff narrow the member list by; every part optional.
-#[derive(Debug, Clone, Default)]
+/// What staff narrow the member list by; every part optional. Kept with a bulk grant.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct MemberFilter {
     /// exact member code, external id or phone, or part of the email or name
     pub q: Option<String>,
     pub level_id: Option<i32>,
     pub min_points: Option<i64>,
     pub max_points: Option<i64>,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub joined_from: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub joined_before: Option<OffsetDateTime>,
+}
+
+/// How many members the filter finds (the member list's conditions, counted).
+pub async fn count_members(conn: &mut PgConnection, f: &MemberFilter) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!"
+             from member_profiles p join users u on u.id = p.user_id
+            where u.closed_at is null
+              and ($1::text is null
+                   or p.member_code = upper($1) or p.external_id = $1 or p.phone = $1
+                   or lower(u.email) like '%' || replace(replace(replace(lower($1), '\', '\\'), '%', '\%'), '_', '\_') || '%'
+                   or lower(u.display_name) like '%' || replace(replace(replace(lower($1), '\', '\\'), '%', '\%'), '_', '\_') || '%')
+              and ($2::integer is null or p.level_id = $2)
+              and ($3::bigint is null or p.available_points >= $3)
+              and ($4::bigint is null or p.available_points <= $4)
+              and ($5::timestamptz is null or p.created_at >= $5)
+              and ($6::timestamptz is null or p.created_at < $6)"#,
+        f.q,
+        f.level_id,
+        f.min_points,
+        f.max_points,
+        f.joined_from,
+        f.joined_before,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// A page of the member list, newest members first, after `after` (keyset on user_id).

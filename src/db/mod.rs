@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod campaigns;
 pub mod finance;
+pub mod grants;
 pub mod levels;
 pub mod members;
 pub mod notifications;

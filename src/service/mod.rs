@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod demo;
 pub mod email;
 pub mod finance;
+pub mod grants;
 pub mod ledger;
 pub mod levels;
 pub mod members;
@@ -140,6 +141,7 @@ pub struct ServiceSet {
     pub email: email::EmailService,
     pub tiers: tiers::TierService,
     pub finance: finance::FinanceService,
+    pub grants: grants::GrantService,
 }
 
 impl Services {
@@ -156,6 +158,7 @@ impl Services {
             email: email::EmailService::new(ctx.clone()),
             tiers: tiers::TierService::new(ctx.clone()),
             finance: finance::FinanceService::new(ctx.clone()),
+            grants: grants::GrantService::new(ctx.clone()),
             ctx,
         }))
     }

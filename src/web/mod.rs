@@ -211,6 +211,10 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/admin/coupons", Staff).get(admin::find_coupon),
         r("/admin/coupons/{id}", Staff).get(admin::coupon),
         r("/admin/coupons/{id}/cancel", Staff).post(admin::cancel_coupon),
+        r("/admin/grants", Staff)
+            .get(admin::grants)
+            .post(admin::create_grant),
+        r("/admin/grants/{id}", Staff).get(admin::grant),
         r("/admin/audit", Staff).get(admin::audit),
         r("/admin/finance", Staff).get(admin::finance),
         r("/admin/finance.csv", Staff).get(admin::finance_csv),

@@ -815,6 +815,35 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         "75"
     );
     shot(c, "admin-finance").await;
+    // a bulk grant from the member list: confirm, then follow it
+    c.goto(&app.url("/admin/members?q=ann")).await.unwrap();
+    type_into(c, "#grant-points", "88").await;
+    type_into(c, "#grant-reason", "Thank you for 2026").await;
+    shot(c, "admin-members-grant").await;
+    c.find(Locator::Css("#grant-form button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(c, "#confirm-yes").await;
+    shot(c, "admin-grant-confirm").await;
+    c.find(Locator::Css("#confirm-yes"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#grant-progress[value='100']"))
+        .await
+        .expect("the grant finished and the page showed it");
+    assert_eq!(
+        wait_css(c, "#grant-members").await.text().await.unwrap(),
+        "1"
+    );
+    shot(c, "admin-grant").await;
     b.client.clone().close().await.unwrap();
     let phone = browser(true, "en").await;
     log_in(&phone.client, &app, "boss@example.com").await;
@@ -828,5 +857,8 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
     phone.client.goto(&app.url("/admin/finance")).await.unwrap();
     wait_css(&phone.client, "#chart-months").await;
     shot(&phone.client, "admin-finance-phone").await;
+    phone.client.goto(&app.url("/admin/grants")).await.unwrap();
+    wait_css(&phone.client, "#grants").await;
+    shot(&phone.client, "admin-grants-phone").await;
     phone.client.clone().close().await.unwrap();
 }

@@ -17,6 +17,7 @@ mod embedded;
 mod expiry;
 mod faults;
 mod fuzz;
+mod grants;
 mod levels;
 mod members;
 mod model;

@@ -138,6 +138,8 @@ pub struct World {
     ann_coupon: i64,
     /// a campaign scheduled for next year
     campaign: i32,
+    /// a bulk grant recorded (not run)
+    grant: i64,
 }
 
 impl World {
@@ -223,6 +225,22 @@ impl World {
             )
             .await
             .unwrap();
+        let grant = app
+            .s
+            .grants
+            .start(
+                &member_portal::db::admin::MemberFilter {
+                    q: Some("ann@".into()),
+                    ..Default::default()
+                },
+                5,
+                "world",
+                "world-grant",
+                None,
+            )
+            .await
+            .unwrap()
+            .id;
         Self {
             app,
             ann,
@@ -237,6 +255,7 @@ impl World {
             offered_reward: offered.id,
             ann_coupon,
             campaign,
+            grant,
         }
     }
 
@@ -278,6 +297,8 @@ impl World {
             self.bob_coupon.to_string()
         } else if path.starts_with("/admin/campaigns/{id}") {
             self.campaign.to_string()
+        } else if path.starts_with("/admin/grants/{id}") {
+            self.grant.to_string()
         } else if path.starts_with("/api/v1/members/by-external-id/{external_id}") {
             "bob-external".to_owned()
         } else if path.starts_with("/api/v1/members/{user_id}") {

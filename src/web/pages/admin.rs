@@ -25,6 +25,7 @@ use crate::web::pages::member::{HistoryRows, PointsQuery};
 mod audit;
 mod campaigns;
 mod finance;
+mod grants;
 mod rewards;
 
 mod staff;
@@ -32,6 +33,7 @@ use super::confirm::{ConfirmPage, Confirmed};
 pub use audit::audit;
 pub use campaigns::{campaigns, create as create_campaign, end as end_campaign};
 pub use finance::{finance, finance_csv, ledger_csv};
+pub use grants::{create as create_grant, grant, grants};
 pub use rewards::{
     cancel as cancel_coupon, coupon, create as create_reward, edit as edit_reward,
     find as find_coupon, rewards, update as update_reward,
@@ -651,7 +653,7 @@ pub async fn recalculate_apply(
 
 // ---------------------------------------------------------------- members
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct SearchQuery {
     #[serde(default)]
     q: String,
@@ -671,7 +673,7 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    fn filter(&self, ctx: &PageCtx) -> Result<crate::db::admin::MemberFilter, Error> {
+    pub(super) fn filter(&self, ctx: &PageCtx) -> Result<crate::db::admin::MemberFilter, Error> {
         let number = |field: &'static str, s: &str| -> Result<Option<i64>, Error> {
             match s.trim() {
                 "" => Ok(None),
@@ -740,6 +742,11 @@ pub struct MembersPage {
     pub levels: Vec<Level>,
     pub next: Option<String>,
     pub error: Option<String>,
+    /// the bulk grant form's key (a form sent twice starts one grant)
+    pub grant_key: String,
+    pub grant_error: Option<String>,
+    pub grant_points: String,
+    pub grant_reason: String,
 }
 
 impl MembersPage {
@@ -860,6 +867,15 @@ pub async fn export_members(
 }
 
 pub async fn members(page: StaffPage, Query(q): Query<SearchQuery>) -> Result<Response, PageError> {
+    members_page(page, q, None).await
+}
+
+/// The member list; `grant` is a bulk grant form sent back with its message.
+pub(super) async fn members_page(
+    page: StaffPage,
+    q: SearchQuery,
+    grant: Option<(String, String, String)>,
+) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
     let levels = page.services.levels.list().await.in_lang(lang)?.to_vec();
     let after = q
@@ -879,10 +895,14 @@ pub async fn members(page: StaffPage, Query(q): Query<SearchQuery>) -> Result<Re
         }
         Err(e) => (Vec::new(), None, Some(localized(&e, lang))),
     };
-    let status = if error.is_some() {
+    let status = if error.is_some() || grant.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
+    };
+    let (grant_error, grant_points, grant_reason) = match grant {
+        Some((e, p, r)) => (Some(e), p, r),
+        None => (None, String::new(), String::new()),
     };
     Ok((
         status,
@@ -898,6 +918,10 @@ pub async fn members(page: StaffPage, Query(q): Query<SearchQuery>) -> Result<Re
             levels,
             next,
             error,
+            grant_key: uuid::Uuid::new_v4().simple().to_string(),
+            grant_error,
+            grant_points,
+            grant_reason,
         },
     )
         .into_response())

@@ -317,6 +317,10 @@ fn describe(ctx: &PageCtx, n: &Notification) -> String {
                 .replace("{date}", on)
         }
         "level.downgraded" => ctx.t("notify.level_downgraded").replace("{level}", level),
+        "points.granted" => ctx
+            .t("notify.points_granted")
+            .replace("{points}", &n.payload["points"].to_string())
+            .replace("{reason}", n.payload["reason"].as_str().unwrap_or("")),
         "points.released" => ctx
             .t("notify.points_released")
             .replace("{points}", &n.payload["points"].to_string()),

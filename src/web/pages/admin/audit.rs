@@ -17,8 +17,9 @@ use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
 /// Every action the services record, in the order the filter offers them.
-pub const ACTIONS: [&str; 17] = [
+pub const ACTIONS: [&str; 18] = [
     "points.adjust",
+    "points.bulk_grant",
     "member.set_level",
     "levels.recalculate",
     "level.create",
@@ -166,6 +167,7 @@ fn entry(r: AuditRow, lang: Lang, levels: &[Level]) -> AuditEntry {
     let target_href = match target_type.as_str() {
         "member" => Some(format!("/admin/members/{target_id}")),
         "level" => Some(format!("/admin/levels/{target_id}")),
+        "bulk_grant" => Some(format!("/admin/grants/{target_id}")),
         _ => None,
     };
     let details = match &r.details {
