@@ -367,6 +367,58 @@ pub struct MemberRecord {
     pub qualifying_spent: Decimal,
 }
 
+/// What a staff account may do (issue 13 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffRole {
+    /// everything
+    Admin,
+    /// members, points, rewards, campaigns, bulk grants; reads the rest
+    Operator,
+    /// reads only
+    Viewer,
+}
+
+impl StaffRole {
+    pub const ALL: [StaffRole; 3] = [StaffRole::Admin, StaffRole::Operator, StaffRole::Viewer];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim() {
+            "admin" => Some(Self::Admin),
+            "operator" => Some(Self::Operator),
+            "viewer" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Operator => "operator",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    /// Whether the role may send this request to a staff page: every role reads; an
+    /// operator changes anything but levels, staff accounts and API keys; an admin all.
+    pub fn allows(self, method: &str, path: &str) -> bool {
+        if matches!(method, "GET" | "HEAD") {
+            return true;
+        }
+        match self {
+            Self::Admin => true,
+            Self::Viewer => false,
+            Self::Operator => !["/admin/levels", "/admin/staff", "/admin/api-keys"]
+                .iter()
+                .any(|p| path == *p || path.starts_with(&format!("{p}/"))),
+        }
+    }
+
+    /// Whether the role may change anything at all (forms are shown only then).
+    pub fn writes(self) -> bool {
+        self != Self::Viewer
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Profile {
     pub user_id: i64,
@@ -442,6 +494,30 @@ pub fn upgrade_progress(levels: &[Level], current: &Level, spent: Decimal) -> Up
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staff_roles_allow_what_they_name() {
+        use StaffRole::*;
+        for role in StaffRole::ALL {
+            assert!(role.allows("GET", "/admin/levels"), "{role:?} reads");
+            assert_eq!(StaffRole::parse(role.as_str()), Some(role));
+        }
+        assert!(Admin.allows("POST", "/admin/api-keys"));
+        assert!(Operator.allows("POST", "/admin/members/7/adjust"));
+        assert!(Operator.allows("POST", "/admin/grants"));
+        assert!(Operator.allows("POST", "/admin/campaigns"));
+        assert!(!Operator.allows("POST", "/admin/levels"));
+        assert!(!Operator.allows("POST", "/admin/levels/3/active"));
+        assert!(!Operator.allows("POST", "/admin/staff/2/disable"));
+        assert!(!Operator.allows("POST", "/admin/api-keys/1/revoke"));
+        assert!(
+            Operator.allows("POST", "/admin/levelsx"),
+            "a prefix is a path segment"
+        );
+        assert!(!Viewer.allows("POST", "/admin/members/7/adjust"));
+        assert!(!Viewer.allows("DELETE", "/admin/grants"));
+        assert_eq!(StaffRole::parse("root"), None);
+    }
 
     fn dec(s: &str) -> Decimal {
         s.parse().unwrap()

@@ -35,6 +35,9 @@ enum Command {
         password: String,
         #[arg(long)]
         name: Option<String>,
+        /// admin (everything), operator (members, points, rewards, campaigns) or viewer
+        #[arg(long, default_value = "admin")]
+        role: String,
     },
     /// Create an API key for an integration; prints only the key (it is stored hashed).
     CreateApiKey {
@@ -135,12 +138,16 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
             email,
             password,
             name,
+            role,
         } => {
+            let Some(role) = member_portal::domain::StaffRole::parse(&role) else {
+                anyhow::bail!("--role {role:?}: expected admin, operator or viewer");
+            };
             let s = services(config).await?;
-            let id = accounts::create_staff(&s.ctx, &email, &password, name.as_deref())
+            let id = accounts::create_staff_as(&s.ctx, &email, &password, name.as_deref(), role)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
-            println!("staff user {id} created: {email}");
+            println!("staff user {id} created: {email} ({})", role.as_str());
         }
         Command::CreateApiKey { name } => {
             let s = services(config).await?;

@@ -104,22 +104,47 @@ pub async fn delete_expired_sessions(
     .rows_affected())
 }
 
-/// Whether the user is a staff account that is not disabled (checked on every page a
-/// staff session opens, so a change to the account takes effect at once).
-pub async fn is_active_staff(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"select exists (select 1 from users
-                           where id = $1 and role = 'staff' and disabled_at is null) as "ok!""#,
+/// The role of a staff account that is not disabled; None for anyone else (checked on
+/// every page a staff session opens, so a change to the account takes effect at once).
+pub async fn active_staff_role(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> sqlx::Result<Option<String>> {
+    Ok(sqlx::query_scalar!(
+        "select staff_role from users
+          where id = $1 and role = 'staff' and disabled_at is null",
         user_id
     )
-    .fetch_one(conn)
-    .await
+    .fetch_optional(conn)
+    .await?
+    .flatten())
+}
+
+/// Gives a staff account a role; false if there is no such staff account.
+pub async fn set_staff_role(
+    conn: &mut PgConnection,
+    user_id: i64,
+    role: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
+        "update users set staff_role = $2, updated_at = $3 where id = $1 and role = 'staff'",
+        user_id,
+        role,
+        now
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 pub struct StaffAccount {
     pub id: i64,
     pub email: String,
     pub display_name: String,
+    /// admin, operator or viewer
+    pub staff_role: String,
     pub created_at: OffsetDateTime,
     pub disabled_at: Option<OffsetDateTime>,
 }
@@ -127,8 +152,8 @@ pub struct StaffAccount {
 pub async fn staff_accounts(conn: &mut PgConnection) -> sqlx::Result<Vec<StaffAccount>> {
     sqlx::query_as!(
         StaffAccount,
-        "select id, email, display_name, created_at, disabled_at
-           from users where role = 'staff' order by id"
+        r#"select id, email, display_name, staff_role as "staff_role!", created_at, disabled_at
+             from users where role = 'staff' order by id"#
     )
     .fetch_all(conn)
     .await

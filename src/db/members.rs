@@ -46,8 +46,9 @@ pub async fn insert_user(
     now: OffsetDateTime,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
-        "insert into users (email, password_hash, role, display_name, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $5)
+        "insert into users (email, password_hash, role, display_name, created_at, updated_at,
+                            staff_role)
+         values ($1, $2, $3, $4, $5, $5, case when $3 = 'staff' then 'admin' end)
          returning id",
         email,
         password_hash,

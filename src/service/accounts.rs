@@ -197,6 +197,24 @@ pub async fn create_staff(
     password: &str,
     display_name: Option<&str>,
 ) -> Result<i64> {
+    create_staff_as(
+        ctx,
+        email,
+        password,
+        display_name,
+        crate::domain::StaffRole::Admin,
+    )
+    .await
+}
+
+/// A staff login with a role (admin, operator or viewer).
+pub async fn create_staff_as(
+    ctx: &Ctx,
+    email: &str,
+    password: &str,
+    display_name: Option<&str>,
+    role: crate::domain::StaffRole,
+) -> Result<i64> {
     let email = Email::parse(email)?;
     let password = parse_password(password, email.as_str())?;
     let name = parse_display_name(
@@ -206,13 +224,14 @@ pub async fn create_staff(
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
     let id = insert_user(&mut tx, &email, &hash, "staff", &name, now).await?;
+    login_db::set_staff_role(&mut tx, id, role.as_str(), now).await?;
     db::audit(
         &mut tx,
         None,
         "staff.create",
         "user",
         &id.to_string(),
-        &json!({ "email": email.as_str() }),
+        &json!({ "email": email.as_str(), "role": role.as_str() }),
         now,
     )
     .await?;

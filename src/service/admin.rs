@@ -10,7 +10,7 @@ use super::{Ctx, run_to_completion};
 use crate::db::admin::{self as db, ApiKeyRow, AuditRow, MemberRow, RecalcOptions};
 use crate::db::levels as level_db;
 use crate::db::members as member_db;
-use crate::domain::Level;
+use crate::domain::{Level, StaffRole};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +108,46 @@ impl StaffService {
         })
     }
 
-    /// Whether a staff session still has staff power: its account is staff and enabled.
-    pub async fn is_active_staff(&self, user_id: i64) -> Result<bool> {
+    /// A staff session's power now: its account's role, None when the account is no
+    /// longer staff or is disabled.
+    pub async fn active_staff_role(&self, user_id: i64) -> Result<Option<StaffRole>> {
         let mut conn = self.ctx.pool.acquire().await?;
-        Ok(crate::db::accounts::is_active_staff(&mut conn, user_id).await?)
+        Ok(crate::db::accounts::active_staff_role(&mut conn, user_id)
+            .await?
+            .as_deref()
+            .and_then(StaffRole::parse))
+    }
+
+    /// Gives a staff account a role, audited; its sessions have it at their next request.
+    /// Nobody changes their own (the last admin could lock everyone out).
+    pub async fn set_staff_role(&self, actor: i64, user_id: i64, role: &str) -> Result<()> {
+        let role = StaffRole::parse(role)
+            .ok_or_else(|| Error::validation("role", "admin, operator or viewer"))?;
+        if actor == user_id {
+            return Err(Error::validation(
+                "user_id",
+                "you cannot change your own role; ask another admin",
+            ));
+        }
+        let now = self.ctx.clock.now();
+        let mut tx = self.ctx.pool.begin().await?;
+        if !crate::db::accounts::set_staff_role(&mut tx, user_id, role.as_str(), now).await? {
+            return Err(Error::NotFound {
+                what: "staff account",
+            });
+        }
+        member_db::audit(
+            &mut tx,
+            Some(actor),
+            "staff.set_role",
+            "user",
+            &user_id.to_string(),
+            &json!({ "role": role.as_str() }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn staff_accounts(&self) -> Result<Vec<crate::db::accounts::StaffAccount>> {

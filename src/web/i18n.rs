@@ -419,6 +419,27 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("member.reason", "原因", "Reason"),
     ("member.set_level", "设置等级", "Set level"),
     ("admin.finance", "财务", "Finance"),
+    ("staff.role", "角色", "Role"),
+    (
+        "staff.read_only",
+        "您的角色为只读：可以查看，不能更改。",
+        "Your role is read-only: you can look, not change anything.",
+    ),
+    ("staff.role_admin", "管理员", "Admin"),
+    ("staff.role_operator", "运营", "Operator"),
+    ("staff.role_viewer", "只读", "Viewer"),
+    ("staff.set_role", "更改", "Change"),
+    (
+        "staff.done_role",
+        "角色已更改，对方下一次操作即生效。",
+        "Role changed; it applies from that account’s next request.",
+    ),
+    (
+        "audit.action.staff.set_role",
+        "更改员工角色",
+        "Staff role changed",
+    ),
+    ("audit.field.role", "角色", "role"),
     ("grant.title", "批量发放积分", "Bulk grant"),
     ("grant.list_title", "批量发放记录", "Bulk grants"),
     (
@@ -671,8 +692,8 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("staff.you", "（你）", "(you)"),
     (
         "staff.help",
-        "停用的账号无法登录，已登录的会话在下一次请求时失效。新员工账号用命令行创建：member-portal create-staff。",
-        "A disabled account cannot log in, and its open sessions end at their next request. Create staff accounts with member-portal create-staff.",
+        "停用的账号无法登录，已登录的会话在下一次请求时失效。角色：管理员可做一切；运营可管理会员、积分、兑换与活动，不能改等级、员工账号与 API 密钥；只读只能查看。新员工账号用命令行创建：member-portal create-staff --role operator。",
+        "A disabled account cannot log in, and its open sessions end at their next request. Roles: an admin can do everything; an operator manages members, points, rewards and campaigns but not levels, staff accounts or API keys; a viewer only reads. Create staff accounts with member-portal create-staff --role operator.",
     ),
     (
         "staff.done_disabled",

@@ -222,6 +222,7 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/admin/staff", Staff).get(admin::staff),
         r("/admin/staff/{id}/disable", Staff).post(admin::disable_staff),
         r("/admin/staff/{id}/enable", Staff).post(admin::enable_staff),
+        r("/admin/staff/{id}/role", Staff).post(admin::set_staff_role),
         r("/admin/api-keys", Staff)
             .get(admin::api_keys)
             .post(admin::create_api_key),

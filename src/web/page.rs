@@ -19,6 +19,8 @@ use crate::service::Services;
 pub struct NavUser {
     pub display_name: String,
     pub is_staff: bool,
+    /// a staff account whose role only reads (its forms would be refused)
+    pub read_only: bool,
     pub unread: i64,
 }
 
@@ -262,18 +264,21 @@ impl FromRequestParts<Services> for Page {
         let mut user = session::current_user(&session, now).await.in_lang(lang)?;
         // A staff session's power is the account's, not what the session remembers: an
         // account disabled or no longer staff is logged out at its next request.
-        if let Some(u) = user.as_ref().filter(|u| u.is_staff()) {
-            if !services
+        if let Some(u) = user.as_mut().filter(|u| u.is_staff()) {
+            match services
                 .staff
-                .is_active_staff(u.user_id)
+                .active_staff_role(u.user_id)
                 .await
                 .in_lang(lang)?
             {
-                session.flush().await.map_err(|e| PageError {
-                    lang,
-                    error: crate::error::Error::Internal(anyhow::anyhow!("session: {e}")),
-                })?;
-                user = None;
+                Some(role) => u.staff_role = Some(role),
+                None => {
+                    session.flush().await.map_err(|e| PageError {
+                        lang,
+                        error: crate::error::Error::Internal(anyhow::anyhow!("session: {e}")),
+                    })?;
+                    user = None;
+                }
             }
         }
         // Read, not created: a session is stored only once something is put in it (the
@@ -289,6 +294,7 @@ impl FromRequestParts<Services> for Page {
                 Some(NavUser {
                     display_name: name.unwrap_or_default(),
                     is_staff: u.is_staff(),
+                    read_only: u.staff_role.is_some_and(|r| !r.writes()),
                     unread: services
                         .notifications
                         .unread_count(u.user_id)

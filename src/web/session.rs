@@ -168,6 +168,8 @@ pub fn layer(pool: sqlx::PgPool, cache: Cache, secure: bool) -> SessionManagerLa
 pub struct CurrentUser {
     pub user_id: i64,
     pub role: String,
+    /// a staff account's role, as the account has it now (read on each staff request)
+    pub staff_role: Option<crate::domain::StaffRole>,
 }
 
 impl CurrentUser {
@@ -205,7 +207,11 @@ pub async fn current_user(
         .await
         .map_err(internal)?
         .unwrap_or_default();
-    Ok(Some(CurrentUser { user_id, role }))
+    Ok(Some(CurrentUser {
+        user_id,
+        role,
+        staff_role: None,
+    }))
 }
 
 /// Logs the user in: a new session id (no fixation), a new CSRF token.

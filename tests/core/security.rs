@@ -998,3 +998,107 @@ async fn the_session_cookie_is_flagged_renewed_at_login_and_dead_after_logout() 
         "logged out on the server, not only in the browser"
     );
 }
+
+#[tokio::test]
+async fn staff_roles_refuse_what_the_role_does_not_allow_and_change_nothing() {
+    use member_portal::domain::StaffRole;
+    let w = World::new().await;
+    for (email, role) in [
+        ("viewer@example.com", StaffRole::Viewer),
+        ("operator@example.com", StaffRole::Operator),
+    ] {
+        accounts::create_staff_as(&w.app.s.ctx, email, PASSWORD, None, role)
+            .await
+            .unwrap();
+    }
+    let viewer = Visitor::new(&w.app);
+    viewer.login("viewer@example.com").await;
+    let operator = Visitor::new(&w.app);
+    operator.login("operator@example.com").await;
+    let before = w.fingerprint().await;
+    let mut refused = (0, 0);
+    for route in page_routes()
+        .iter()
+        .filter(|r| r.post && r.path.starts_with("/admin"))
+    {
+        let path = w.fill(route.path);
+        let token = viewer.token().await;
+        let r = viewer.post(&path, Some(&token), FORM).await;
+        assert_eq!(r.status(), 403, "a viewer posts {path}");
+        refused.0 += 1;
+        let operator_may = ["/admin/levels", "/admin/staff", "/admin/api-keys"]
+            .iter()
+            .all(|p| !path.starts_with(p));
+        if !operator_may {
+            let token = operator.token().await;
+            let r = operator.post(&path, Some(&token), FORM).await;
+            assert_eq!(r.status(), 403, "an operator posts {path}");
+            refused.1 += 1;
+        }
+    }
+    assert!(refused.0 >= 15 && refused.1 >= 8, "{refused:?}");
+    assert_eq!(
+        w.fingerprint().await,
+        before,
+        "refused posts changed nothing"
+    );
+    // both read every staff page
+    for route in page_routes()
+        .iter()
+        .filter(|r| r.get && r.path.starts_with("/admin") && !r.path.contains('{'))
+    {
+        assert_eq!(
+            viewer.get(route.path).await.status(),
+            200,
+            "a viewer reads {}",
+            route.path
+        );
+    }
+    let dashboard = viewer.get("/admin").await.text().await.unwrap();
+    assert!(
+        dashboard.contains("id=\"read-only\""),
+        "a viewer is told the role reads only"
+    );
+    let dashboard = operator.get("/admin").await.text().await.unwrap();
+    assert!(!dashboard.contains("id=\"read-only\""));
+    // an operator does what operators do: adjust a member's points
+    let token = operator.token().await;
+    let r = operator
+        .post(
+            &format!("/admin/members/{}/adjust", w.bob),
+            Some(&token),
+            &[("points", "5"), ("reason", "goodwill")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        w.app.s.points.summary(w.bob).await.unwrap().available % 10,
+        5
+    );
+    // an admin changes a role; the account has it at its next request
+    let boss = Visitor::new(&w.app);
+    boss.login("boss@example.com").await;
+    let viewer_id: i64 =
+        sqlx::query_scalar("select id from users where email = 'viewer@example.com'")
+            .fetch_one(&w.app.s.ctx.pool)
+            .await
+            .unwrap();
+    let token = boss.token().await;
+    let r = boss
+        .post(
+            &format!("/admin/staff/{viewer_id}/role"),
+            Some(&token),
+            &[("role", "operator")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let token = viewer.token().await;
+    let r = viewer
+        .post(
+            &format!("/admin/members/{}/adjust", w.bob),
+            Some(&token),
+            &[("points", "5"), ("reason", "now allowed")],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "the new role applies at once");
+}

@@ -38,7 +38,9 @@ pub use rewards::{
     cancel as cancel_coupon, coupon, create as create_reward, edit as edit_reward,
     find as find_coupon, rewards, update as update_reward,
 };
-pub use staff::{disable as disable_staff, enable as enable_staff, staff};
+pub use staff::{
+    disable as disable_staff, enable as enable_staff, set_role as set_staff_role, staff,
+};
 
 /// A page for staff only.
 pub struct StaffPage {
@@ -56,6 +58,14 @@ impl FromRequestParts<Services> for StaffPage {
     ) -> Result<Self, Self::Rejection> {
         let page = UserPage::from_request_parts(parts, services).await?;
         if !page.user.is_staff() {
+            return Err(LoginRequired::Forbidden(Box::new(page.ctx)));
+        }
+        // what the account's role allows, for every staff route in one place
+        let role = page
+            .user
+            .staff_role
+            .unwrap_or(crate::domain::StaffRole::Viewer);
+        if !role.allows(parts.method.as_str(), parts.uri.path()) {
             return Err(LoginRequired::Forbidden(Box::new(page.ctx)));
         }
         Ok(StaffPage {

@@ -17,7 +17,7 @@ use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
 /// Every action the services record, in the order the filter offers them.
-pub const ACTIONS: [&str; 18] = [
+pub const ACTIONS: [&str; 19] = [
     "points.adjust",
     "points.bulk_grant",
     "member.set_level",
@@ -29,6 +29,7 @@ pub const ACTIONS: [&str; 18] = [
     "staff.create",
     "staff.disable",
     "staff.enable",
+    "staff.set_role",
     "reward.create",
     "reward.update",
     "coupon.cancel",

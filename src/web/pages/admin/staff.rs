@@ -24,6 +24,7 @@ pub struct StaffQuery {
 pub struct StaffListPage {
     pub ctx: PageCtx,
     pub accounts: Vec<StaffAccount>,
+    pub roles: [&'static str; 3],
     pub me: i64,
     pub notice: Option<String>,
     pub error: Option<String>,
@@ -44,6 +45,7 @@ async fn list(
     Ok((
         status,
         StaffListPage {
+            roles: crate::domain::StaffRole::ALL.map(crate::domain::StaffRole::as_str),
             me: page.actor,
             ctx: page.ctx,
             accounts,
@@ -58,6 +60,7 @@ pub async fn staff(page: StaffPage, Query(q): Query<StaffQuery>) -> Result<Respo
     let notice = match q.done.as_deref() {
         Some("disabled") => Some(page.ctx.t("staff.done_disabled").to_string()),
         Some("enabled") => Some(page.ctx.t("staff.done_enabled").to_string()),
+        Some("role") => Some(page.ctx.t("staff.done_role").to_string()),
         _ => None,
     };
     list(page, notice, None, StatusCode::OK).await
@@ -108,4 +111,32 @@ pub async fn disable(
 
 pub async fn enable(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
     set(page, &id, false, true).await
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    role: String,
+}
+
+/// An admin gives another staff account a role.
+pub async fn set_role(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Form(f): Form<RoleForm>,
+) -> Result<Response, PageError> {
+    let id: i64 = parse_id(&page.ctx, &id)?;
+    match page
+        .services
+        .staff
+        .set_staff_role(page.actor, id, &f.role)
+        .await
+    {
+        Ok(()) => Ok(Redirect::to("/admin/staff?done=role").into_response()),
+        Err(e @ crate::error::Error::Validation { .. }) => {
+            let message = localized(&e, page.ctx.lang);
+            list(page, None, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e).in_lang(page.ctx.lang),
+    }
 }
