@@ -71,8 +71,26 @@ language sql as $$
     on conflict (user_id, month) do update set spent = s.spent + excluded.spent
 $$;
 
+-- An API key as the earn statement checks it: 'ok', 'unknown' (no such key, or revoked) or
+-- 'scope' (the key may not do this; scopes come with migration 0021). last_used_at is
+-- refreshed at most once a minute, as use_api_key does.
+create function api_key_check(p_key_hash text, p_scope text, p_now timestamptz) returns text
+language plpgsql as $$
+begin
+    update api_keys a set last_used_at = p_now
+     where a.key_hash = p_key_hash and a.revoked_at is null
+       and (a.last_used_at is null or a.last_used_at < p_now - interval '1 minute');
+    if found or exists (select 1 from api_keys a
+                         where a.key_hash = p_key_hash and a.revoked_at is null) then
+        return 'ok';
+    end if;
+    return 'unknown';
+end;
+$$;
+
 -- The one-statement earn of migration 0005, now also counting the order amount into the
--- member's month (the only change; the current body of earn_points is this one).
+-- member's month, and asking api_key_check about the key (the current body of
+-- earn_points is this one).
 create or replace function earn_points(
     p_user bigint, p_base bigint, p_amount numeric, p_source_type text, p_source_id text,
     p_now timestamptz, p_tz text, p_expires_at timestamptz,
@@ -97,13 +115,12 @@ declare
     v_tx bigint;
 begin
     if p_key_hash is not null then
-        -- as use_api_key: last_used_at refreshed at most once a minute
-        update api_keys a set last_used_at = p_now
-         where a.key_hash = p_key_hash and a.revoked_at is null
-           and (a.last_used_at is null or a.last_used_at < p_now - interval '1 minute');
-        if not found and not exists (select 1 from api_keys a
-                                      where a.key_hash = p_key_hash and a.revoked_at is null) then
-            outcome := 'unauthorized';
+        case api_key_check(p_key_hash, 'earn', p_now)
+            when 'unknown' then outcome := 'unauthorized';
+            when 'scope' then outcome := 'forbidden';
+            else null;
+        end case;
+        if outcome is not null then
             return next;
             return;
         end if;

@@ -16,6 +16,8 @@ pub enum Error {
     Unauthorized,
     #[error("you do not have access to this")]
     Forbidden,
+    #[error("this API key may not {scope}: give the integration a key with the `{scope}` scope")]
+    KeyScope { scope: &'static str },
     #[error("member {user_id} not found")]
     MemberNotFound { user_id: i64 },
     #[error("level {level_id} not found")]
@@ -79,7 +81,7 @@ impl Error {
         match self {
             Self::Validation { .. } => "VALIDATION_ERROR",
             Self::Unauthorized => "UNAUTHORIZED",
-            Self::Forbidden => "FORBIDDEN",
+            Self::Forbidden | Self::KeyScope { .. } => "FORBIDDEN",
             Self::MemberNotFound { .. } => "MEMBER_NOT_FOUND",
             Self::LevelNotFound { .. } => "LEVEL_NOT_FOUND",
             Self::NotFound { .. } => "NOT_FOUND",
@@ -104,7 +106,7 @@ impl Error {
         match self {
             Self::Validation { .. } => 422,
             Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::KeyScope { .. } => 403,
             Self::MemberNotFound { .. }
             | Self::LevelNotFound { .. }
             | Self::NotFound { .. }

@@ -43,6 +43,9 @@ enum Command {
     CreateApiKey {
         #[arg(long)]
         name: String,
+        /// what the key may do, comma-separated: earn, use, read, coupons (default: all)
+        #[arg(long, default_value = "earn,use,read,coupons")]
+        scopes: String,
     },
     /// Expire points past their expiry now.
     ExpirePoints,
@@ -149,9 +152,16 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
             println!("staff user {id} created: {email} ({})", role.as_str());
         }
-        Command::CreateApiKey { name } => {
+        Command::CreateApiKey { name, scopes } => {
+            let mut wanted = Vec::new();
+            for raw in scopes.split(',').filter(|s| !s.trim().is_empty()) {
+                let Some(scope) = accounts::Scope::parse(raw) else {
+                    anyhow::bail!("--scopes {raw:?}: expected earn, use, read or coupons");
+                };
+                wanted.push(scope);
+            }
             let s = services(config).await?;
-            let key = accounts::create_api_key(&s.ctx, &name, None)
+            let key = accounts::create_api_key_scoped(&s.ctx, &name, &wanted, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
             println!("{key}");

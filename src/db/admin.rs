@@ -199,12 +199,14 @@ pub struct ApiKeyRow {
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    pub scopes: Vec<String>,
 }
 
 pub async fn api_keys(conn: &mut PgConnection) -> sqlx::Result<Vec<ApiKeyRow>> {
     sqlx::query_as!(
         ApiKeyRow,
-        "select id, name, key_prefix, created_at, last_used_at, revoked_at from api_keys order by id desc"
+        "select id, name, key_prefix, created_at, last_used_at, revoked_at, scopes
+           from api_keys order by id desc"
     )
     .fetch_all(conn)
     .await

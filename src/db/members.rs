@@ -327,17 +327,19 @@ pub async fn insert_api_key(
     name: &str,
     key_hash: &str,
     key_prefix: &str,
+    scopes: &[String],
     created_by: Option<i64>,
     now: OffsetDateTime,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
-        "insert into api_keys (name, key_hash, key_prefix, created_by, created_at)
-         values ($1, $2, $3, $4, $5) returning id",
+        "insert into api_keys (name, key_hash, key_prefix, created_by, created_at, scopes)
+         values ($1, $2, $3, $4, $5, $6) returning id",
         name,
         key_hash,
         key_prefix,
         created_by,
-        now
+        now,
+        scopes
     )
     .fetch_one(conn)
     .await
@@ -349,22 +351,24 @@ pub async fn use_api_key(
     conn: &mut PgConnection,
     key_hash: &str,
     now: OffsetDateTime,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar!(
+) -> sqlx::Result<Option<(i64, Vec<String>)>> {
+    let row = sqlx::query!(
         r#"with k as (
-               select id, last_used_at from api_keys where key_hash = $1 and revoked_at is null
+               select id, last_used_at, scopes from api_keys
+                where key_hash = $1 and revoked_at is null
            ), touched as (
                update api_keys set last_used_at = $2
                  from k
                 where api_keys.id = k.id
                   and (k.last_used_at is null or k.last_used_at < $2::timestamptz - interval '1 minute')
            )
-           select id as "id!" from k"#,
+           select id as "id!", scopes as "scopes!" from k"#,
         key_hash,
         now
     )
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.id, r.scopes)))
 }
 
 /// One change of a member's level, with the levels' names.

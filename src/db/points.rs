@@ -144,6 +144,8 @@ pub enum FastEarn {
     Replay(Keyed),
     NotFound,
     Unauthorized,
+    /// a valid key without the `earn` scope
+    Forbidden,
     PerTransaction {
         actual: i64,
     },
@@ -226,6 +228,7 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
         }),
         "not_found" => FastEarn::NotFound,
         "unauthorized" => FastEarn::Unauthorized,
+        "forbidden" => FastEarn::Forbidden,
         "per_tx" => FastEarn::PerTransaction {
             actual: r.actual.unwrap_or(i64::MAX),
         },

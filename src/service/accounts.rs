@@ -239,8 +239,29 @@ pub async fn create_staff_as(
     Ok(id)
 }
 
-/// Creates an API key and returns it; only its hash is kept.
+/// Creates an API key with every scope and returns it; only its hash is kept.
 pub async fn create_api_key(ctx: &Ctx, name: &str, created_by: Option<i64>) -> Result<String> {
+    create_api_key_scoped(ctx, name, &Scope::ALL, created_by).await
+}
+
+/// Creates an API key that may do what `scopes` name (at least one).
+pub async fn create_api_key_scoped(
+    ctx: &Ctx,
+    name: &str,
+    scopes: &[Scope],
+    created_by: Option<i64>,
+) -> Result<String> {
+    if scopes.is_empty() {
+        return Err(Error::validation(
+            "scopes",
+            "choose at least one scope: earn, use, read or coupons",
+        ));
+    }
+    let scope_names: Vec<String> = Scope::ALL
+        .iter()
+        .filter(|s| scopes.contains(s))
+        .map(|s| s.as_str().to_owned())
+        .collect();
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(Error::validation(
@@ -258,6 +279,7 @@ pub async fn create_api_key(ctx: &Ctx, name: &str, created_by: Option<i64>) -> R
         name,
         &api_key_hash(&key),
         &key[..11],
+        &scope_names,
         created_by,
         now,
     )
@@ -268,7 +290,7 @@ pub async fn create_api_key(ctx: &Ctx, name: &str, created_by: Option<i64>) -> R
         "api_key.create",
         "api_key",
         &id.to_string(),
-        &json!({ "name": name }),
+        &json!({ "name": name, "scopes": scope_names }),
         now,
     )
     .await?;
@@ -276,17 +298,68 @@ pub async fn create_api_key(ctx: &Ctx, name: &str, created_by: Option<i64>) -> R
     Ok(key)
 }
 
-/// The id of a valid (unrevoked) key.
-pub async fn authenticate_api_key(ctx: &Ctx, key: &str) -> Result<i64> {
-    authenticate_api_key_hash(ctx, &api_key_hash(key)).await
+/// The id of a valid (unrevoked) key with the scope.
+pub async fn authenticate_api_key(ctx: &Ctx, key: &str, scope: Scope) -> Result<i64> {
+    authenticate_api_key_hash(ctx, &api_key_hash(key), scope).await
 }
 
 /// As [`authenticate_api_key`], from the key's hash.
-pub async fn authenticate_api_key_hash(ctx: &Ctx, key_hash: &str) -> Result<i64> {
+pub async fn authenticate_api_key_hash(ctx: &Ctx, key_hash: &str, scope: Scope) -> Result<i64> {
     let mut conn = ctx.pool.acquire().await?;
-    db::use_api_key(&mut conn, key_hash, ctx.clock.now())
+    let (id, scopes) = db::use_api_key(&mut conn, key_hash, ctx.clock.now())
         .await?
-        .ok_or(Error::Unauthorized)
+        .ok_or(Error::Unauthorized)?;
+    if !scopes.iter().any(|s| s == scope.as_str()) {
+        return Err(Error::KeyScope {
+            scope: scope.as_str(),
+        });
+    }
+    Ok(id)
+}
+
+/// What an API key may do (migration 0021).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// create members, earn points, reverse earns
+    Earn,
+    /// use points, refund uses
+    Use,
+    /// every GET
+    Read,
+    /// redeem rewards; validate, consume, release and cancel coupons
+    Coupons,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Earn, Scope::Use, Scope::Read, Scope::Coupons];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earn => "earn",
+            Self::Use => "use",
+            Self::Read => "read",
+            Self::Coupons => "coupons",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw.trim())
+    }
+
+    /// The scope an API request needs, by its method and path.
+    pub fn for_request(method: &str, path: &str) -> Self {
+        let path = path.trim_end_matches('/');
+        if matches!(method, "GET" | "HEAD") {
+            Self::Read
+        } else if path.ends_with("/points/use") || path.ends_with("/points/refund") {
+            Self::Use
+        } else if path.ends_with("/redemptions") || path.contains("/coupons/") {
+            Self::Coupons
+        } else {
+            // earn, reverse, and creating members
+            Self::Earn
+        }
+    }
 }
 
 #[cfg(test)]

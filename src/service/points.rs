@@ -189,7 +189,12 @@ impl PointService {
         if !in_play.is_empty() || cfg.points_pending_days > 0 {
             // bonus lines, and pending points, are written with the earn in its transaction
             if let Some(hash) = key_hash {
-                crate::service::accounts::authenticate_api_key_hash(&self.ctx, hash).await?;
+                crate::service::accounts::authenticate_api_key_hash(
+                    &self.ctx,
+                    hash,
+                    crate::service::accounts::Scope::Earn,
+                )
+                .await?;
             }
             return self.earn_tx(req, &in_play).await;
         }
@@ -226,6 +231,7 @@ impl PointService {
                 Ok(outcome)
             }
             Ok(FastEarn::Unauthorized) => Err(Error::Unauthorized),
+            Ok(FastEarn::Forbidden) => Err(Error::KeyScope { scope: "earn" }),
             Ok(FastEarn::NotFound) => Err(Error::MemberNotFound {
                 user_id: req.user_id,
             }),

@@ -129,7 +129,7 @@ pub fn localized(err: &Error, lang: Lang) -> String {
         Error::CouponUnusable { status, .. } => t(&format!("coupon.unusable.{}", status.as_str())),
         Error::RewardNotFound { .. } | Error::CouponNotFound => t("error.not_found"),
         Error::Unauthorized => t("login.expired"),
-        Error::Forbidden => t("error.forbidden"),
+        Error::Forbidden | Error::KeyScope { .. } => t("error.forbidden"),
         Error::MemberNotFound { .. } | Error::LevelNotFound { .. } | Error::NotFound { .. } => {
             t("error.not_found")
         }

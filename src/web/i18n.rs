@@ -419,6 +419,24 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("member.reason", "原因", "Reason"),
     ("member.set_level", "设置等级", "Set level"),
     ("admin.finance", "财务", "Finance"),
+    ("keys.scopes", "权限范围", "Scopes"),
+    (
+        "keys.scope_earn",
+        "建会员、发积分、退货扣回",
+        "create members, earn, reverse",
+    ),
+    (
+        "keys.scope_use",
+        "使用积分、撤销使用",
+        "use points, refund uses",
+    ),
+    ("keys.scope_read", "查询", "every read"),
+    (
+        "keys.scope_coupons",
+        "兑换、核销与释放券",
+        "redeem, validate, consume, release coupons",
+    ),
+    ("audit.field.scopes", "权限范围", "scopes"),
     ("staff.role", "角色", "Role"),
     (
         "staff.read_only",

@@ -56,7 +56,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_checked() {
         .unwrap();
     assert_ne!(stored, key);
     assert_eq!(stored, accounts::api_key_hash(&key));
-    let id = accounts::authenticate_api_key(&h.s.ctx, &key)
+    let id = accounts::authenticate_api_key(&h.s.ctx, &key, accounts::Scope::Read)
         .await
         .unwrap();
     assert_eq!(
@@ -66,7 +66,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_checked() {
         .await,
         1
     );
-    let e = accounts::authenticate_api_key(&h.s.ctx, "mp_wrong")
+    let e = accounts::authenticate_api_key(&h.s.ctx, "mp_wrong", accounts::Scope::Read)
         .await
         .unwrap_err();
     assert_eq!((e.code(), e.status()), ("UNAUTHORIZED", 401));
@@ -75,7 +75,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_checked() {
         .await
         .unwrap();
     assert_eq!(
-        accounts::authenticate_api_key(&h.s.ctx, &key)
+        accounts::authenticate_api_key(&h.s.ctx, &key, accounts::Scope::Read)
             .await
             .unwrap_err()
             .code(),

@@ -867,3 +867,90 @@ async fn amounts_are_decimal_strings_or_whole_numbers_and_cursors_plain_digits()
     let user_id = params.iter().find(|p| p["name"] == "user_id").unwrap();
     assert_eq!(user_id["schema"]["minimum"], 1);
 }
+
+#[tokio::test]
+async fn a_key_does_what_its_scopes_allow_and_nothing_else() {
+    use member_portal::service::accounts::Scope;
+    let full = api().await;
+    let ann = full.member("ann@example.com").await;
+    let (s, _) = full
+        .call(
+            "POST",
+            &format!("/members/{ann}/points/earn"),
+            Some(json!({"base_points": 100, "source_type": "order", "source_id": "O1"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let keyed = |scopes: &'static [Scope]| {
+        let ctx = full.app.s.ctx.clone();
+        async move {
+            accounts::create_api_key_scoped(&ctx, "scoped", scopes, None)
+                .await
+                .unwrap()
+        }
+    };
+    let as_key = |key: String| Api {
+        app: full.app.another_browser(),
+        key,
+    };
+    let reader = as_key(keyed(&[Scope::Read]).await);
+    let earner = as_key(keyed(&[Scope::Earn]).await);
+    let before = crate::harness::fingerprint(&full.app.s.ctx.pool).await;
+    // a reader reads, and may not earn (the one-statement earn), use or redeem
+    assert_eq!(
+        reader.call("GET", &format!("/members/{ann}"), None).await.0,
+        200
+    );
+    for (path, body) in [
+        (
+            format!("/members/{ann}/points/earn"),
+            json!({"base_points": 1, "source_type": "order", "source_id": "R1"}),
+        ),
+        (
+            format!("/members/{ann}/points/use"),
+            json!({"points": 1, "usage_type": "checkout", "reference_id": "R2"}),
+        ),
+        (
+            "/coupons/validate".to_owned(),
+            json!({"code": "NOPE-NOPE-NOPE"}),
+        ),
+    ] {
+        let (s, e) = reader.call("POST", &path, Some(body)).await;
+        assert_eq!(
+            (s.as_u16(), e["code"].as_str()),
+            (403, Some("FORBIDDEN")),
+            "{path}: {e}"
+        );
+        assert!(e["message"].as_str().unwrap().contains("scope"), "{e}");
+    }
+    // an earner earns and may not read or use
+    let (s, _) = earner
+        .call(
+            "POST",
+            &format!("/members/{ann}/points/earn"),
+            Some(json!({"base_points": 1, "source_type": "order", "source_id": "E1"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(
+        earner.call("GET", &format!("/members/{ann}"), None).await.0,
+        403
+    );
+    let (s, _) = earner
+        .call(
+            "POST",
+            &format!("/members/{ann}/points/use"),
+            Some(json!({"points": 1, "usage_type": "checkout", "reference_id": "E2"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    // a bad key is still 401 first, whatever the route
+    let nobody = as_key("mp_nobody".into());
+    assert_eq!(
+        nobody.call("GET", &format!("/members/{ann}"), None).await.0,
+        401
+    );
+    let after = crate::harness::fingerprint(&full.app.s.ctx.pool).await;
+    assert_ne!(before, after, "the earner's earn went through");
+    assert_eq!(full.app.s.points.summary(ann).await.unwrap().available, 101);
+}

@@ -844,6 +844,27 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         "1"
     );
     shot(c, "admin-grant").await;
+    // an API key that may only read
+    c.goto(&app.url("/admin/api-keys")).await.unwrap();
+    type_into(c, "#key-name", "BI dashboard").await;
+    for scope in ["earn", "use", "coupons"] {
+        c.find(Locator::Css(&format!("#scope-{scope}")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css("fieldset.scopes ~ button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(c, "#new-key").await;
+    let keys = wait_css(c, "#keys").await.text().await.unwrap();
+    assert!(keys.contains("BI dashboard"), "{keys}");
+    shot(c, "admin-api-keys-scopes").await;
     b.client.clone().close().await.unwrap();
     let phone = browser(true, "en").await;
     log_in(&phone.client, &app, "boss@example.com").await;

@@ -429,7 +429,7 @@ async fn an_api_key_is_shown_once_and_can_be_revoked() {
     let list = app.text("/admin/api-keys").await;
     assert!(!list.contains(&key), "shown only once");
     assert!(list.contains("order system") && list.contains(&key[..11]));
-    accounts::authenticate_api_key(&app.s.ctx, &key)
+    accounts::authenticate_api_key(&app.s.ctx, &key, accounts::Scope::Read)
         .await
         .unwrap();
     let id: i64 = sqlx::query_scalar("select id from api_keys")
@@ -441,7 +441,7 @@ async fn an_api_key_is_shown_once_and_can_be_revoked() {
         r.text().await.unwrap().contains("id=\"confirm-yes\""),
         "asks first"
     );
-    accounts::authenticate_api_key(&app.s.ctx, &key)
+    accounts::authenticate_api_key(&app.s.ctx, &key, accounts::Scope::Read)
         .await
         .expect("not revoked before it is confirmed");
     let r = app
@@ -457,7 +457,7 @@ async fn an_api_key_is_shown_once_and_can_be_revoked() {
             .contains("id=\"keys-notice\"")
     );
     assert_eq!(
-        accounts::authenticate_api_key(&app.s.ctx, &key)
+        accounts::authenticate_api_key(&app.s.ctx, &key, accounts::Scope::Read)
             .await
             .unwrap_err()
             .code(),

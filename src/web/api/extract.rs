@@ -104,7 +104,8 @@ impl FromRequestParts<Services> for ApiKey {
 
     async fn from_request_parts(parts: &mut Parts, s: &Services) -> Result<Self, Self::Rejection> {
         let key = BearerKey::from_request_parts(parts, s).await?;
-        Ok(ApiKey(key.verify(s).await?))
+        let scope = accounts::Scope::for_request(parts.method.as_str(), parts.uri.path());
+        Ok(ApiKey(key.verify(s, scope).await?))
     }
 }
 
@@ -117,8 +118,8 @@ pub struct BearerKey {
 }
 
 impl BearerKey {
-    pub async fn verify(&self, s: &Services) -> Result<i64, Error> {
-        accounts::authenticate_api_key_hash(&s.ctx, &self.hash).await
+    pub async fn verify(&self, s: &Services, scope: accounts::Scope) -> Result<i64, Error> {
+        accounts::authenticate_api_key_hash(&s.ctx, &self.hash, scope).await
     }
 }
 

@@ -61,7 +61,17 @@ impl Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`member-portal create-api-key`, or /admin/api-keys). A key has scopes: \
+                         `earn` (create members, earn, reverse), `use` (use, refund), `read` (every GET), \
+                         `coupons` (redemptions and coupons); a request its key's scopes do not cover \
+                         is answered 403 FORBIDDEN.",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "session",
@@ -800,7 +810,8 @@ async fn earn(
     match parsed {
         Ok(req) => Ok(outcome(s.points.earn_points_as(Some(key.hash), req).await?)),
         Err(e) => {
-            key.verify(&s).await?;
+            key.verify(&s, crate::service::accounts::Scope::Earn)
+                .await?;
             Err(e)
         }
     }

@@ -1270,13 +1270,50 @@ pub async fn api_keys(
 pub struct KeyForm {
     #[serde(default)]
     name: String,
+    /// `given` when the form had the scope boxes (a form without them gives every scope)
+    #[serde(default)]
+    scopes: String,
+    #[serde(default)]
+    scope_earn: String,
+    #[serde(default)]
+    scope_use: String,
+    #[serde(default)]
+    scope_read: String,
+    #[serde(default)]
+    scope_coupons: String,
+}
+
+impl KeyForm {
+    fn scopes(&self) -> Vec<accounts::Scope> {
+        use accounts::Scope;
+        if self.scopes != "given" {
+            return Scope::ALL.to_vec();
+        }
+        [
+            (&self.scope_earn, Scope::Earn),
+            (&self.scope_use, Scope::Use),
+            (&self.scope_read, Scope::Read),
+            (&self.scope_coupons, Scope::Coupons),
+        ]
+        .into_iter()
+        .filter(|(v, _)| !v.is_empty())
+        .map(|(_, s)| s)
+        .collect()
+    }
 }
 
 pub async fn create_api_key(
     page: StaffPage,
     Form(f): Form<KeyForm>,
 ) -> Result<Response, PageError> {
-    match accounts::create_api_key(&page.services.ctx, &f.name, Some(page.actor)).await {
+    match accounts::create_api_key_scoped(
+        &page.services.ctx,
+        &f.name,
+        &f.scopes(),
+        Some(page.actor),
+    )
+    .await
+    {
         Ok(key) => api_keys_page(page, Some(key), None, StatusCode::CREATED).await,
         Err(e @ Error::Validation { .. }) => {
             let msg = localized(&e, page.ctx.lang);
