@@ -53,29 +53,29 @@ pub async fn insert(conn: &mut PgConnection, g: &NewGrant<'_>) -> sqlx::Result<O
     .await
 }
 
+/// The grant with this key.
 pub async fn by_key(conn: &mut PgConnection, key: &str) -> sqlx::Result<Option<Grant>> {
-    sqlx::query_as!(
-        Grant,
-        r#"select g.id, g.idempotency_key, g.points, g.reason, g.filter, g.members_expected,
-                  g.members_done, g.cursor_user_id, g.status, u.email as "actor?", g.created_at,
-                  g.updated_at, g.finished_at
-             from bulk_grants g left join users u on u.id = g.actor_user_id
-            where g.idempotency_key = $1"#,
-        key
-    )
-    .fetch_optional(conn)
-    .await
+    find(conn, None, Some(key)).await
 }
 
 pub async fn by_id(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Grant>> {
+    find(conn, Some(id), None).await
+}
+
+async fn find(
+    conn: &mut PgConnection,
+    id: Option<i64>,
+    key: Option<&str>,
+) -> sqlx::Result<Option<Grant>> {
     sqlx::query_as!(
         Grant,
         r#"select g.id, g.idempotency_key, g.points, g.reason, g.filter, g.members_expected,
                   g.members_done, g.cursor_user_id, g.status, u.email as "actor?", g.created_at,
                   g.updated_at, g.finished_at
              from bulk_grants g left join users u on u.id = g.actor_user_id
-            where g.id = $1"#,
-        id
+            where g.id = $1 or g.idempotency_key = $2"#,
+        id,
+        key
     )
     .fetch_optional(conn)
     .await
