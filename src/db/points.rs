@@ -1030,3 +1030,38 @@ pub async fn history(
         }
     }
 }
+
+/// One batch as staff see it: live, pending, used up or expired.
+#[derive(Debug, Clone)]
+pub struct BatchRow {
+    pub id: i64,
+    pub earned_points: i64,
+    pub available_points: i64,
+    pub pending_points: i64,
+    pub pending_until: Option<OffsetDateTime>,
+    pub expires_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+}
+
+/// Every batch of the member, newest first, before id `before` (keyset on the primary key).
+pub async fn batch_page(
+    conn: &mut PgConnection,
+    user_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<BatchRow>> {
+    sqlx::query_as!(
+        BatchRow,
+        "select id, earned_points, available_points, pending_points, pending_until, expires_at,
+                created_at
+           from point_batches
+          where user_id = $1 and ($2::bigint is null or id < $2)
+          order by id desc
+          limit $3",
+        user_id,
+        before,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -873,6 +873,25 @@ impl PointService {
         Ok(db::live_batches(&mut conn, user_id, self.now(), None).await?)
     }
 
+    /// Every batch of the member (live, pending, used up, expired), 20 at a time newest
+    /// first; `before` is the last id of the previous page. Returns the next page's cursor.
+    pub async fn batch_page(
+        &self,
+        user_id: i64,
+        before: Option<i64>,
+    ) -> Result<(Vec<db::BatchRow>, Option<i64>)> {
+        const PAGE: i64 = 20;
+        let mut conn = self.ctx.pool.acquire().await?;
+        let mut rows = db::batch_page(&mut conn, user_id, before, PAGE + 1).await?;
+        let next = if rows.len() as i64 > PAGE {
+            rows.truncate(PAGE as usize);
+            rows.last().map(|b| b.id)
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
     /// The first `n` live batches to expire, and whether more follow.
     pub async fn first_batches(&self, user_id: i64, n: usize) -> Result<(Vec<Batch>, bool)> {
         let mut conn = self.ctx.pool.acquire().await?;

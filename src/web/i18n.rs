@@ -585,6 +585,22 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "After this day the level is reviewed on spend, with notice to the member; empty keeps it for good.",
     ),
     ("member.level_history", "等级记录", "Level history"),
+    ("member.batches", "积分批次", "Points batches"),
+    ("member.coupons", "会员的券", "Coupons"),
+    ("member.no_batches", "尚无积分批次。", "No batches yet."),
+    (
+        "member.pending_total",
+        "待入账：{n} 积分",
+        "Pending: {n} points",
+    ),
+    (
+        "member.batch_pending",
+        "待入账，{date} 起可用",
+        "pending until {date}",
+    ),
+    ("member.batch_used", "已用完", "used up"),
+    ("member.batch_expired", "已到期", "past its expiry"),
+    ("member.batch_live", "可用", "available"),
     (
         "member.no_level_history",
         "尚无等级变动。",

@@ -808,6 +808,14 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         "Set by hand, kept until 2027-06-30 · moves to 普通会员 at the review unless ¥20,000.00 more is spent"
     );
     shot(c, "admin-member-level-history").await;
+    c.execute(
+        "document.getElementById('batches').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(c, "#member-batches tbody tr").await, 2);
+    shot(c, "admin-member-batches").await;
     c.goto(&app.url("/admin/finance")).await.unwrap();
     wait_css(c, "#chart-months").await;
     assert_eq!(

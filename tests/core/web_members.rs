@@ -182,3 +182,64 @@ async fn staff_narrow_the_member_list_page_through_it_and_export_it() {
         "a formula is defused and quoted: {all}"
     );
 }
+
+#[tokio::test]
+async fn the_member_page_lists_every_batch_paged_with_what_became_of_it() {
+    let app = spawn_app_with(|c| c.points_expiry_days = 30).await;
+    accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
+        .await
+        .unwrap();
+    let ann = app.member("ann@example.com").await;
+    // the oldest batch expires, the next is used up, 23 more stay live
+    app.s
+        .points
+        .earn_points(earn_req(ann, 7, "OLD", None))
+        .await
+        .unwrap();
+    app.clock.advance(time::Duration::days(31));
+    app.s.points.expire_points().await.unwrap();
+    app.s
+        .points
+        .earn_points(earn_req(ann, 10, "SPENT", None))
+        .await
+        .unwrap();
+    app.s
+        .points
+        .use_points(crate::harness::use_req(ann, 10, "U1"))
+        .await
+        .unwrap();
+    for i in 0..23 {
+        app.s
+            .points
+            .earn_points(earn_req(ann, 5, &format!("L{i}"), None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.login("boss@example.com", PASSWORD).await.status(), 303);
+    let page = app.text(&format!("/admin/members/{ann}")).await;
+    let table = page.split("id=\"member-batches\"").nth(1).unwrap();
+    let table = table.split("</table>").next().unwrap();
+    assert_eq!(
+        table.matches("<tr>").count(),
+        1 + 20,
+        "header and a page of 20"
+    );
+    let older = page
+        .split("id=\"batches-older\"")
+        .next()
+        .and_then(|s| s.rsplit("href=\"").next())
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&#x3d;", "=")
+        .replace("&amp;", "&");
+    assert!(older.contains("batches_before="), "{older}");
+    let rest = app.text_in("en", &older).await;
+    let table = rest.split("id=\"member-batches\"").nth(1).unwrap();
+    let table = table.split("</table>").next().unwrap();
+    assert_eq!(table.matches("<tr>").count(), 1 + 5);
+    assert!(
+        table.contains("past its expiry") && table.contains("used up"),
+        "{table}"
+    );
+    assert!(!rest.contains("id=\"batches-older\""));
+}

@@ -948,6 +948,10 @@ pub struct MemberPage {
     pub coupons: Vec<crate::domain::rewards::Coupon>,
     /// the newest level changes
     pub level_history: Vec<crate::db::members::LevelHistoryRow>,
+    /// a page of the member's batches, and the link to the older ones
+    pub batches: Vec<crate::db::points::BatchRow>,
+    pub older_batches: Option<String>,
+    pub now: time::OffsetDateTime,
     /// how long the level is kept and what the review will do
     pub tier: crate::service::tiers::TierView,
     pub adjust_error: Option<String>,
@@ -955,18 +959,21 @@ pub struct MemberPage {
     pub notice: Option<String>,
 }
 
-/// Messages next to the member page's forms.
+/// Messages next to the member page's forms, and where its batch list starts.
 #[derive(Default)]
 struct Messages {
     adjust_error: Option<String>,
     level_error: Option<String>,
     notice: Option<String>,
+    batches_before: Option<i64>,
 }
 
 /// `?done=` after a staff form succeeded (post, redirect, get): which message to show.
 #[derive(Deserialize)]
 pub struct DoneQuery {
     done: Option<String>,
+    /// the member page's batch list from this id down
+    batches_before: Option<String>,
 }
 
 impl DoneQuery {
@@ -1027,6 +1034,14 @@ async fn member_page(
         .level_history(user_id, 20)
         .await
         .in_lang(lang)?;
+    let (batches, next_batches) = page
+        .services
+        .points
+        .batch_page(user_id, m.batches_before)
+        .await
+        .in_lang(lang)?;
+    let older_batches =
+        next_batches.map(|n| format!("/admin/members/{user_id}?batches_before={n}#batches"));
     let tier = page
         .services
         .tiers
@@ -1045,6 +1060,9 @@ async fn member_page(
         rows,
         coupons,
         level_history,
+        batches,
+        older_batches,
+        now: page.services.ctx.clock.now(),
         tier,
         adjust_error: m.adjust_error,
         level_error: m.level_error,
@@ -1073,6 +1091,11 @@ pub async fn member(
     );
     let messages = Messages {
         notice,
+        batches_before: done
+            .batches_before
+            .as_deref()
+            .and_then(|b| b.parse::<i64>().ok())
+            .filter(|b| *b > 0),
         ..Default::default()
     };
     // without JavaScript, "load more" is this page with the next page of the ledger

@@ -193,6 +193,7 @@ async fn render(
         .as_ref()
         .map(|_| DoneQuery {
             done: q.done.clone(),
+            batches_before: None,
         })
         .and_then(|d| {
             d.notice(
