@@ -135,16 +135,23 @@ pub async fn insert(
 }
 
 /// Changes a reward's terms; coupons already issued keep theirs. False if there is no
-/// such reward.
+/// such reward. `stock_seen` is the stock the staff's form showed: redemptions (and
+/// cancellations) since then are applied to the new stock rather than overwritten.
 pub async fn update(
     conn: &mut PgConnection,
     id: i32,
     r: &RewardInput,
+    stock_seen: Option<i32>,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     Ok(sqlx::query!(
         "update rewards set name = $2, description = $3, kind = $4, value = $5,
-                points_cost = $6, stock = $7, per_member_limit = $8, min_level_id = $9,
+                points_cost = $6,
+                stock = case when $7::integer is not null and $15::integer is not null
+                                  and stock is not null
+                             then greatest($7 + (stock - $15), 0)
+                             else $7 end,
+                per_member_limit = $8, min_level_id = $9,
                 starts_at = $10, ends_at = $11, coupon_valid_days = $12, is_active = $13,
                 updated_at = $14
           where id = $1",
@@ -161,7 +168,8 @@ pub async fn update(
         r.ends_at,
         r.coupon_valid_days,
         r.is_active,
-        now
+        now,
+        stock_seen
     )
     .execute(conn)
     .await?

@@ -162,11 +162,19 @@ impl RewardService {
     }
 
     #[tracing::instrument(skip_all, fields(reward_id = id))]
-    pub async fn update(&self, actor: Option<i64>, id: i32, input: RewardInput) -> Result<Reward> {
+    /// Changes a reward; `stock_seen` is the stock the editor saw, so redemptions made
+    /// while they edited are kept (the new stock less what went since).
+    pub async fn update(
+        &self,
+        actor: Option<i64>,
+        id: i32,
+        input: RewardInput,
+        stock_seen: Option<i32>,
+    ) -> Result<Reward> {
         let now = self.now();
         let mut tx = self.ctx.pool.begin().await?;
         self.check_level(&mut tx, input.min_level_id).await?;
-        if !db::update(&mut tx, id, &input, now).await? {
+        if !db::update(&mut tx, id, &input, stock_seen, now).await? {
             return Err(Error::RewardNotFound { reward_id: id });
         }
         member_db::audit(

@@ -561,3 +561,48 @@ async fn verify_ledger_catches_a_coupon_without_its_redemption_and_a_drifted_iss
         "{v:#?}"
     );
 }
+
+#[tokio::test]
+async fn an_edit_of_the_stock_keeps_the_redemptions_made_while_staff_edited() {
+    let h = Harness::new().await;
+    let reward =
+        h.s.rewards
+            .create(None, reward_input("¥10 off", "100", "50"))
+            .await
+            .unwrap();
+    // staff open the form at stock 50; meanwhile three members redeem
+    let seen = h.s.rewards.get(reward.id).await.unwrap().stock;
+    for i in 0..3 {
+        let user = h.member().await;
+        h.earn(user, 100, &format!("O{i}")).await.unwrap();
+        h.s.rewards
+            .redeem(redeem_req(user, reward.id, &format!("r{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(stock_and_issued(&h, reward.id).await, (Some(47), 3));
+    // staff add ten: 60 as they saw it, 57 after the three that went meanwhile
+    h.s.rewards
+        .update(None, reward.id, reward_input("¥10 off", "100", "60"), seen)
+        .await
+        .unwrap();
+    assert_eq!(stock_and_issued(&h, reward.id).await, (Some(57), 3));
+    // without what the form showed (an old form), the number typed is the stock
+    h.s.rewards
+        .update(None, reward.id, reward_input("¥10 off", "100", "40"), None)
+        .await
+        .unwrap();
+    assert_eq!(stock_and_issued(&h, reward.id).await, (Some(40), 3));
+    // lowering below what went meanwhile stops at 0
+    h.s.rewards
+        .update(
+            None,
+            reward.id,
+            reward_input("¥10 off", "100", "1"),
+            Some(45),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stock_and_issued(&h, reward.id).await, (Some(0), 3));
+    h.assert_ledger_clean().await;
+}

@@ -36,6 +36,8 @@ pub struct RewardForm {
     pub ends_on: String,
     pub coupon_valid_days: String,
     pub is_active: Option<String>,
+    /// the stock when the edit form was opened (hidden)
+    pub stock_was: String,
 }
 
 impl RewardForm {
@@ -68,6 +70,7 @@ impl RewardForm {
             ends_on: r.ends_at.map(|t| ctx.last_day(&t)).unwrap_or_default(),
             coupon_valid_days: r.coupon_valid_days.to_string(),
             is_active: r.is_active.then(|| "on".into()),
+            stock_was: r.stock.map(|n| n.to_string()).unwrap_or_default(),
         }
     }
 
@@ -295,7 +298,12 @@ pub async fn update(
     match page
         .services
         .rewards
-        .update(Some(page.actor), id, input)
+        .update(
+            Some(page.actor),
+            id,
+            input,
+            f.stock_was.trim().parse::<i32>().ok(),
+        )
         .await
     {
         Ok(_) => Ok(Redirect::to("/admin/rewards?done=saved").into_response()),
