@@ -54,6 +54,14 @@ enum Command {
     ReviewLevels,
     /// Check every ledger invariant; exit 1 with a report on any violation.
     VerifyLedger,
+    /// Import members from a CSV file (header: email, display_name, and any of phone,
+    /// external_id, member_code, points, total_spent). Any bad row and nothing is imported,
+    /// unless --skip-bad-rows; the report names each bad line.
+    ImportMembers {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        skip_bad_rows: bool,
+    },
     /// Create demo members with months of history, for trying the portal.
     SeedDemo,
 }
@@ -186,6 +194,41 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
                 r.noticed,
                 r.dropped
             );
+        }
+        Command::ImportMembers {
+            file,
+            skip_bad_rows,
+        } => {
+            let s = services(config).await?;
+            let started = std::time::Instant::now();
+            let r = member_portal::service::import::import_members(&s.ctx, &file, skip_bad_rows)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            for (line, why) in &r.errors {
+                println!("line {line}: {why}");
+            }
+            if r.rows_bad as usize > r.errors.len() {
+                println!(
+                    "… and {} more bad lines",
+                    r.rows_bad as usize - r.errors.len()
+                );
+            }
+            println!(
+                "import {}: {} rows read, {} bad, {} members imported in {:.1} s{}",
+                r.import_id,
+                r.rows_read,
+                r.rows_bad,
+                r.imported,
+                started.elapsed().as_secs_f64(),
+                if r.refused {
+                    " (nothing imported: fix the lines above, or pass --skip-bad-rows)"
+                } else {
+                    ""
+                }
+            );
+            if r.refused {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::VerifyLedger => {
             let s = services(config).await?;

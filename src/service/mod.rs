@@ -8,6 +8,7 @@ pub mod demo;
 pub mod email;
 pub mod finance;
 pub mod grants;
+pub mod import;
 pub mod ledger;
 pub mod levels;
 pub mod members;

@@ -183,3 +183,109 @@ async fn an_unknown_member_timezone_stops_serve_naming_the_variable() {
         .expect("must not start");
     assert!(err.to_string().contains("MEMBER_TIMEZONE"), "{err:#}");
 }
+
+#[tokio::test]
+async fn import_members_checks_every_row_and_imports_all_or_the_good_ones() {
+    let h = Harness::new().await;
+    let dir = std::env::temp_dir().join(format!("mp-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("members.csv");
+    std::fs::write(
+        &file,
+        "email,display_name,phone,external_id,member_code,points,total_spent\n\
+         wang@example.com,Wang Fang,+86 138-0000-0001,CRM-1,,500,1200\n\
+         not-an-email,Nobody,,,,,\n\
+         \"li@example.com\",\"Li, Lei\",,CRM-2,LEGACY-1,0,99.50\n\
+         WANG@example.com,Twice,,,,,\n\
+         \n\
+         zhao@example.com,Zhao,,,,,\n\
+         qian@example.com,Qian,,,,-5,\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let users = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from users")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap()
+    };
+    let before = users().await;
+
+    // all or nothing: three bad lines, nothing imported
+    let (code, out) = cli(&h.db.url, &["import-members", path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("line 3: email:"), "{out}");
+    assert!(
+        out.contains("line 5: email: another line of the file has this email"),
+        "{out}"
+    );
+    assert!(out.contains("line 8: points:"), "{out}");
+    assert!(
+        out.contains("6 rows read, 3 bad, 0 members imported"),
+        "{out}"
+    );
+    assert_eq!(users().await, before);
+
+    // the good ones
+    let (code, out) = cli(&h.db.url, &["import-members", path, "--skip-bad-rows"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("6 rows read, 3 bad, 3 members imported"),
+        "{out}"
+    );
+    let row: (
+        String,
+        String,
+        i64,
+        rust_decimal::Decimal,
+        String,
+        Option<String>,
+    ) = sqlx::query_as(
+        "select u.display_name, p.member_code, p.available_points, p.total_spent, l.level_name,
+                p.external_id
+           from users u join member_profiles p on p.user_id = u.id
+           join member_levels l on l.id = p.level_id
+          where u.email = 'wang@example.com'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.0, "Wang Fang");
+    assert!(row.1.starts_with("M2") && row.1.len() == 14, "{}", row.1);
+    assert_eq!((row.2, row.4.as_str()), (500, "银牌会员"));
+    assert_eq!(row.3, dec("1200.00"));
+    assert_eq!(row.5.as_deref(), Some("CRM-1"));
+    let li: (String, String) = sqlx::query_as(
+        "select u.display_name, p.member_code from users u join member_profiles p on p.user_id = u.id
+          where u.email = 'li@example.com'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(li, ("Li, Lei".to_owned(), "LEGACY-1".to_owned()));
+    assert_eq!(users().await, before + 3);
+    // the opening balance is a ledger line with its batch
+    let (code, out) = cli(&h.db.url, &["verify-ledger"]);
+    assert_eq!(code, 0, "{out}");
+    let id: i64 = sqlx::query_scalar("select id from users where email = 'wang@example.com'")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(h.available(id).await, 500);
+
+    // the same file again: every member is there already
+    let (code, out) = cli(&h.db.url, &["import-members", path, "--skip-bad-rows"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 members imported"), "{out}");
+    assert!(
+        out.contains("line 2: email: a member or staff account has this email"),
+        "{out}"
+    );
+    assert_eq!(users().await, before + 3);
+    // a file without the columns it needs is refused as a whole
+    std::fs::write(&file, "name,points\nx,1\n").unwrap();
+    let (code, out) = cli(&h.db.url, &["import-members", path]);
+    assert_ne!(code, 0);
+    assert!(out.contains("\"name\" is not one of"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,423 @@
+//! Importing members from CSV (issue 13 §5; `member-portal import-members`): the file is
+//! read a line at a time, each row checked here and the good ones streamed into PostgreSQL
+//! by COPY; the database's own checks (emails, external ids and codes taken) follow, then
+//! one transaction makes the members with their opening balances and spend (migration
+//! 0022). All or nothing by default: any bad row and nothing is imported; or the bad rows
+//! are skipped. Either way the report names each bad line and why.
+
+use rust_decimal::Decimal;
+use time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+use super::Ctx;
+use crate::domain::{Email, Reference, parse_display_name, parse_phone};
+use crate::error::{Error, Result};
+
+/// The columns a file may have (a header row names them, in any order).
+pub const COLUMNS: [&str; 7] = [
+    "email",
+    "display_name",
+    "phone",
+    "external_id",
+    "member_code",
+    "points",
+    "total_spent",
+];
+
+/// Bad lines the report lists (every one is counted).
+const REPORTED: usize = 1000;
+
+/// Bytes of COPY data sent at a time.
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub import_id: i64,
+    /// data rows read (the header not counted)
+    pub rows_read: u64,
+    pub rows_bad: u64,
+    pub imported: u64,
+    /// all or nothing, and a row was bad: nothing was imported
+    pub refused: bool,
+    /// (line of the file, what is wrong), the first [`REPORTED`] in line order
+    pub errors: Vec<(u64, String)>,
+}
+
+/// Splits one CSV record (RFC 4180: fields in double quotes may hold commas, doubled
+/// quotes and line breaks). None while a quoted field is still open at the end.
+pub fn split_record(text: &str) -> Option<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    field.push('"');
+                    chars.next();
+                }
+                '"' => quoted = false,
+                _ => field.push(c),
+            }
+        } else {
+            match c {
+                '"' if at_start => {
+                    quoted = true;
+                    at_start = false;
+                }
+                ',' => {
+                    fields.push(std::mem::take(&mut field));
+                    at_start = true;
+                }
+                '\r' | '\n' if chars.peek().is_none() || c == '\r' => {}
+                _ => {
+                    field.push(c);
+                    at_start = false;
+                }
+            }
+        }
+    }
+    if quoted {
+        return None;
+    }
+    fields.push(field);
+    Some(fields)
+}
+
+/// A value as COPY's CSV format reads it: quoted (so an empty text stays empty), or
+/// nothing at all for NULL.
+fn copy_field(out: &mut String, value: Option<&str>) {
+    if let Some(v) = value {
+        out.push('"');
+        out.push_str(&v.replace('"', "\"\""));
+        out.push('"');
+    }
+}
+
+/// One data row checked: the columns as the staging table takes them.
+struct Row {
+    email: String,
+    display_name: String,
+    phone: Option<String>,
+    external_id: Option<String>,
+    member_code: Option<String>,
+    points: i64,
+    total_spent: Decimal,
+}
+
+fn check_row(cells: &[String], at: &[Option<usize>; 7], max_points: i64) -> Result<Row> {
+    let cell = |i: usize| -> &str { at[i].and_then(|c| cells.get(c)).map_or("", |s| s.trim()) };
+    let optional = |i: usize| Some(cell(i)).filter(|s| !s.is_empty());
+    let email = Email::parse(cell(0))?;
+    let display_name = parse_display_name(cell(1))?;
+    let phone = optional(2).map(parse_phone).transpose()?;
+    let external_id = optional(3)
+        .map(|e| Reference::parse("external_id", e).map(|r| r.as_str().to_owned()))
+        .transpose()?;
+    let member_code = match optional(4) {
+        Some(c)
+            if c.len() <= 32
+                && c.chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '-') =>
+        {
+            Some(c.to_owned())
+        }
+        Some(_) => {
+            return Err(Error::validation(
+                "member_code",
+                "up to 32 capital letters, digits and dashes, or empty for a new code",
+            ));
+        }
+        None => None,
+    };
+    let points = match optional(5) {
+        None => 0,
+        Some(p) => p
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=max_points).contains(n))
+            .ok_or_else(|| {
+                Error::validation("points", format!("a whole number from 0 to {max_points}"))
+            })?,
+    };
+    let total_spent = match optional(6) {
+        None => Decimal::ZERO,
+        Some(s) => s
+            .parse::<Decimal>()
+            .ok()
+            .filter(|d| {
+                *d >= Decimal::ZERO && d.scale() <= 2 && *d < Decimal::from(10_000_000_000i64)
+            })
+            .ok_or_else(|| {
+                Error::validation("total_spent", "an amount such as 1200 or 99.50, 0 or more")
+            })?,
+    };
+    Ok(Row {
+        email: email.as_str().to_owned(),
+        display_name,
+        phone,
+        external_id,
+        member_code,
+        points,
+        total_spent,
+    })
+}
+
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Validation { field, message } => format!("{field}: {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// Imports the members of the CSV file at `path`.
+pub async fn import_members(
+    ctx: &Ctx,
+    path: &std::path::Path,
+    skip_bad_rows: bool,
+) -> Result<ImportReport> {
+    let file = tokio::fs::File::open(path).await.map_err(|e| {
+        Error::validation("file", format!("{} cannot be read: {e}", path.display()))
+    })?;
+    let mut lines = tokio::io::BufReader::new(file).lines();
+    let now = ctx.clock.now();
+    let mode = if skip_bad_rows {
+        "skip_bad_rows"
+    } else {
+        "all_or_nothing"
+    };
+    let mut conn = ctx.pool.acquire().await?;
+    let import_id: i64 = sqlx::query_scalar(
+        "insert into member_imports (file_name, mode, created_at) values ($1, $2, $3) returning id",
+    )
+    .bind(path.display().to_string())
+    .bind(mode)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut report = ImportReport {
+        import_id,
+        ..Default::default()
+    };
+
+    // the header
+    let header = match lines.next_line().await {
+        Ok(Some(h)) => split_record(h.trim_start_matches('\u{feff}')).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mut at: [Option<usize>; 7] = [None; 7];
+    for (i, name) in header.iter().enumerate() {
+        let name = name.trim().to_ascii_lowercase();
+        match COLUMNS.iter().position(|c| *c == name) {
+            Some(c) => at[c] = Some(i),
+            None => {
+                return Err(Error::validation(
+                    "file",
+                    format!(
+                        "the first line names the columns; {name:?} is not one of {}",
+                        COLUMNS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if at[0].is_none() || at[1].is_none() {
+        return Err(Error::validation(
+            "file",
+            "the first line names the columns, at least email and display_name",
+        ));
+    }
+
+    let max_points = ctx.config.adjustment_max_points;
+    let mut copy = conn
+        .copy_in_raw(
+            "copy member_import_rows (import_id, line, email, display_name, phone, external_id,
+                                      member_code, points, total_spent) from stdin (format csv)",
+        )
+        .await?;
+    let mut buffer = String::with_capacity(CHUNK + 4096);
+    let mut line_no: u64 = 1;
+    let mut record = String::new();
+    let mut record_line = 0;
+    let mut read_error = None;
+    loop {
+        let next = match lines.next_line().await {
+            Ok(l) => l,
+            Err(e) => {
+                read_error = Some(e.to_string());
+                None
+            }
+        };
+        let Some(text) = next else { break };
+        line_no += 1;
+        if record.is_empty() {
+            record_line = line_no;
+        } else {
+            record.push('\n');
+        }
+        record.push_str(&text);
+        let Some(cells) = split_record(&record) else {
+            continue; // a quoted field goes on on the next line
+        };
+        record.clear();
+        if cells.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        report.rows_read += 1;
+        match check_row(&cells, &at, max_points) {
+            Ok(r) => {
+                buffer.push_str(&format!("{import_id},{record_line},"));
+                copy_field(&mut buffer, Some(&r.email));
+                buffer.push(',');
+                copy_field(&mut buffer, Some(&r.display_name));
+                buffer.push(',');
+                copy_field(&mut buffer, r.phone.as_deref());
+                buffer.push(',');
+                copy_field(&mut buffer, r.external_id.as_deref());
+                buffer.push(',');
+                copy_field(&mut buffer, r.member_code.as_deref());
+                buffer.push_str(&format!(",{},{}\n", r.points, r.total_spent));
+                if buffer.len() >= CHUNK {
+                    copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
+                    buffer.reserve(CHUNK + 4096);
+                }
+            }
+            Err(e) => {
+                report.rows_bad += 1;
+                if report.errors.len() < REPORTED {
+                    report.errors.push((record_line, reason(&e)));
+                }
+            }
+        }
+    }
+    if !record.is_empty() {
+        report.rows_read += 1;
+        report.rows_bad += 1;
+        report
+            .errors
+            .push((record_line, "a quoted field is never closed".into()));
+    }
+    if let Some(e) = read_error {
+        copy.abort("the file could not be read").await.ok();
+        return Err(Error::validation(
+            "file",
+            format!("reading stopped at line {line_no}: {e}"),
+        ));
+    }
+    if !buffer.is_empty() {
+        copy.send(buffer.into_bytes()).await?;
+    }
+    copy.finish().await?;
+
+    // what only the database can tell
+    let db_bad: i64 = sqlx::query_scalar("select import_members_check($1)")
+        .bind(import_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if db_bad > 0 {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "select line, error from member_import_rows
+              where import_id = $1 and error is not null order by line limit $2",
+        )
+        .bind(import_id)
+        .bind(REPORTED as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+        report.rows_bad += db_bad as u64;
+        report
+            .errors
+            .extend(rows.into_iter().map(|(l, e)| (l as u64, e)));
+        report.errors.sort_by_key(|(l, _)| *l);
+        report.errors.truncate(REPORTED);
+    }
+
+    let refused = report.rows_bad > 0 && !skip_bad_rows;
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    if !refused {
+        let (window, _) = ctx.config.tiers.window_sql();
+        let (retention, retention_months) = ctx.config.tiers.retention_sql();
+        let expires = now + Duration::days(ctx.config.points_expiry_days);
+        let imported: i64 = sqlx::query_scalar(
+            "select import_members_finish($1, $2, $3, $4, $5, $6, $7, make_interval(secs => $8))",
+        )
+        .bind(import_id)
+        .bind(now)
+        .bind(&ctx.config.member_timezone)
+        .bind(expires)
+        .bind(window)
+        .bind(retention)
+        .bind(retention_months)
+        .bind(ctx.config.tiers.grace.whole_seconds() as f64)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match crate::error::violated_constraint(&e) {
+            Some(c) if c.contains("member_code_counters") => Error::validation(
+                "member_code",
+                "more than 99999 new member codes in one day: give the members their codes in the member_code column",
+            ),
+            Some("users_email_key") => Error::validation(
+                "email",
+                "an email was taken while the file was read; run the import again",
+            ),
+            _ => e.into(),
+        })?;
+        report.imported = imported as u64;
+    }
+    report.refused = refused;
+    sqlx::query("delete from member_import_rows where import_id = $1")
+        .bind(import_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update member_imports set rows_read = $2, rows_bad = $3, imported = $4, status = $5,
+                finished_at = $6 where id = $1",
+    )
+    .bind(import_id)
+    .bind(report.rows_read as i64)
+    .bind(report.rows_bad as i64)
+    .bind(report.imported as i64)
+    .bind(if refused { "refused" } else { "done" })
+    .bind(ctx.clock.now())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_split_as_rfc_4180_says() {
+        assert_eq!(split_record("a,b,,c").unwrap(), ["a", "b", "", "c"]);
+        assert_eq!(
+            split_record(r#""Wang, Fang","say ""hi""",x"#).unwrap(),
+            ["Wang, Fang", r#"say "hi""#, "x"]
+        );
+        assert_eq!(split_record("a,b\r").unwrap(), ["a", "b"]);
+        assert_eq!(
+            split_record("\"open,").map(|_| ()),
+            None,
+            "a quote left open"
+        );
+        assert_eq!(
+            split_record("\"two\nlines\",z").unwrap(),
+            ["two\nlines", "z"]
+        );
+        assert_eq!(split_record("").unwrap(), [""]);
+    }
+
+    #[test]
+    fn copy_fields_keep_empty_apart_from_null() {
+        let mut out = String::new();
+        copy_field(&mut out, Some("a\"b"));
+        out.push(',');
+        copy_field(&mut out, Some(""));
+        out.push(',');
+        copy_field(&mut out, None);
+        assert_eq!(out, "\"a\"\"b\",\"\",");
+    }
+}
