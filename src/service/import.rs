@@ -311,10 +311,16 @@ pub async fn import_members(
     }
     copy.finish().await?;
 
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    // a file of a million members takes longer than DB_QUERY_TIMEOUT_SECS, which is
+    // there for requests; this transaction alone goes without it
+    sqlx::query("set local statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
     // what only the database can tell
     let db_bad: i64 = sqlx::query_scalar("select import_members_check($1)")
         .bind(import_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
     if db_bad > 0 {
         let rows: Vec<(i64, String)> = sqlx::query_as(
@@ -323,7 +329,7 @@ pub async fn import_members(
         )
         .bind(import_id)
         .bind(REPORTED as i64)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
         report.rows_bad += db_bad as u64;
         report
@@ -334,7 +340,6 @@ pub async fn import_members(
     }
 
     let refused = report.rows_bad > 0 && !skip_bad_rows;
-    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
     if !refused {
         let (window, _) = ctx.config.tiers.window_sql();
         let (retention, retention_months) = ctx.config.tiers.retention_sql();
