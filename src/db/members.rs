@@ -404,3 +404,52 @@ pub async fn level_history(
     .fetch_all(conn)
     .await
 }
+
+/// A staff note on a member, with its author's email.
+#[derive(Debug, Clone)]
+pub struct MemberNote {
+    pub id: i64,
+    pub author: Option<String>,
+    pub body: String,
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn add_note(
+    conn: &mut PgConnection,
+    user_id: i64,
+    author: Option<i64>,
+    body: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into member_notes (user_id, author_user_id, body, created_at)
+         values ($1, $2, $3, $4)",
+        user_id,
+        author,
+        body,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The member's newest notes first.
+pub async fn notes(
+    conn: &mut PgConnection,
+    user_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<MemberNote>> {
+    sqlx::query_as!(
+        MemberNote,
+        r#"select n.id, u.email as "author?", n.body, n.created_at
+             from member_notes n left join users u on u.id = n.author_user_id
+            where n.user_id = $1
+            order by n.id desc
+            limit $2"#,
+        user_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

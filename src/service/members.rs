@@ -355,6 +355,27 @@ impl MemberService {
         Ok(db::upgrade_due_at(&mut conn, user_id).await?)
     }
 
+    /// Staff leave a note on a member (1 to 1000 characters).
+    pub async fn add_note(&self, user_id: i64, body: &str, author: Option<i64>) -> Result<()> {
+        let body = body.trim();
+        if body.is_empty() || body.chars().count() > 1000 {
+            return Err(Error::validation("note", "a note of 1 to 1000 characters"));
+        }
+        let mut conn = self.ctx.pool.acquire().await?;
+        match db::add_note(&mut conn, user_id, author, body, self.ctx.clock.now()).await {
+            Err(e) if violated_constraint(&e) == Some("member_notes_user_id_fkey") => {
+                Err(Error::MemberNotFound { user_id })
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// The member's newest staff notes.
+    pub async fn notes(&self, user_id: i64) -> Result<Vec<db::MemberNote>> {
+        let mut conn = self.ctx.pool.acquire().await?;
+        Ok(db::notes(&mut conn, user_id, 50).await?)
+    }
+
     /// The member's newest level changes, for staff.
     pub async fn level_history(
         &self,

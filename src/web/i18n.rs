@@ -586,6 +586,15 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ),
     ("member.level_history", "等级记录", "Level history"),
     ("member.batches", "积分批次", "Points batches"),
+    ("member.notes", "客服备注", "Staff notes"),
+    (
+        "member.note_hint",
+        "留给同事的备注（会员看不到）",
+        "A note for colleagues (the member does not see it)",
+    ),
+    ("member.add_note", "添加备注", "Add note"),
+    ("member.no_notes", "尚无备注。", "No notes yet."),
+    ("member.done_note", "备注已添加。", "Note added."),
     ("member.coupons", "会员的券", "Coupons"),
     ("member.no_batches", "尚无积分批次。", "No batches yet."),
     (

@@ -198,6 +198,7 @@ pub fn page_routes() -> Vec<PageRoute> {
         r("/admin/members/{id}", Staff).get(admin::member),
         r("/admin/members/{id}/adjust", Staff).post(admin::adjust),
         r("/admin/members/{id}/level", Staff).post(admin::set_level),
+        r("/admin/members/{id}/notes", Staff).post(admin::add_note),
         r("/admin/campaigns", Staff)
             .get(admin::campaigns)
             .post(admin::create_campaign),

@@ -243,3 +243,47 @@ async fn the_member_page_lists_every_batch_paged_with_what_became_of_it() {
     );
     assert!(!rest.contains("id=\"batches-older\""));
 }
+
+#[tokio::test]
+async fn staff_leave_notes_on_a_member_that_the_member_never_sees() {
+    let app = spawn_app().await;
+    accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
+        .await
+        .unwrap();
+    let ann = app.member("ann@example.com").await;
+    assert_eq!(app.login("boss@example.com", PASSWORD).await.status(), 303);
+    let r = app
+        .post(
+            &format!("/admin/members/{ann}/notes"),
+            &[(
+                "note",
+                "Called about a late parcel; <b>promised</b> a coupon",
+            )],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let page = app.text(&format!("/admin/members/{ann}")).await;
+    let notes = page.split("id=\"member-notes\"").nth(1).unwrap();
+    assert!(notes.contains("Called about a late parcel; &#60;b&#62;promised&#60;/b&#62; a coupon"));
+    assert!(!notes.contains("<b>promised"), "a note is text, not markup");
+    assert!(notes.contains("boss@example.com"));
+    let r = app
+        .post(&format!("/admin/members/{ann}/notes"), &[("note", "   ")])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("id=\"note-error\""));
+    let r = app
+        .post("/admin/members/999999/notes", &[("note", "x")])
+        .await;
+    assert_eq!(r.status(), 404);
+    // the member's own pages and data download do not carry it
+    let member = app.another_browser();
+    assert_eq!(
+        member.login("ann@example.com", PASSWORD).await.status(),
+        303
+    );
+    for path in ["/profile", "/account/export"] {
+        let body = member.text(path).await;
+        assert!(!body.contains("late parcel"), "{path}");
+    }
+}

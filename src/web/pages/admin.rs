@@ -948,6 +948,9 @@ pub struct MemberPage {
     pub coupons: Vec<crate::domain::rewards::Coupon>,
     /// the newest level changes
     pub level_history: Vec<crate::db::members::LevelHistoryRow>,
+    /// staff notes, newest first
+    pub notes: Vec<crate::db::members::MemberNote>,
+    pub note_error: Option<String>,
     /// a page of the member's batches, and the link to the older ones
     pub batches: Vec<crate::db::points::BatchRow>,
     pub older_batches: Option<String>,
@@ -964,6 +967,7 @@ pub struct MemberPage {
 struct Messages {
     adjust_error: Option<String>,
     level_error: Option<String>,
+    note_error: Option<String>,
     notice: Option<String>,
     batches_before: Option<i64>,
 }
@@ -1040,6 +1044,7 @@ async fn member_page(
         .batch_page(user_id, m.batches_before)
         .await
         .in_lang(lang)?;
+    let notes = page.services.members.notes(user_id).await.in_lang(lang)?;
     let older_batches =
         next_batches.map(|n| format!("/admin/members/{user_id}?batches_before={n}#batches"));
     let tier = page
@@ -1048,7 +1053,7 @@ async fn member_page(
         .view(user_id, &p.level)
         .await
         .in_lang(lang)?;
-    let status = if m.adjust_error.is_some() || m.level_error.is_some() {
+    let status = if m.adjust_error.is_some() || m.level_error.is_some() || m.note_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
@@ -1060,6 +1065,8 @@ async fn member_page(
         rows,
         coupons,
         level_history,
+        notes,
+        note_error: m.note_error,
         batches,
         older_batches,
         now: page.services.ctx.clock.now(),
@@ -1087,6 +1094,7 @@ pub async fn member(
         &[
             ("adjusted", "member.done_adjusted"),
             ("level", "member.done_level"),
+            ("note", "member.done_note"),
         ],
     );
     let messages = Messages {
@@ -1158,6 +1166,7 @@ pub async fn adjust(
 enum MemberForm {
     Adjust,
     Level,
+    Note,
 }
 
 /// Back to the member's page: on success as a fresh page, otherwise with the message
@@ -1174,6 +1183,7 @@ async fn after_member_form(
             let done = match form {
                 MemberForm::Adjust => "adjusted",
                 MemberForm::Level => "level",
+                MemberForm::Note => "note",
             };
             Ok(Redirect::to(&format!("/admin/members/{id}?done={done}")).into_response())
         }
@@ -1191,10 +1201,35 @@ async fn after_member_form(
                     level_error: message,
                     ..Default::default()
                 },
+                MemberForm::Note => Messages {
+                    note_error: message,
+                    ..Default::default()
+                },
             };
             member_page(page, id, None, messages).await
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct NoteForm {
+    #[serde(default)]
+    note: String,
+}
+
+/// Staff leave a note on the member.
+pub async fn add_note(
+    page: StaffPage,
+    Path(id): Path<String>,
+    Form(f): Form<NoteForm>,
+) -> Result<Response, PageError> {
+    let id: i64 = parse_id(&page.ctx, &id)?;
+    let outcome = page
+        .services
+        .members
+        .add_note(id, &f.note, Some(page.actor))
+        .await;
+    after_member_form(page, id, outcome, MemberForm::Note).await
 }
 
 #[derive(Deserialize)]
