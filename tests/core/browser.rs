@@ -808,6 +808,22 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         "Set by hand, kept until 2027-06-30 · moves to 普通会员 at the review unless ¥20,000.00 more is spent"
     );
     shot(c, "admin-member-level-history").await;
+    type_into(c, "#note-body", "Asked for paper receipts from now on").await;
+    c.find(Locator::Css("#note-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notes = wait_css(c, "#member-notes").await.text().await.unwrap();
+    assert!(
+        notes.contains("paper receipts") && notes.contains("boss@example.com"),
+        "{notes}"
+    );
+    c.execute("document.getElementById('notes').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shot(c, "admin-member-notes").await;
     c.execute(
         "document.getElementById('batches').scrollIntoView()",
         vec![],
