@@ -294,8 +294,9 @@ pub async fn password_hash(conn: &mut PgConnection, user_id: i64) -> sqlx::Resul
     .await
 }
 
-/// Closes the account: the user row anonymised (email, name, password, birthday), its
-/// tokens spent, its `member.closed` message queued. The ledger keeps its rows.
+/// Closes the account: the user row anonymised (email, name, password; the profile's
+/// birthday, phone and external id), staff notes on it deleted, its tokens spent, its
+/// `member.closed` message queued. The ledger keeps its rows.
 pub async fn close_account(
     conn: &mut PgConnection,
     user_id: i64,
@@ -305,7 +306,11 @@ pub async fn close_account(
         "with t as (
              update account_tokens set used_at = $2 where user_id = $1 and used_at is null
          ), p as (
-             update member_profiles set birthday = null, updated_at = $2 where user_id = $1
+             update member_profiles
+                set birthday = null, phone = null, external_id = null, updated_at = $2
+              where user_id = $1
+         ), d as (
+             delete from member_notes where user_id = $1
          ), n as (
              insert into notifications (user_id, kind, payload, created_at, read_at, next_attempt_at)
              values ($1, 'member.closed', jsonb_build_object('user_id', $1::bigint), $2, $2, $2)

@@ -170,6 +170,16 @@ async fn a_member_downloads_their_data_and_closes_the_account_which_keeps_the_le
         .use_points(crate::harness::use_req(ann, 20, "P1"))
         .await
         .unwrap();
+    sqlx::query("update member_profiles set phone = '+86 138-0000-0009', external_id = 'CRM-9' where user_id = $1")
+        .bind(ann)
+        .execute(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    app.s
+        .members
+        .add_note(ann, "prefers calls after 6pm", None)
+        .await
+        .unwrap();
     app.login("ann@example.com", PASSWORD).await;
     let r = app.get("/account/export").await;
     assert_eq!(r.status(), 200);
@@ -221,6 +231,19 @@ async fn a_member_downloads_their_data_and_closes_the_account_which_keeps_the_le
             "closed",
             true
         )
+    );
+    let (phone, external, notes): (Option<String>, Option<String>, i64) = sqlx::query_as(
+        "select phone, external_id, (select count(*) from member_notes where user_id = $1)
+           from member_profiles where user_id = $1",
+    )
+    .bind(ann)
+    .fetch_one(&app.s.ctx.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (phone, external, notes),
+        (None, None, 0),
+        "nothing left that names her"
     );
     assert_eq!(
         sqlx::query_scalar::<_, i64>("select count(*) from point_transactions where user_id = $1")
