@@ -799,6 +799,8 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
         .click()
         .await
         .unwrap();
+    // the page after the form (the history table is on the one before it too)
+    wait_css(c, "#member-notice").await;
     let history = wait_css(c, "#level-history").await.text().await.unwrap();
     assert!(history.contains("金牌会员 → 钻石会员"), "{history}");
     assert!(history.contains("launch partner"), "{history}");
