@@ -69,6 +69,13 @@ impl Keys {
         format!("{}member_system:session:version:{digest}", self.prefix)
     }
 
+    /// The cache entry and version token of the session with this id.
+    pub fn session_entry(&self, id: &tower_sessions::session::Id) -> (String, String) {
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(id.0.to_le_bytes());
+        let digest = hex::encode(&digest[..16]);
+        (self.session(&digest), self.session_version(&digest))
+    }
+
     pub fn points_lock(&self, user_id: i64) -> String {
         format!("{}lock:points:{user_id}", self.prefix)
     }
@@ -489,6 +496,17 @@ impl Cache {
             .iter()
             .map(|&u| self.keys.member_version(u))
             .collect();
+        self.invalidate(keys, versions).await;
+    }
+
+    /// Drops the cached copies of these sessions (by their ids as stored), so an ended
+    /// session is not served from the cache.
+    pub async fn invalidate_sessions(&self, ids: &[String]) {
+        let (keys, versions) = ids
+            .iter()
+            .filter_map(|s| s.parse::<tower_sessions::session::Id>().ok())
+            .map(|id| self.keys.session_entry(&id))
+            .unzip();
         self.invalidate(keys, versions).await;
     }
 

@@ -253,25 +253,44 @@ pub async fn take_token(
     .await
 }
 
-/// The new password, every open token of the account spent.
+/// Records a browser session as the user's (made at a login).
+pub async fn record_session(pool: &sqlx::PgPool, session_id: &str, user_id: i64) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into user_sessions (session_id, user_id) values ($1, $2)
+         on conflict (session_id) do update set user_id = excluded.user_id",
+        session_id,
+        user_id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The new password, every open token of the account spent and every session of the
+/// account ended. Returns the ended sessions' ids (for the cache).
 pub async fn set_password(
     conn: &mut PgConnection,
     user_id: i64,
     hash: &str,
     now: OffsetDateTime,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "with t as (
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"with t as (
              update account_tokens set used_at = $3 where user_id = $1 and used_at is null
+         ), s as (
+             delete from tower_sessions.session
+              where id in (select session_id from user_sessions where user_id = $1)
+             returning id
          )
-         update users set password_hash = $2, updated_at = $3 where id = $1",
+         update users set password_hash = $2, updated_at = $3 where id = $1
+         returning coalesce((select array_agg(id) from s), '{}') as "ended!""#,
         user_id,
         hash,
         now
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await
+    .map(Option::unwrap_or_default)
 }
 
 /// An open account by its email (any case), for a password link.
@@ -296,14 +315,19 @@ pub async fn password_hash(conn: &mut PgConnection, user_id: i64) -> sqlx::Resul
 
 /// Closes the account: the user row anonymised (email, name, password; the profile's
 /// birthday, phone and external id), staff notes on it deleted, its tokens spent, its
-/// `member.closed` message queued. The ledger keeps its rows.
+/// sessions ended, its `member.closed` message queued. The ledger keeps its rows. Returns
+/// the ended sessions' ids, or None when there was no open account to close.
 pub async fn close_account(
     conn: &mut PgConnection,
     user_id: i64,
     now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    Ok(sqlx::query!(
-        "with t as (
+) -> sqlx::Result<Option<Vec<String>>> {
+    sqlx::query_scalar!(
+        r#"with s as (
+             delete from tower_sessions.session
+              where id in (select session_id from user_sessions where user_id = $1)
+             returning id
+         ), t as (
              update account_tokens set used_at = $2 where user_id = $1 and used_at is null
          ), p as (
              update member_profiles
@@ -318,12 +342,11 @@ pub async fn close_account(
          update users
             set email = 'closed-' || id || '@closed.invalid', display_name = 'closed',
                 password_hash = '!', closed_at = $2, updated_at = $2
-          where id = $1 and closed_at is null",
+          where id = $1 and closed_at is null
+         returning coalesce((select array_agg(id) from s), '{}') as "ended!""#,
         user_id,
         now
     )
-    .execute(conn)
-    .await?
-    .rows_affected()
-        == 1)
+    .fetch_optional(conn)
+    .await
 }

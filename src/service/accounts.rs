@@ -485,18 +485,19 @@ pub async fn reset_password(ctx: &Ctx, token: &str, password: &str) -> Result<i6
     // hashed while the token's row is locked: a second use of the link waits, then finds
     // it spent
     let hash = hash_password(password).await?;
-    login_db::set_password(&mut tx, owner.user_id, &hash, now).await?;
+    let ended = login_db::set_password(&mut tx, owner.user_id, &hash, now).await?;
     db::audit(
         &mut tx,
         Some(owner.user_id),
         "member.password_set",
         "user",
         &owner.user_id.to_string(),
-        &json!({ "purpose": owner.purpose }),
+        &json!({ "purpose": owner.purpose, "sessions_ended": ended.len() }),
         now,
     )
     .await?;
     tx.commit().await?;
+    ctx.cache.invalidate_sessions(&ended).await;
     Ok(owner.user_id)
 }
 
@@ -514,9 +515,9 @@ pub async fn close_account(ctx: &Ctx, user_id: i64, password: &str) -> Result<()
     }
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    if !login_db::close_account(&mut tx, user_id, now).await? {
+    let Some(ended) = login_db::close_account(&mut tx, user_id, now).await? else {
         return Err(Error::MemberNotFound { user_id });
-    }
+    };
     db::audit(
         &mut tx,
         Some(user_id),
@@ -529,5 +530,13 @@ pub async fn close_account(ctx: &Ctx, user_id: i64, password: &str) -> Result<()
     .await?;
     tx.commit().await?;
     ctx.cache.invalidate_members(&[user_id]).await;
+    ctx.cache.invalidate_sessions(&ended).await;
+    Ok(())
+}
+
+/// Records a session made at a login as the user's, so it can be ended with the others
+/// (called by the session store).
+pub async fn record_session(pool: &sqlx::PgPool, session_id: &str, user_id: i64) -> Result<()> {
+    login_db::record_session(pool, session_id, user_id).await?;
     Ok(())
 }

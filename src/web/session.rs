@@ -34,13 +34,21 @@ pub const ABSOLUTE: Duration = Duration::hours(12);
 
 /// The PostgreSQL store with every call run on its own task: the session layer saves from
 /// the response future, and a client that disconnects must not cancel a store call
-/// half-way (sqlx's `begin` is not cancel-safe; see DEPENDENCIES.md).
+/// half-way (sqlx's `begin` is not cancel-safe; see DEPENDENCIES.md). A session made at a
+/// login is recorded as its user's (`user_sessions`), so a password reset or a closed
+/// account can end it on every browser.
 #[derive(Debug, Clone)]
-pub struct DetachedStore(PostgresStore);
+pub struct DetachedStore {
+    store: PostgresStore,
+    pool: sqlx::PgPool,
+}
 
 impl DetachedStore {
     pub fn new(pool: sqlx::PgPool) -> Self {
-        Self(PostgresStore::new(pool))
+        Self {
+            store: PostgresStore::new(pool.clone()),
+            pool,
+        }
     }
 }
 
@@ -51,30 +59,39 @@ fn join_error(e: tokio::task::JoinError) -> session_store::Error {
 #[async_trait::async_trait]
 impl SessionStore for DetachedStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let (store, mut owned) = (self.0.clone(), record.clone());
-        let created = tokio::spawn(async move { store.create(&mut owned).await.map(|_| owned) })
-            .await
-            .map_err(join_error)??;
+        let (store, pool, mut owned) = (self.store.clone(), self.pool.clone(), record.clone());
+        let user_id = owned.data.get(USER_ID).and_then(|v| v.as_i64());
+        let created = tokio::spawn(async move {
+            store.create(&mut owned).await?;
+            if let Some(user_id) = user_id {
+                crate::service::accounts::record_session(&pool, &owned.id.to_string(), user_id)
+                    .await
+                    .map_err(|e| session_store::Error::Backend(e.to_string()))?;
+            }
+            Ok::<_, session_store::Error>(owned)
+        })
+        .await
+        .map_err(join_error)??;
         *record = created;
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let (store, owned) = (self.0.clone(), record.clone());
+        let (store, owned) = (self.store.clone(), record.clone());
         tokio::spawn(async move { store.save(&owned).await })
             .await
             .map_err(join_error)?
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let (store, id) = (self.0.clone(), *id);
+        let (store, id) = (self.store.clone(), *id);
         tokio::spawn(async move { store.load(&id).await })
             .await
             .map_err(join_error)?
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        let (store, id) = (self.0.clone(), *id);
+        let (store, id) = (self.store.clone(), *id);
         tokio::spawn(async move { store.delete(&id).await })
             .await
             .map_err(join_error)?
@@ -115,9 +132,7 @@ impl CachedStore {
 
 /// The cache entry and version token of a session.
 pub fn cache_keys(keys: &Keys, id: &Id) -> (String, String) {
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(id.0.to_le_bytes());
-    let digest = hex::encode(&digest[..16]);
-    (keys.session(&digest), keys.session_version(&digest))
+    keys.session_entry(id)
 }
 
 #[async_trait::async_trait]

@@ -51,6 +51,7 @@ async fn a_forgotten_password_is_reset_once_by_a_link_that_works_for_thirty_minu
     assert_ne!(stored, token, "only the hash is stored");
     // the member's own notification list says a link was sent, never the link
     app.login("ann@example.com", PASSWORD).await;
+    assert_eq!(app.get("/profile").await.status(), 200);
     let notes = app.text("/notifications").await;
     assert!(notes.contains("已发送设置密码的链接") && !notes.contains(&token));
 
@@ -84,12 +85,20 @@ async fn a_forgotten_password_is_reset_once_by_a_link_that_works_for_thirty_minu
         .await;
     assert_eq!(again.status(), 422);
     assert!(again.text().await.unwrap().contains("该链接已过期或已使用"));
+    // the new password ends the account's sessions on every browser: here `app`, which
+    // was logged in as ann (its cached copy too: it was read a moment ago)
+    assert_eq!(
+        location(&app.get("/profile").await),
+        "/login?next=%2Fprofile",
+        "a browser logged in before the reset is logged out"
+    );
     let fresh = app.another_browser();
     assert_eq!(fresh.login("ann@example.com", PASSWORD).await.status(), 401);
     assert_eq!(
         location(&fresh.login("ann@example.com", "a brand new secret").await),
         "/profile"
     );
+    assert_eq!(fresh.get("/profile").await.status(), 200);
 
     // a link older than 30 minutes does nothing
     accounts::request_password_link(&app.s.ctx, "ann@example.com")
@@ -181,6 +190,9 @@ async fn a_member_downloads_their_data_and_closes_the_account_which_keeps_the_le
         .await
         .unwrap();
     app.login("ann@example.com", PASSWORD).await;
+    let phone_browser = app.another_browser();
+    phone_browser.login("ann@example.com", PASSWORD).await;
+    assert_eq!(phone_browser.get("/profile").await.status(), 200);
     let r = app.get("/account/export").await;
     assert_eq!(r.status(), 200);
     assert!(
@@ -215,6 +227,17 @@ async fn a_member_downloads_their_data_and_closes_the_account_which_keeps_the_le
         "/login?next=%2Fprofile",
         "logged out"
     );
+    assert_eq!(
+        location(&phone_browser.get("/profile").await),
+        "/login?next=%2Fprofile",
+        "the account's other browser is logged out too"
+    );
+    let tracked: i64 = sqlx::query_scalar("select count(*) from user_sessions where user_id = $1")
+        .bind(ann)
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(tracked, 0);
     let fresh = app.another_browser();
     assert_eq!(fresh.login("ann@example.com", PASSWORD).await.status(), 401);
     let (email, name, closed): (String, String, bool) = sqlx::query_as(

@@ -81,7 +81,16 @@ pub struct ResetForm {
 pub async fn reset(page: Page, Form(f): Form<ResetForm>) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
     match accounts::reset_password(&page.services.ctx, &f.token, &f.password).await {
-        Ok(_) => Ok(Redirect::to("/login?done=password").into_response()),
+        Ok(_) => {
+            // the account's sessions are ended; this browser's too, whoever it was
+            // logged in as, so it logs in again with the new password
+            page.session
+                .flush()
+                .await
+                .map_err(|e| Error::Internal(anyhow::anyhow!("session: {e}")))
+                .in_lang(lang)?;
+            Ok(Redirect::to("/login?done=password").into_response())
+        }
         Err(e @ Error::Validation { .. }) => {
             let error = match &e {
                 Error::Validation { field: "token", .. } => lang.t("reset.bad_link").to_owned(),
