@@ -52,6 +52,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// The most points one staff adjustment may add or take.
     pub adjustment_max_points: i64,
+    /// largest member file staff may upload on /admin/imports (IMPORT_MAX_MB)
+    pub import_max_bytes: u64,
     /// Staff confirm an adjustment of more points than this before it is made.
     pub adjustment_confirm_above: i64,
     /// A listener of its own for `/metrics` (then the member-facing one does not serve it).
@@ -483,6 +485,7 @@ impl Config {
             max_connections: int("MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
             header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 10, 1)?,
             adjustment_max_points: int("STAFF_ADJUSTMENT_MAX_POINTS", 100_000, 1, 1_000_000_000)?,
+            import_max_bytes: int("IMPORT_MAX_MB", 256, 1, 100_000)? as u64 * 1024 * 1024,
             adjustment_confirm_above: int(
                 "STAFF_ADJUSTMENT_CONFIRM_ABOVE",
                 1_000,

@@ -201,9 +201,16 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
         } => {
             let s = services(config).await?;
             let started = std::time::Instant::now();
-            let r = member_portal::service::import::import_members(&s.ctx, &file, skip_bad_rows)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            let name = file.display().to_string();
+            let source = member_portal::service::import::Source {
+                path: &file,
+                file_name: &name,
+                actor: None,
+            };
+            let r =
+                member_portal::service::import::import_members(&s.ctx, source, skip_bad_rows, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
             for (line, why) in &r.errors {
                 println!("line {line}: {why}");
             }

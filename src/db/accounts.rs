@@ -254,7 +254,11 @@ pub async fn take_token(
 }
 
 /// Records a browser session as the user's (made at a login).
-pub async fn record_session(pool: &sqlx::PgPool, session_id: &str, user_id: i64) -> sqlx::Result<()> {
+pub async fn record_session(
+    pool: &sqlx::PgPool,
+    session_id: &str,
+    user_id: i64,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "insert into user_sessions (session_id, user_id) values ($1, $2)
          on conflict (session_id) do update set user_id = excluded.user_id",

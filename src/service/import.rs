@@ -172,16 +172,150 @@ fn reason(e: &Error) -> String {
     }
 }
 
-/// Imports the members of the CSV file at `path`.
+/// Where an import's file is, the name it is shown by and who started it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub path: &'a std::path::Path,
+    /// an upload's own name, or the path the CLI was given
+    pub file_name: &'a str,
+    pub actor: Option<i64>,
+}
+
+/// While an import runs, its connection holds this advisory lock plus the import's id:
+/// an import shown as running whose lock nobody holds was stopped with its process.
+const LOCK_BASE: i64 = 0x6d69 << 40;
+
+/// How often the import's row is told how far the reading has come.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// An import as the staff pages show it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ImportView {
+    pub id: i64,
+    pub file_name: String,
+    /// all_or_nothing or skip_bad_rows
+    pub mode: String,
+    pub rows_read: i64,
+    pub rows_bad: i64,
+    pub imported: i64,
+    /// reading, checking, making (running); done, refused, failed
+    pub status: String,
+    pub failure: Option<String>,
+    pub errors: sqlx::types::Json<Vec<LineError>>,
+    pub file_bytes: Option<i64>,
+    pub bytes_read: i64,
+    pub actor: Option<String>,
+    pub created_at: time::OffsetDateTime,
+    pub finished_at: Option<time::OffsetDateTime>,
+    /// shown as running, but no process runs it
+    pub interrupted: bool,
+}
+
+impl ImportView {
+    pub fn running(&self) -> bool {
+        matches!(self.status.as_str(), "reading" | "checking" | "making") && !self.interrupted
+    }
+}
+
+/// One bad line of a file, as kept for the import's page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LineError {
+    pub line: u64,
+    pub error: String,
+}
+
+const VIEW: &str =
+    "select i.id, i.file_name, i.mode, i.rows_read, i.rows_bad, i.imported, i.status,
+        i.failure, i.errors, i.file_bytes, i.bytes_read, u.email as actor, i.created_at,
+        i.finished_at,
+        i.status in ('reading', 'checking', 'making') and not exists (
+            select 1 from pg_locks l
+             where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+               and l.database = (select oid from pg_database where datname = current_database())
+               and ((l.classid::bigint << 32) | l.objid::bigint) = $1 + i.id
+        ) as interrupted
+   from member_imports i left join users u on u.id = i.actor";
+
+/// The import with this id; one its process left unfinished is marked failed (nothing of
+/// it was imported: the members are made in one transaction).
+pub async fn get(ctx: &Ctx, id: i64) -> Result<ImportView> {
+    let sql = format!("{VIEW} where i.id = $2");
+    let mut view: ImportView = sqlx::query_as(&sql)
+        .bind(LOCK_BASE)
+        .bind(id)
+        .fetch_optional(&ctx.pool)
+        .await?
+        .ok_or(Error::NotFound { what: "import" })?;
+    if view.interrupted {
+        let why = "the portal stopped while the import ran; nothing was imported: start it again";
+        mark_failed(ctx, id, why).await?;
+        view.status = "failed".into();
+        view.failure = Some(why.into());
+        view.interrupted = false;
+    }
+    Ok(view)
+}
+
+/// The latest imports, newest first.
+pub async fn recent(ctx: &Ctx, limit: i64) -> Result<Vec<ImportView>> {
+    let sql = format!("{VIEW} order by i.id desc limit $2");
+    Ok(sqlx::query_as(&sql)
+        .bind(LOCK_BASE)
+        .bind(limit)
+        .fetch_all(&ctx.pool)
+        .await?)
+}
+
+async fn mark_failed(ctx: &Ctx, id: i64, why: &str) -> Result<()> {
+    sqlx::query(
+        "with d as (delete from member_import_rows where import_id = $1)
+         update member_imports set status = 'failed', failure = $2, finished_at = $3
+          where id = $1 and status in ('reading', 'checking', 'making')",
+    )
+    .bind(id)
+    .bind(why)
+    .bind(ctx.clock.now())
+    .execute(&ctx.pool)
+    .await?;
+    Ok(())
+}
+
+async fn progress(
+    ctx: &Ctx,
+    id: i64,
+    status: &str,
+    report: &ImportReport,
+    bytes_read: u64,
+) -> Result<()> {
+    sqlx::query(
+        "update member_imports set status = $2, rows_read = $3, rows_bad = $4, bytes_read = $5
+          where id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(report.rows_read as i64)
+    .bind(report.rows_bad as i64)
+    .bind(bytes_read as i64)
+    .execute(&ctx.pool)
+    .await?;
+    Ok(())
+}
+
+/// Imports the members of the CSV file at `source.path`. The import's id goes to
+/// `started` as soon as its row exists (a page follows it there); the file's own faults
+/// (a header that names no known columns, a read error) leave the import failed and
+/// come back as the error.
 pub async fn import_members(
     ctx: &Ctx,
-    path: &std::path::Path,
+    source: Source<'_>,
     skip_bad_rows: bool,
+    started: Option<tokio::sync::oneshot::Sender<i64>>,
 ) -> Result<ImportReport> {
+    let path = source.path;
     let file = tokio::fs::File::open(path).await.map_err(|e| {
-        Error::validation("file", format!("{} cannot be read: {e}", path.display()))
+        Error::validation("file", format!("{} cannot be read: {e}", source.file_name))
     })?;
-    let mut lines = tokio::io::BufReader::new(file).lines();
+    let file_bytes = file.metadata().await.ok().map(|m| m.len() as i64);
     let now = ctx.clock.now();
     let mode = if skip_bad_rows {
         "skip_bad_rows"
@@ -189,23 +323,61 @@ pub async fn import_members(
         "all_or_nothing"
     };
     let mut conn = ctx.pool.acquire().await?;
+    // the row and the lock in one statement: nobody sees the import without its lock
     let import_id: i64 = sqlx::query_scalar(
-        "insert into member_imports (file_name, mode, created_at) values ($1, $2, $3) returning id",
+        "with i as (
+             insert into member_imports (file_name, mode, created_at, actor, file_bytes)
+             values ($1, $2, $3, $4, $5) returning id
+         )
+         select id from i where pg_try_advisory_lock($6 + id)",
     )
-    .bind(path.display().to_string())
+    .bind(source.file_name)
     .bind(mode)
     .bind(now)
+    .bind(source.actor)
+    .bind(file_bytes)
+    .bind(LOCK_BASE)
     .fetch_one(&mut *conn)
     .await?;
+    if let Some(tx) = started {
+        let _ = tx.send(import_id);
+    }
+    let result = run(ctx, &mut conn, import_id, file, skip_bad_rows, source.actor).await;
+    if let Err(e) = &result {
+        mark_failed(ctx, import_id, &reason(e)).await.ok();
+        // a connection that failed mid-COPY is not given back; closing it ends the lock
+        conn.close().await.ok();
+    } else {
+        sqlx::query("select pg_advisory_unlock($1)")
+            .bind(LOCK_BASE + import_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn run(
+    ctx: &Ctx,
+    conn: &mut sqlx::PgConnection,
+    import_id: i64,
+    file: tokio::fs::File,
+    skip_bad_rows: bool,
+    actor: Option<i64>,
+) -> Result<ImportReport> {
+    let now = ctx.clock.now();
+    let mut lines = tokio::io::BufReader::new(file).lines();
     let mut report = ImportReport {
         import_id,
         ..Default::default()
     };
 
     // the header
-    let header = match lines.next_line().await {
-        Ok(Some(h)) => split_record(h.trim_start_matches('\u{feff}')).unwrap_or_default(),
-        _ => Vec::new(),
+    let (header, mut bytes_read) = match lines.next_line().await {
+        Ok(Some(h)) => (
+            split_record(h.trim_start_matches('\u{feff}')).unwrap_or_default(),
+            h.len() as u64 + 1,
+        ),
+        _ => (Vec::new(), 0),
     };
     let mut at: [Option<usize>; 7] = [None; 7];
     for (i, name) in header.iter().enumerate() {
@@ -242,6 +414,7 @@ pub async fn import_members(
     let mut record = String::new();
     let mut record_line = 0;
     let mut read_error = None;
+    let mut told = std::time::Instant::now();
     loop {
         let next = match lines.next_line().await {
             Ok(l) => l,
@@ -252,6 +425,7 @@ pub async fn import_members(
         };
         let Some(text) = next else { break };
         line_no += 1;
+        bytes_read += text.len() as u64 + 1;
         if record.is_empty() {
             record_line = line_no;
         } else {
@@ -282,6 +456,10 @@ pub async fn import_members(
                 if buffer.len() >= CHUNK {
                     copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
                     buffer.reserve(CHUNK + 4096);
+                    if told.elapsed() >= PROGRESS_EVERY {
+                        progress(ctx, import_id, "reading", &report, bytes_read).await?;
+                        told = std::time::Instant::now();
+                    }
                 }
             }
             Err(e) => {
@@ -310,6 +488,7 @@ pub async fn import_members(
         copy.send(buffer.into_bytes()).await?;
     }
     copy.finish().await?;
+    progress(ctx, import_id, "checking", &report, bytes_read).await?;
 
     let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
     // a file of a million members takes longer than DB_QUERY_TIMEOUT_SECS, which is
@@ -341,6 +520,7 @@ pub async fn import_members(
 
     let refused = report.rows_bad > 0 && !skip_bad_rows;
     if !refused {
+        progress(ctx, import_id, "making", &report, bytes_read).await?;
         let (window, _) = ctx.config.tiers.window_sql();
         let (retention, retention_months) = ctx.config.tiers.retention_sql();
         let expires = now + Duration::days(ctx.config.points_expiry_days);
@@ -371,13 +551,21 @@ pub async fn import_members(
         report.imported = imported as u64;
     }
     report.refused = refused;
+    let errors: Vec<LineError> = report
+        .errors
+        .iter()
+        .map(|(line, error)| LineError {
+            line: *line,
+            error: error.clone(),
+        })
+        .collect();
     sqlx::query("delete from member_import_rows where import_id = $1")
         .bind(import_id)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "update member_imports set rows_read = $2, rows_bad = $3, imported = $4, status = $5,
-                finished_at = $6 where id = $1",
+                finished_at = $6, errors = $7, bytes_read = $8 where id = $1",
     )
     .bind(import_id)
     .bind(report.rows_read as i64)
@@ -385,7 +573,24 @@ pub async fn import_members(
     .bind(report.imported as i64)
     .bind(if refused { "refused" } else { "done" })
     .bind(ctx.clock.now())
+    .bind(sqlx::types::Json(&errors))
+    .bind(bytes_read as i64)
     .execute(&mut *tx)
+    .await?;
+    crate::db::members::audit(
+        &mut tx,
+        actor,
+        "members.import",
+        "import",
+        &import_id.to_string(),
+        &serde_json::json!({
+            "rows_read": report.rows_read,
+            "rows_bad": report.rows_bad,
+            "imported": report.imported,
+            "refused": refused,
+        }),
+        ctx.clock.now(),
+    )
     .await?;
     tx.commit().await?;
     Ok(report)

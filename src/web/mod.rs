@@ -143,6 +143,13 @@ impl PageRoute {
         self.post = true;
         self
     }
+
+    fn without_body_limit(mut self) -> Self {
+        self.handlers = self
+            .handlers
+            .layer(axum::extract::DefaultBodyLimit::disable());
+        self
+    }
 }
 
 /// Every page route. A POST is a state change and needs the CSRF token.
@@ -216,6 +223,12 @@ pub fn page_routes() -> Vec<PageRoute> {
             .get(admin::grants)
             .post(admin::create_grant),
         r("/admin/grants/{id}", Staff).get(admin::grant),
+        // an upload is streamed to disk under IMPORT_MAX_MB, counted by the handler
+        r("/admin/imports", Staff)
+            .get(admin::imports)
+            .post(admin::upload_import)
+            .without_body_limit(),
+        r("/admin/imports/{id}", Staff).get(admin::import),
         r("/admin/audit", Staff).get(admin::audit),
         r("/admin/finance", Staff).get(admin::finance),
         r("/admin/finance.csv", Staff).get(admin::finance_csv),

@@ -36,6 +36,7 @@ mod web_auth;
 mod web_campaigns;
 mod web_finance;
 mod web_harness;
+mod web_imports;
 mod web_members;
 mod web_pages;
 mod web_rewards;

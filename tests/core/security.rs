@@ -140,6 +140,8 @@ pub struct World {
     campaign: i32,
     /// a bulk grant recorded (not run)
     grant: i64,
+    /// a member import, finished
+    import: i64,
 }
 
 impl World {
@@ -241,6 +243,13 @@ impl World {
             .await
             .unwrap()
             .id;
+        let import: i64 = sqlx::query_scalar(
+            "insert into member_imports (file_name, mode, created_at, status, finished_at)
+             values ('world.csv', 'all_or_nothing', now(), 'done', now()) returning id",
+        )
+        .fetch_one(&app.s.ctx.pool)
+        .await
+        .unwrap();
         Self {
             app,
             ann,
@@ -256,6 +265,7 @@ impl World {
             ann_coupon,
             campaign,
             grant,
+            import,
         }
     }
 
@@ -299,6 +309,8 @@ impl World {
             self.campaign.to_string()
         } else if path.starts_with("/admin/grants/{id}") {
             self.grant.to_string()
+        } else if path.starts_with("/admin/imports/{id}") {
+            self.import.to_string()
         } else if path.starts_with("/api/v1/members/by-external-id/{external_id}") {
             "bob-external".to_owned()
         } else if path.starts_with("/api/v1/members/{user_id}") {

@@ -26,6 +26,7 @@ mod audit;
 mod campaigns;
 mod finance;
 mod grants;
+mod imports;
 mod rewards;
 
 mod staff;
@@ -34,6 +35,7 @@ pub use audit::audit;
 pub use campaigns::{campaigns, create as create_campaign, end as end_campaign};
 pub use finance::{finance, finance_csv, ledger_csv};
 pub use grants::{create as create_grant, grant, grants};
+pub use imports::{import, imports, upload as upload_import};
 pub use rewards::{
     cancel as cancel_coupon, coupon, create as create_reward, edit as edit_reward,
     find as find_coupon, rewards, update as update_reward,

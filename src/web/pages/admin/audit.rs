@@ -17,9 +17,10 @@ use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
 /// Every action the services record, in the order the filter offers them.
-pub const ACTIONS: [&str; 19] = [
+pub const ACTIONS: [&str; 20] = [
     "points.adjust",
     "points.bulk_grant",
+    "members.import",
     "member.set_level",
     "levels.recalculate",
     "level.create",
@@ -169,6 +170,7 @@ fn entry(r: AuditRow, lang: Lang, levels: &[Level]) -> AuditEntry {
         "member" => Some(format!("/admin/members/{target_id}")),
         "level" => Some(format!("/admin/levels/{target_id}")),
         "bulk_grant" => Some(format!("/admin/grants/{target_id}")),
+        "import" => Some(format!("/admin/imports/{target_id}")),
         _ => None,
     };
     let details = match &r.details {
