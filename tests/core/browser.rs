@@ -909,3 +909,99 @@ async fn member_sees_what_keeps_their_level_and_staff_set_a_level_until_a_date()
     shot(&phone.client, "admin-grants-phone").await;
     phone.client.clone().close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_upload_a_member_file_see_its_bad_lines_then_import_the_good_ones() {
+    let app = spawn_app().await;
+    accounts::create_staff(&app.s.ctx, "boss@example.com", PASSWORD, Some("Boss"))
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("mp-upload-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("crm-members-2026.csv");
+    std::fs::write(
+        &file,
+        "email,display_name,phone,external_id,points,total_spent\n\
+         wang@example.com,Wang Fang,+86 138-0000-0001,CRM-1,500,1200\n\
+         not-an-email,Nobody,,,,\n\
+         \"li@example.com\",\"Li, Lei\",,CRM-2,0,99.50\n\
+         zhao@example.com,Zhao Min,,CRM-3,-5,\n",
+    )
+    .unwrap();
+    let upload = |c: Client, skip: bool| {
+        let file = file.clone();
+        async move {
+            let input = wait_css(&c, "#import-file").await;
+            input.send_keys(file.to_str().unwrap()).await.unwrap();
+            if skip {
+                c.find(Locator::Css("#import-skip"))
+                    .await
+                    .unwrap()
+                    .click()
+                    .await
+                    .unwrap();
+            }
+            c.find(Locator::Css("#import-form button.primary"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+    };
+    let b = browser(false, "en").await;
+    let c = &b.client;
+    log_in(c, &app, "boss@example.com").await;
+    c.goto(&app.url("/admin/members")).await.unwrap();
+    wait_css(c, "#members-import").await.click().await.unwrap();
+    wait_css(c, "#import-form").await;
+    shot(c, "admin-imports").await;
+    // all or nothing: two bad lines, nobody imported, each line named
+    upload(c.clone(), false).await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#import-status.alert"))
+        .await
+        .expect("the import was refused and the page said so");
+    let errors = wait_css(c, "#import-errors").await.text().await.unwrap();
+    assert!(
+        errors.contains("3") && errors.contains("email") && errors.contains("points"),
+        "{errors}"
+    );
+    shot(c, "admin-import-refused").await;
+    // the same file, skipping the bad lines
+    c.goto(&app.url("/admin/imports")).await.unwrap();
+    upload(c.clone(), true).await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#import-status.notice"))
+        .await
+        .expect("the import finished and the page said so");
+    assert_eq!(
+        wait_css(c, "#import-status").await.text().await.unwrap(),
+        "Done: 2 members imported (4 rows read, 2 bad)."
+    );
+    shot(c, "admin-import-done").await;
+    c.goto(&app.url("/admin/members?q=CRM-2")).await.unwrap();
+    let found = wait_css(c, "#found").await.text().await.unwrap();
+    assert!(found.contains("Li, Lei"), "{found}");
+    c.goto(&app.url("/admin/imports")).await.unwrap();
+    assert_eq!(count(c, "#imports tbody tr").await, 2);
+    shot(c, "admin-imports-list").await;
+    b.client.clone().close().await.unwrap();
+
+    let phone = browser(true, "zh-CN").await;
+    log_in(&phone.client, &app, "boss@example.com").await;
+    phone.client.goto(&app.url("/admin/imports")).await.unwrap();
+    wait_css(&phone.client, "#imports").await;
+    shot(&phone.client, "admin-imports-phone").await;
+    wait_css(&phone.client, "#imports tbody tr:first-child a")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_css(&phone.client, "#import-status.notice").await;
+    shot(&phone.client, "admin-import-done-phone").await;
+    phone.client.clone().close().await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

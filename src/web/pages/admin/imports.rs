@@ -23,7 +23,7 @@ const LISTED: i64 = 20;
 pub struct ImportsPage {
     pub ctx: PageCtx,
     pub imports: Vec<ImportView>,
-    pub columns: String,
+    pub columns: [&'static str; 7],
     pub max_mb: i64,
     pub error: Option<String>,
 }
@@ -46,7 +46,7 @@ async fn list(
         status,
         ImportsPage {
             max_mb: (page.services.ctx.config.import_max_bytes / (1024 * 1024)) as i64,
-            columns: import::COLUMNS.join(","),
+            columns: import::COLUMNS,
             ctx: page.ctx,
             imports,
             error,
