@@ -343,6 +343,15 @@ pub async fn import_members(
         let _ = tx.send(import_id);
     }
     let result = run(ctx, &mut conn, import_id, file, skip_bad_rows, source.actor).await;
+    let outcome = match &result {
+        Ok(r) if r.refused => "refused",
+        Ok(_) => "done",
+        Err(_) => "failed",
+    };
+    metrics::counter!("member_system_member_imports_total", "result" => outcome).increment(1);
+    if let Ok(r) = &result {
+        metrics::counter!("member_system_members_imported_total").increment(r.imported);
+    }
     if let Err(e) = &result {
         mark_failed(ctx, import_id, &reason(e)).await.ok();
         // a connection that failed mid-COPY is not given back; closing it ends the lock

@@ -89,6 +89,33 @@ fn describe() {
         "member_system_db_pool_connections",
         "Database pool connections by state"
     );
+    metrics::describe_counter!(
+        "member_system_lock_timeouts_total",
+        "Per-member lock waits that timed out"
+    );
+    metrics::describe_counter!(
+        "member_system_webhook_deliveries_total",
+        "Webhook deliveries by result"
+    );
+    metrics::describe_counter!("member_system_coupons_total", "Coupons by event");
+    metrics::describe_counter!(
+        "member_system_campaign_bonus_points_total",
+        "Points given by campaign bonus lines"
+    );
+    metrics::describe_counter!("member_system_emails_total", "Password emails by result");
+    metrics::describe_counter!(
+        "member_system_level_reviews_total",
+        "Members reviewed for their level, by outcome"
+    );
+    metrics::describe_counter!("member_system_bulk_grants_total", "Bulk grants finished");
+    metrics::describe_counter!(
+        "member_system_member_imports_total",
+        "Member imports by result"
+    );
+    metrics::describe_counter!(
+        "member_system_members_imported_total",
+        "Members made by imports"
+    );
 }
 
 /// Where `/metrics` is served (docs/operations.md, "Health and metrics").

@@ -157,7 +157,14 @@ async fn staff_upload_a_member_file_and_follow_the_import_while_it_runs() {
     );
     let audit = app.text_in("en", "/admin/audit").await;
     assert!(audit.contains("Members imported") && audit.contains(&format!("href=\"{path}\"")));
-    // the upload is not left on disk, the staging rows are gone
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("member_system_member_imports_total{result=\"done\"}")
+            && metrics.contains("member_system_members_imported_total"),
+        "{metrics}"
+    );
+    // the staging rows are gone
     let staged: i64 = sqlx::query_scalar("select count(*) from member_import_rows")
         .fetch_one(&app.s.ctx.pool)
         .await
