@@ -56,7 +56,7 @@ pub async fn connect(config: &Config, max_connections: u32) -> anyhow::Result<Pg
         .max_connections(max_connections)
         // No ping before each checkout: it is a round trip per request. A connection
         // broken under the pool (PostgreSQL restarted) fails its next query, which the
-        // caller sees as 503 DATABASE_UNAVAILABLE, and is then dropped from the pool.
+        // caller sees as 503 SERVICE_UNAVAILABLE, and is then dropped from the pool.
         .test_before_acquire(false)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)

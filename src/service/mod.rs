@@ -168,7 +168,7 @@ impl Services {
 /// Runs `work` on its own task and waits for it. Dropping the caller (a client that
 /// disconnects, a timeout) does not cancel the work: a transaction once begun runs to its
 /// commit or rollback, and its connection goes back to the pool clean. This is what keeps
-/// sqlx's non-cancel-safe `begin` (DEPENDENCIES.md) from ever being cancelled.
+/// sqlx's non-cancel-safe `begin` (transact-rs/sqlx#4393) from ever being cancelled.
 pub async fn run_to_completion<T, F>(work: F) -> Result<T>
 where
     F: Future<Output = Result<T>> + Send + 'static,

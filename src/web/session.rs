@@ -34,7 +34,7 @@ pub const ABSOLUTE: Duration = Duration::hours(12);
 
 /// The PostgreSQL store with every call run on its own task: the session layer saves from
 /// the response future, and a client that disconnects must not cancel a store call
-/// half-way (sqlx's `begin` is not cancel-safe; see DEPENDENCIES.md). A session made at a
+/// half-way (sqlx's `begin` is not cancel-safe: transact-rs/sqlx#4393). A session made at a
 /// login is recorded as its user's (`user_sessions`), so a password reset or a closed
 /// account can end it on every browser.
 #[derive(Debug, Clone)]
