@@ -260,11 +260,97 @@ pub struct Level {
     pub is_active: bool,
 }
 
+/// What a points transaction is (the `transaction_type` column, checked by the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionType {
+    Earn,
+    Use,
+    Expire,
+    Adjust,
+    Reverse,
+    Refund,
+    Release,
+}
+
+impl TransactionType {
+    /// In the order the member's history filter lists them.
+    pub const ALL: [Self; 7] = [
+        Self::Earn,
+        Self::Use,
+        Self::Expire,
+        Self::Adjust,
+        Self::Reverse,
+        Self::Refund,
+        Self::Release,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earn => "earn",
+            Self::Use => "use",
+            Self::Expire => "expire",
+            Self::Adjust => "adjust",
+            Self::Reverse => "reverse",
+            Self::Refund => "refund",
+            Self::Release => "release",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// A reversal or refund: it gives back or takes back what an earlier one did.
+    pub fn undoes(self) -> bool {
+        matches!(self, Self::Reverse | Self::Refund)
+    }
+}
+
+impl PartialEq<&str> for TransactionType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for TransactionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// stored as the column's text
+impl sqlx::Type<sqlx::Postgres> for TransactionType {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::Decode<'_, sqlx::Postgres> for TransactionType {
+    fn decode(value: sqlx::postgres::PgValueRef<'_>) -> Result<Self, sqlx::error::BoxDynError> {
+        let s = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Self::parse(s).ok_or_else(|| format!("unknown transaction type {s:?}").into())
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for TransactionType {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
     pub id: i64,
     pub user_id: i64,
-    pub transaction_type: String,
+    pub transaction_type: TransactionType,
     pub points_change: i64,
     pub balance_after: i64,
     pub reference_type: Option<String>,
@@ -494,6 +580,18 @@ pub fn upgrade_progress(levels: &[Level], current: &Level, spent: Decimal) -> Up
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_types_read_back_as_written_in_the_table_and_in_json() {
+        for t in TransactionType::ALL {
+            assert_eq!(TransactionType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+            assert_eq!(t, t.as_str());
+        }
+        assert_eq!(TransactionType::parse("EARN"), None);
+        assert_eq!(TransactionType::parse("gift"), None);
+        assert!(TransactionType::Refund.undoes() && !TransactionType::Use.undoes());
+    }
 
     #[test]
     fn staff_roles_allow_what_they_name() {

@@ -3,8 +3,8 @@
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 
-use crate::domain::Transaction;
 use crate::domain::campaigns::{Campaign, CampaignInput, CampaignKind};
+use crate::domain::{Transaction, TransactionType};
 
 /// Every campaign, newest first (staff).
 pub async fn all(conn: &mut PgConnection) -> sqlx::Result<Vec<Campaign>> {
@@ -134,7 +134,7 @@ pub async fn insert_bonus(conn: &mut PgConnection, b: &NewBonus<'_>) -> sqlx::Re
                update point_transactions set bonus_points = bonus_points + $2
                 where id = $6
            )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
                   points_change as "points_change!", balance_after as "balance_after!",
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
@@ -159,7 +159,7 @@ pub async fn insert_bonus(conn: &mut PgConnection, b: &NewBonus<'_>) -> sqlx::Re
 pub async fn bonuses_of(conn: &mut PgConnection, earn_id: i64) -> sqlx::Result<Vec<Transaction>> {
     sqlx::query_as!(
         Transaction,
-        r#"select id, user_id, transaction_type, points_change, balance_after, reference_type,
+        r#"select id, user_id, transaction_type as "transaction_type: TransactionType", points_change, balance_after, reference_type,
                   reference_id, description, status, unrecovered, created_at
              from point_transactions
             where parent_id = $1 and transaction_type = 'earn' order by id"#,

@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 
-use crate::domain::{Batch, ExpiringPoints, Transaction};
+use crate::domain::{Batch, ExpiringPoints, Transaction, TransactionType};
 
 /// What `lock_member` returns: the member's row, locked, with due points already expired.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub async fn find_keyed(
     sub_reference: &str,
 ) -> sqlx::Result<Option<Keyed>> {
     let row = sqlx::query!(
-        r#"select t.id, t.user_id, t.transaction_type, t.points_change, t.balance_after,
+        r#"select t.id, t.user_id, t.transaction_type as "transaction_type: TransactionType", t.points_change, t.balance_after,
                   t.reference_type, t.reference_id, t.description, t.status, t.unrecovered,
                   t.created_at, t.requested_points, t.amount, t.reversed_points,
                   t.reversed_amount, t.refunded, t.upgrade, t.bonus_points,
@@ -176,7 +176,7 @@ pub struct EarnCall<'a> {
 /// An earn in one round trip, committing on its own (call it outside a transaction).
 pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Result<FastEarn> {
     let r = sqlx::query!(
-        r#"select outcome as "outcome!", id, user_id, transaction_type, points_change,
+        r#"select outcome as "outcome!", id, user_id, transaction_type as "transaction_type: TransactionType", points_change,
                   balance_after, reference_type, reference_id, description, status,
                   unrecovered, created_at, requested_points, amount, actual, earned_today
              from earn_points($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
@@ -312,7 +312,7 @@ pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Resu
                       updated_at = $10
                 where user_id = $1
            )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
                   points_change as "points_change!", balance_after as "balance_after!",
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
@@ -411,7 +411,7 @@ pub async fn insert_pending_reversal(
                values ($1, 'reverse', -$3, $4, $3, $5, $6, $7, $8, $9, $2, 'pending', $10)
                returning *
            )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
                   points_change as "points_change!", balance_after as "balance_after!",
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
@@ -505,7 +505,7 @@ pub async fn release_member(
                values ($1, 'release', $2, $3, 'points released after the return window', $4)
                returning *
            )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
                   points_change as "points_change!", balance_after as "balance_after!",
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
@@ -590,7 +590,7 @@ pub async fn insert_debit(conn: &mut PgConnection, d: &NewDebit<'_>) -> sqlx::Re
                values ($1, $2, -$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                returning *
            )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
                   points_change as "points_change!", balance_after as "balance_after!",
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
@@ -669,7 +669,7 @@ pub async fn insert_credit_adjustment(
                       updated_at = $6
                 where user_id = $1
            )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
                   points_change as "points_change!", balance_after as "balance_after!",
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
@@ -812,7 +812,7 @@ pub async fn insert_refund(
                        'points returned: ' || $4 || ' ' || $5, $6)
                returning *
            )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!",
+           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
                   points_change as "points_change!", balance_after as "balance_after!",
                   reference_type, reference_id, description as "description!",
                   status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
@@ -989,7 +989,7 @@ pub async fn expiring_soon(
 pub async fn history(
     conn: &mut PgConnection,
     user_id: i64,
-    kind: Option<&str>,
+    kind: Option<TransactionType>,
     before_id: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<Transaction>> {
@@ -998,12 +998,12 @@ pub async fn history(
         None => {
             sqlx::query_as!(
                 Transaction,
-                "select id, user_id, transaction_type, points_change, balance_after,
+                r#"select id, user_id, transaction_type as "transaction_type: TransactionType", points_change, balance_after,
                         reference_type, reference_id, description, status, unrecovered, created_at
                    from point_transactions
                   where user_id >= $1 and user_id <= $1 and id < $2
                   order by user_id, id desc
-                  limit $3",
+                  limit $3"#,
                 user_id,
                 before,
                 limit
@@ -1014,14 +1014,14 @@ pub async fn history(
         Some(kind) => {
             sqlx::query_as!(
                 Transaction,
-                "select id, user_id, transaction_type, points_change, balance_after,
+                r#"select id, user_id, transaction_type as "transaction_type: TransactionType", points_change, balance_after,
                         reference_type, reference_id, description, status, unrecovered, created_at
                    from point_transactions
                   where user_id >= $1 and user_id <= $1 and transaction_type = $2 and id < $3
                   order by user_id, id desc
-                  limit $4",
+                  limit $4"#,
                 user_id,
-                kind,
+                kind as TransactionType,
                 before,
                 limit
             )

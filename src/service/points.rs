@@ -906,7 +906,7 @@ impl PointService {
     pub async fn history(
         &self,
         user_id: i64,
-        kind: Option<&str>,
+        kind: Option<crate::domain::TransactionType>,
         cursor: Option<i64>,
         limit: i64,
     ) -> Result<(Vec<Transaction>, Option<i64>)> {

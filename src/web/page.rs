@@ -127,17 +127,8 @@ impl PageCtx {
         self.t(&format!("coupon.status.{}", s.as_str()))
     }
 
-    pub fn type_label(&self, kind: &str) -> Text {
-        match kind {
-            "earn" => self.t("type.earn"),
-            "use" => self.t("type.use"),
-            "expire" => self.t("type.expire"),
-            "adjust" => self.t("type.adjust"),
-            "reverse" => self.t("type.reverse"),
-            "refund" => self.t("type.refund"),
-            "release" => self.t("type.release"),
-            _ => Text("?"),
-        }
+    pub fn type_label(&self, kind: &crate::domain::TransactionType) -> Text {
+        self.t(&format!("type.{kind}"))
     }
 
     /// 99011009 → "99,011,009" (both languages group digits in threes).
@@ -536,7 +527,7 @@ mod tests {
             crate::domain::Transaction {
                 id: 1,
                 user_id: 1,
-                transaction_type: kind.into(),
+                transaction_type: crate::domain::TransactionType::parse(kind).unwrap(),
                 points_change: 1,
                 balance_after: 1,
                 reference_type: Some(source.into()),

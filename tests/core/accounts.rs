@@ -32,7 +32,12 @@ async fn history_pages_newest_first_by_cursor_and_filters_by_type() {
     );
     let (uses, next) =
         h.s.points
-            .history(user, Some("use"), None, 100)
+            .history(
+                user,
+                Some(member_portal::domain::TransactionType::Use),
+                None,
+                100,
+            )
             .await
             .unwrap();
     assert_eq!(uses.len(), 5);

@@ -750,6 +750,16 @@ async fn openapi_describes_exactly_the_routes_the_server_has() {
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
+    // a transaction's type is one of the types, listed
+    let types = &doc["components"]["schemas"]["TransactionType"]["enum"];
+    assert_eq!(
+        types,
+        &json!([
+            "earn", "use", "expire", "adjust", "reverse", "refund", "release"
+        ]),
+        "{}",
+        doc["components"]["schemas"]["TransactionView"]
+    );
     assert_eq!(
         doc["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"

@@ -263,3 +263,21 @@ async fn a_replayed_earn_answers_with_the_upgrade_of_its_first_reply() {
     assert_eq!(plain.upgrade, None);
     assert_eq!(h.earn(user, 5, "PLAIN").await.unwrap().upgrade, None);
 }
+
+#[tokio::test]
+async fn the_table_takes_exactly_the_transaction_types_the_code_knows() {
+    let h = Harness::new().await;
+    let def: String = sqlx::query_scalar(
+        "select pg_get_constraintdef(oid) from pg_constraint
+          where conname = 'point_transactions_transaction_type_check'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    let allowed: Vec<&str> = def.split('\'').skip(1).step_by(2).collect();
+    let known: Vec<&str> = member_portal::domain::TransactionType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(allowed, known, "{def}");
+}

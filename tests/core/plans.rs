@@ -45,9 +45,15 @@ async fn history_and_notifications_read_the_members_index_when_one_member_holds_
     let page = db::points::history(&mut tx, whale, None, None, 21)
         .await
         .unwrap();
-    let earns = db::points::history(&mut tx, whale, Some("earn"), None, 21)
-        .await
-        .unwrap();
+    let earns = db::points::history(
+        &mut tx,
+        whale,
+        Some(member_portal::domain::TransactionType::Earn),
+        None,
+        21,
+    )
+    .await
+    .unwrap();
     let next = db::points::history(&mut tx, whale, None, Some(page[20].id), 21)
         .await
         .unwrap();

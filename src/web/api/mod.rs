@@ -412,7 +412,7 @@ impl From<Profile> for ProfileView {
 #[derive(Serialize, ToSchema)]
 pub struct TransactionView {
     pub id: i64,
-    pub transaction_type: String,
+    pub transaction_type: crate::domain::TransactionType,
     pub points_change: i64,
     pub balance_after: i64,
     pub reference_type: Option<String>,
@@ -463,9 +463,8 @@ impl From<Transaction> for BonusView {
 impl From<Transaction> for TransactionView {
     fn from(t: Transaction) -> Self {
         Self {
-            unrecovered: matches!(t.transaction_type.as_str(), "reverse" | "refund")
-                .then_some(t.unrecovered),
-            upgrade: (t.transaction_type == "earn").then_some(None),
+            unrecovered: t.transaction_type.undoes().then_some(t.unrecovered),
+            upgrade: (t.transaction_type == crate::domain::TransactionType::Earn).then_some(None),
             bonuses: None,
             id: t.id,
             transaction_type: t.transaction_type,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::config::TierWindow;
-use crate::domain::{Batch, Level, Profile, Transaction};
+use crate::domain::{Batch, Level, Profile, Transaction, TransactionType};
 use crate::error::Error;
 use crate::service::notifications::Notification;
 use crate::service::tiers::TierView;
@@ -53,9 +53,6 @@ pub async fn profile(page: UserPage) -> Result<Response, PageError> {
     Ok(ProfilePage { ctx: page.ctx, p }.into_response())
 }
 
-pub const TYPES: [&str; 7] = [
-    "earn", "use", "expire", "adjust", "reverse", "refund", "release",
-];
 const PAGE_SIZE: i64 = 20;
 
 #[derive(Deserialize)]
@@ -89,20 +86,25 @@ pub struct HistoryRows {
     /// the page these rows belong to (`/points`, or a member's page for staff)
     pub base: String,
     pub items: Vec<Transaction>,
-    pub kind: String,
+    /// the type filter, if any
+    pub kind: Option<TransactionType>,
     pub next_cursor: Option<i64>,
 }
 
 impl HistoryRows {
-    pub fn is_kind(&self, k: &str) -> bool {
-        self.kind == k
+    /// Every type, for the filter.
+    pub fn kinds(&self) -> [TransactionType; 7] {
+        TransactionType::ALL
+    }
+
+    pub fn is_kind(&self, k: &TransactionType) -> bool {
+        self.kind == Some(*k)
     }
 
     pub fn more_href(&self, cursor: &i64) -> String {
-        if self.kind.is_empty() {
-            format!("{}?cursor={cursor}", self.base)
-        } else {
-            format!("{}?type={}&cursor={cursor}", self.base, self.kind)
+        match self.kind {
+            None => format!("{}?cursor={cursor}", self.base),
+            Some(kind) => format!("{}?type={kind}&cursor={cursor}", self.base),
         }
     }
 }
@@ -110,8 +112,8 @@ impl HistoryRows {
 impl PointsQuery {
     /// The type filter (unknown types show everything) and the cursor (a malformed one is
     /// a clear 422).
-    pub fn parse(&self) -> Result<(Option<String>, Option<i64>), Error> {
-        let kind = self.kind.clone().filter(|k| TYPES.contains(&k.as_str()));
+    pub fn parse(&self) -> Result<(Option<TransactionType>, Option<i64>), Error> {
+        let kind = self.kind.as_deref().and_then(TransactionType::parse);
         let cursor = match self.cursor.as_deref().map(str::parse::<i64>) {
             None => None,
             Some(Ok(c)) if c > 0 => Some(c),
@@ -128,7 +130,7 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
     let (items, next_cursor) = match page
         .services
         .points
-        .history(user, kind.as_deref(), cursor, PAGE_SIZE)
+        .history(user, kind, cursor, PAGE_SIZE)
         .await
     {
         Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
@@ -138,7 +140,7 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
         ctx: page.ctx.clone(),
         base: "/points".into(),
         items,
-        kind: kind.unwrap_or_default(),
+        kind,
         next_cursor,
     };
     // htmx asks for the rows alone: "load more" (with a cursor) and the type filter

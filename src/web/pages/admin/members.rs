@@ -328,7 +328,7 @@ async fn ledger(
         ctx: page.ctx.clone(),
         base: format!("/admin/members/{user_id}"),
         items,
-        kind: String::new(),
+        kind: None,
         next_cursor,
     })
 }
