@@ -199,7 +199,7 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
         Some(Transaction {
             id: r.id?,
             user_id: r.user_id?,
-            transaction_type: r.transaction_type.clone()?,
+            transaction_type: r.transaction_type?,
             points_change: r.points_change?,
             balance_after: r.balance_after?,
             reference_type: r.reference_type.clone(),

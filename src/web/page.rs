@@ -328,6 +328,25 @@ impl Page {
     }
 }
 
+/// An answer that sends an htmx request's page to `to` (htmx follows `HX-Redirect`).
+pub fn htmx_redirect(status: StatusCode, to: &str) -> Response {
+    let mut r = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert("hx-redirect", v);
+    }
+    r
+}
+
+/// After a form succeeded: the browser goes to `to` (by `HX-Redirect` for htmx, which
+/// would otherwise follow a redirect inside its swap).
+pub fn go_to(htmx: bool, to: &str) -> Response {
+    if htmx {
+        htmx_redirect(StatusCode::OK, to)
+    } else {
+        Redirect::to(to).into_response()
+    }
+}
+
 /// A page that needs a logged-in user: others go to the login page (htmx requests are
 /// told to go there with `HX-Redirect`).
 pub struct UserPage {
@@ -358,11 +377,7 @@ impl IntoResponse for LoginRequired {
             LoginRequired::Redirect { htmx, next } => {
                 let target = format!("/login?next={}", encode(&next));
                 if htmx {
-                    let mut r = StatusCode::UNAUTHORIZED.into_response();
-                    if let Ok(v) = HeaderValue::from_str(&target) {
-                        r.headers_mut().insert("hx-redirect", v);
-                    }
-                    r
+                    htmx_redirect(StatusCode::UNAUTHORIZED, &target)
                 } else {
                     Redirect::to(&target).into_response()
                 }

@@ -9,7 +9,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
-use crate::cache::{Cache, Keys};
+use crate::cache::Cache;
 use crate::error::Error;
 
 pub const USER_ID: &str = "user_id";
@@ -121,18 +121,13 @@ impl CachedStore {
     }
 
     fn keys(&self, id: &Id) -> (String, String) {
-        cache_keys(&self.cache.keys, id)
+        self.cache.keys.session_entry(id)
     }
 
     async fn forget(&self, id: &Id) {
         let (key, version) = self.keys(id);
         self.cache.invalidate(vec![key], vec![version]).await;
     }
-}
-
-/// The cache entry and version token of a session.
-pub fn cache_keys(keys: &Keys, id: &Id) -> (String, String) {
-    keys.session_entry(id)
 }
 
 #[async_trait::async_trait]

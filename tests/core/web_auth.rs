@@ -3,8 +3,6 @@
 use member_portal::service::accounts::{MAX_CLIENT_LOGIN_FAILURES, MAX_LOGIN_FAILURES};
 use time::Duration;
 
-use member_portal::web::session;
-
 use crate::web_harness::*;
 
 #[tokio::test]
@@ -58,11 +56,7 @@ async fn forget_cached_sessions(app: &TestApp) {
         .fetch_all(&app.s.ctx.pool)
         .await
         .unwrap();
-    for id in ids {
-        let id: tower_sessions::session::Id = id.parse().unwrap();
-        let (key, version) = session::cache_keys(&app.s.ctx.cache.keys, &id);
-        app.s.ctx.cache.invalidate(vec![key], vec![version]).await;
-    }
+    app.s.ctx.cache.invalidate_sessions(&ids).await;
 }
 
 async fn stored_expiry_minutes(app: &TestApp) -> i64 {

@@ -5,15 +5,15 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Multipart, Path};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
 use super::{StaffPage, parse_id};
 use crate::error::Error;
 use crate::service::import::{self, ImportView, Source};
 use crate::web::error::{InLang, PageError, localized};
-use crate::web::page::PageCtx;
+use crate::web::page::{PageCtx, go_to};
 
 /// Imports listed on the page.
 const LISTED: i64 = 20;
@@ -197,15 +197,7 @@ pub async fn upload(
             return Err(e).in_lang(lang);
         }
     };
-    let to = format!("/admin/imports/{id}");
-    if page.ctx.htmx {
-        let mut r = StatusCode::OK.into_response();
-        if let Ok(v) = HeaderValue::from_str(&to) {
-            r.headers_mut().insert("hx-redirect", v);
-        }
-        return Ok(r);
-    }
-    Ok(Redirect::to(&to).into_response())
+    Ok(go_to(page.ctx.htmx, &format!("/admin/imports/{id}")))
 }
 
 #[derive(Template, WebTemplate)]

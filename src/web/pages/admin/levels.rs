@@ -4,7 +4,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::service::admin::RecalcPreview;
 use crate::service::levels::LevelInput;
 use crate::web::error::{InLang, PageError, localized};
-use crate::web::page::{Form, PageCtx, Query};
+use crate::web::page::{Form, PageCtx, Query, go_to};
 
 use super::{DoneQuery, StaffPage, parse_id};
 use crate::web::pages::confirm::ConfirmPage;
@@ -280,15 +280,7 @@ async fn level_form_result(
         }
     };
     match result {
-        Ok(()) if page.ctx.htmx => {
-            let mut r = StatusCode::OK.into_response();
-            r.headers_mut().insert(
-                "hx-redirect",
-                HeaderValue::from_static("/admin/levels?done=saved"),
-            );
-            Ok(r)
-        }
-        Ok(()) => Ok(Redirect::to("/admin/levels?done=saved").into_response()),
+        Ok(()) => Ok(go_to(page.ctx.htmx, "/admin/levels?done=saved")),
         Err(errors) => {
             let view = LevelFormView {
                 ctx: page.ctx.clone(),
