@@ -1,5 +1,13 @@
 //! Data access: one file per table family. Functions take a connection or transaction
 //! from the caller, which owns the transaction boundaries (the services).
+//!
+//! Some reads and writes are SQL functions; each one's live body is in the last migration
+//! that (re)creates it: `lock_member`, `expire_member_batches` (0002); `consume_fifo` (0006);
+//! `member_timezone`, `record_return_spend` (the trigger's), `roll_spend_month`,
+//! `qualifying_months`, `window_spend`, `retention_end`, `review_levels`,
+//! `recalculation_candidates` (0018); `bulk_grant_batch` (0019); `api_key_check` (0021);
+//! `import_members_check`, `import_members_finish` (0022); `earn_points`,
+//! `earn_points_for_key` (0026). A test holds this list to the migrations.
 
 pub mod accounts;
 pub mod admin;
@@ -151,4 +159,58 @@ pub async fn advisory_unlock(conn: &mut PgConnection, key: i64) -> sqlx::Result<
         .fetch_one(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// The module comment names, for every SQL function, the migration with its live body.
+    #[test]
+    fn the_module_comment_says_where_every_sql_function_body_lives() {
+        let mut live = BTreeMap::new();
+        let mut files: Vec<_> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .expect("migrations/")
+                .map(|e| e.expect("entry").path())
+                .collect();
+        files.sort();
+        for path in files {
+            let number = path.file_name().and_then(|n| n.to_str()).expect("name")[..4].to_string();
+            let sql = std::fs::read_to_string(&path)
+                .expect("migration")
+                .to_lowercase();
+            for (at, _) in sql.match_indices("function ") {
+                let before = sql[..at].trim_end();
+                if before.ends_with("create") || before.ends_with("or replace") {
+                    let name: String = sql[at + "function ".len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    live.insert(name, number.clone());
+                }
+            }
+        }
+        let doc: String = include_str!("mod.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut said = BTreeMap::new();
+        for group in doc.split(';') {
+            // the group's migration: its last "(NNNN)"
+            let Some(number) = group
+                .rsplit('(')
+                .map(|n| n.chars().take(4).collect::<String>())
+                .find(|n| n.len() == 4 && n.chars().all(|c| c.is_ascii_digit()))
+            else {
+                continue;
+            };
+            for name in group.split('`').skip(1).step_by(2) {
+                said.insert(name.to_string(), number.clone());
+            }
+        }
+        assert!(live.len() > 10, "read the migrations: {live:?}");
+        assert_eq!(said, live);
+    }
 }

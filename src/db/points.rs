@@ -137,9 +137,9 @@ pub async fn record_earn_upgrade(
     Ok(())
 }
 
-/// What the one-statement earn (`earn_points` in SQL) decided; see migration 0005.
+/// What the earn statement (`earn_points` in SQL, migration 0026) decided.
 #[derive(Debug)]
-pub enum FastEarn {
+pub enum Earned {
     Created(Transaction),
     Replay(Keyed),
     NotFound,
@@ -153,8 +153,9 @@ pub enum FastEarn {
         actual: i64,
         earned_today: i64,
     },
-    /// the order amount may move the member up a level: run the full transaction
-    Slow,
+    /// the order amount reaches the next level: nothing written; run the earn again with
+    /// `check_upgrade` false in a transaction that locked the member, then the upgrade
+    UpgradeDue,
 }
 
 pub struct EarnCall<'a> {
@@ -166,6 +167,8 @@ pub struct EarnCall<'a> {
     pub now: OffsetDateTime,
     pub tz: &'a str,
     pub expires_at: OffsetDateTime,
+    /// the end of the return window (`POINTS_PENDING_DAYS`): the points wait until then
+    pub pending_until: Option<OffsetDateTime>,
     pub max_per_transaction: i64,
     pub daily_limit: i64,
     pub check_upgrade: bool,
@@ -173,13 +176,15 @@ pub struct EarnCall<'a> {
     pub key_hash: Option<&'a str>,
 }
 
-/// An earn in one round trip, committing on its own (call it outside a transaction).
-pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Result<FastEarn> {
+/// The earn: one statement (`earn_points_for_key`, migration 0026), committing on its
+/// own outside a transaction, or as part of the caller's.
+pub async fn earn(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Result<Earned> {
     let r = sqlx::query!(
         r#"select outcome as "outcome!", id, user_id, transaction_type as "transaction_type: TransactionType", points_change,
                   balance_after, reference_type, reference_id, description, status,
                   unrecovered, created_at, requested_points, amount, actual, earned_today
-             from earn_points($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
+             from earn_points_for_key($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"#,
+        c.key_hash,
         c.user_id,
         c.base_points,
         c.amount,
@@ -188,10 +193,10 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
         c.now,
         c.tz,
         c.expires_at,
+        c.pending_until,
         c.max_per_transaction,
         c.daily_limit,
         c.check_upgrade,
-        c.key_hash,
     )
     .fetch_one(conn)
     .await?;
@@ -213,8 +218,8 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
     let missing =
         || sqlx::Error::Protocol(format!("earn_points: {} without a transaction", r.outcome));
     Ok(match r.outcome.as_str() {
-        "created" => FastEarn::Created(tx().ok_or_else(missing)?),
-        "replay" => FastEarn::Replay(Keyed {
+        "created" => Earned::Created(tx().ok_or_else(missing)?),
+        "replay" => Earned::Replay(Keyed {
             tx: tx().ok_or_else(missing)?,
             requested_points: r.requested_points,
             amount: r.amount,
@@ -226,115 +231,23 @@ pub async fn earn_fast(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Resul
             upgrade: None,
             bonus_points: 0,
         }),
-        "not_found" => FastEarn::NotFound,
-        "unauthorized" => FastEarn::Unauthorized,
-        "forbidden" => FastEarn::Forbidden,
-        "per_tx" => FastEarn::PerTransaction {
+        "not_found" => Earned::NotFound,
+        "unauthorized" => Earned::Unauthorized,
+        "forbidden" => Earned::Forbidden,
+        "per_tx" => Earned::PerTransaction {
             actual: r.actual.unwrap_or(i64::MAX),
         },
-        "daily" => FastEarn::Daily {
+        "daily" => Earned::Daily {
             actual: r.actual.unwrap_or_default(),
             earned_today: r.earned_today.unwrap_or_default(),
         },
-        "slow" => FastEarn::Slow,
+        "upgrade" => Earned::UpgradeDue,
         other => {
             return Err(sqlx::Error::Protocol(format!(
                 "earn_points returned an unknown outcome {other}"
             )));
         }
     })
-}
-
-pub struct NewEarn<'a> {
-    pub user_id: i64,
-    pub points: i64,
-    pub balance_after: i64,
-    pub multiplier: Decimal,
-    pub base_points: i64,
-    pub amount: Option<Decimal>,
-    pub source_type: &'a str,
-    pub source_id: &'a str,
-    pub description: &'a str,
-    pub now: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub business_date: Date,
-    pub earned_today: i64,
-    /// the end of the return window (`POINTS_PENDING_DAYS`): pending until then
-    pub pending_until: Option<OffsetDateTime>,
-}
-
-/// Writes an earn in one statement: transaction, batch, member totals (its points pending
-/// when `pending_until` is set).
-pub async fn insert_earn(conn: &mut PgConnection, e: &NewEarn<'_>) -> sqlx::Result<Transaction> {
-    sqlx::query_as!(
-        Transaction,
-        r#"with t as (
-               insert into point_transactions
-                      (user_id, transaction_type, points_change, balance_after, multiplier,
-                       requested_points, amount, reference_type, reference_id, description,
-                       created_at, status)
-               values ($1, 'earn', $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                       case when $14::timestamptz is null then 'completed' else 'pending' end)
-               returning *
-           ), b as (
-               insert into point_batches
-                      (user_id, transaction_id, earned_points, available_points, pending_points,
-                       pending_until, expires_at, created_at)
-               select $1, t.id, $2,
-                      case when $14::timestamptz is null then $2 else 0 end,
-                      case when $14::timestamptz is null then 0 else $2 end,
-                      $14, $11, $10
-                 from t
-           ), rolled as (
-               -- an order in a later month moves the month's spend counter to the table
-               -- (roll_spend_month in migration 0018)
-               insert into member_monthly_spend as s (user_id, month, spent)
-               select p.user_id, p.spend_month, p.month_spent
-                 from member_profiles p
-                where p.user_id = $1 and $6::numeric is not null
-                  and p.spend_month <> $15 and p.month_spent <> 0
-               on conflict (user_id, month) do update set spent = s.spent + excluded.spent
-           ), p as (
-               update member_profiles
-                  set available_points = available_points
-                          + case when $14::timestamptz is null then $2 else 0 end,
-                      total_earned = total_earned
-                          + case when $14::timestamptz is null then $2 else 0 end,
-                      pending_points = pending_points
-                          + case when $14::timestamptz is null then 0 else $2 end,
-                      total_spent = total_spent + coalesce($6, 0),
-                      month_spent = case when $6::numeric is null then month_spent
-                                         when spend_month = $15 then month_spent + $6
-                                         else $6 end,
-                      spend_month = case when $6::numeric is null then spend_month else $15 end,
-                      daily_earned_date = $12,
-                      daily_earned_points = $13,
-                      updated_at = $10
-                where user_id = $1
-           )
-           select id as "id!", user_id as "user_id!", transaction_type as "transaction_type!: TransactionType",
-                  points_change as "points_change!", balance_after as "balance_after!",
-                  reference_type, reference_id, description as "description!",
-                  status as "status!", unrecovered as "unrecovered!", created_at as "created_at!"
-             from t"#,
-        e.user_id,
-        e.points,
-        e.balance_after,
-        e.multiplier,
-        e.base_points,
-        e.amount,
-        e.source_type,
-        e.source_id,
-        e.description,
-        e.now,
-        e.expires_at,
-        e.business_date,
-        e.earned_today,
-        e.pending_until,
-        e.business_date.replace_day(1).unwrap_or(e.business_date),
-    )
-    .fetch_one(conn)
-    .await
 }
 
 /// Takes `points` of a pending earn back from the pending batches of the order (the earn's

@@ -10,10 +10,10 @@ use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 
 use super::campaigns::{pay_bonuses, record_bonuses};
-use super::{Ctx, members, run_to_completion};
+use super::{Ctx, accounts, members, run_to_completion};
 use crate::db::campaigns as campaign_db;
 use crate::db::members as member_db;
-use crate::db::points::{self as db, FastEarn, Keyed, LockedMember, NewCredit, NewDebit, NewEarn};
+use crate::db::points::{self as db, Earned, Keyed, LockedMember, NewCredit, NewDebit};
 use crate::domain::campaigns::Campaign;
 use crate::domain::{
     Batch, Money, Outcome, Points, PointsSummary, Reference, Transaction, parse_reason,
@@ -107,6 +107,14 @@ pub struct SweepReport {
     pub points: i64,
 }
 
+/// The earn statement's answer, read: what is left for the caller to do.
+enum Settled {
+    Created(Transaction),
+    /// a replay (or an error the caller returns)
+    Done(Outcome),
+    UpgradeDue,
+}
+
 #[derive(Clone)]
 pub struct PointService {
     ctx: Ctx,
@@ -169,10 +177,11 @@ impl PointService {
         .await
     }
 
-    /// The common earn is one statement (see `earn_points` in migration 0005); only an
-    /// earn whose order amount may change the member's level takes [`Self::earn_tx`].
+    /// The earn is one statement (`earn_points`, migration 0026). It runs alone, committing
+    /// on its own, unless campaigns pay bonuses on it or its order amount moves the member
+    /// up a level: then [`Self::earn_tx`] runs the same statement in a transaction with
+    /// the bonuses and the upgrade.
     async fn earn_one(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
-        let cfg = &self.ctx.config;
         let now = self.now();
         let campaigns = self.ctx.campaigns().await?;
         let in_play: Vec<&Campaign> = campaigns
@@ -186,20 +195,39 @@ impl PointService {
                 )
             })
             .collect();
-        if !in_play.is_empty() || cfg.points_pending_days > 0 {
-            // bonus lines, and pending points, are written with the earn in its transaction
-            if let Some(hash) = key_hash {
-                crate::service::accounts::authenticate_api_key_hash(
-                    &self.ctx,
-                    hash,
-                    crate::service::accounts::Scope::Earn,
-                )
-                .await?;
+        if in_play.is_empty() {
+            let mut conn = self.ctx.pool.acquire().await?;
+            let call = self.earn_call(req, key_hash, true, now);
+            match self.settle(&mut conn, req, &call).await? {
+                Settled::Done(outcome) => return Ok(outcome),
+                Settled::Created(transaction) => {
+                    return Ok(Outcome {
+                        transaction,
+                        replayed: false,
+                        upgrade: None,
+                        bonuses: Vec::new(),
+                    });
+                }
+                Settled::UpgradeDue => {}
             }
-            return self.earn_tx(req, &in_play).await;
         }
-        let mut conn = self.ctx.pool.acquire().await?;
-        let call = db::EarnCall {
+        self.earn_tx(req, key_hash, &in_play, now).await
+    }
+
+    /// The earn statement's arguments for `req`.
+    fn earn_call<'a>(
+        &'a self,
+        req: &'a EarnRequest,
+        key_hash: Option<&'a str>,
+        check_upgrade: bool,
+        now: OffsetDateTime,
+    ) -> db::EarnCall<'a> {
+        let cfg = &self.ctx.config;
+        // the return window: points wait it out before they can be spent, and expire
+        // counting from its end
+        let pending_until =
+            (cfg.points_pending_days > 0).then(|| now + Duration::days(cfg.points_pending_days));
+        db::EarnCall {
             user_id: req.user_id,
             base_points: req.base_points.get(),
             amount: req.amount.map(Money::get),
@@ -207,39 +235,46 @@ impl PointService {
             source_id: req.source_id.as_str(),
             now,
             tz: &cfg.member_timezone,
-            expires_at: now + Duration::days(cfg.points_expiry_days),
+            expires_at: pending_until.unwrap_or(now) + Duration::days(cfg.points_expiry_days),
+            pending_until,
             max_per_transaction: cfg.max_points_per_transaction,
             daily_limit: cfg.daily_points_limit,
-            check_upgrade: cfg.auto_upgrade,
+            check_upgrade: check_upgrade && cfg.auto_upgrade,
             key_hash,
-        };
-        match db::earn_fast(&mut conn, &call).await {
-            Ok(FastEarn::Created(transaction)) => Ok(Outcome {
-                transaction,
-                replayed: false,
-                upgrade: None,
-                bonuses: Vec::new(),
-            }),
-            Ok(FastEarn::Replay(mut k)) => {
+        }
+    }
+
+    /// Runs the earn statement and reads its answer: a new earn, a finished outcome (a
+    /// replay, with its bonuses and upgrade), or an error.
+    async fn settle(
+        &self,
+        conn: &mut PgConnection,
+        req: &EarnRequest,
+        call: &db::EarnCall<'_>,
+    ) -> Result<Settled> {
+        let cfg = &self.ctx.config;
+        match db::earn(conn, call).await {
+            Ok(Earned::Created(transaction)) => Ok(Settled::Created(transaction)),
+            Ok(Earned::UpgradeDue) => Ok(Settled::UpgradeDue),
+            Ok(Earned::Replay(mut k)) => {
                 let same = same_earn(&k, req);
                 if same && k.amount.is_some() {
-                    k.upgrade = db::earn_upgrade(&mut conn, k.tx.id).await?;
+                    k.upgrade = db::earn_upgrade(conn, k.tx.id).await?;
                 }
                 let mut outcome = replay_or_conflict(k, same)?;
-                outcome.bonuses =
-                    campaign_db::bonuses_of(&mut conn, outcome.transaction.id).await?;
-                Ok(outcome)
+                outcome.bonuses = campaign_db::bonuses_of(conn, outcome.transaction.id).await?;
+                Ok(Settled::Done(outcome))
             }
-            Ok(FastEarn::Unauthorized) => Err(Error::Unauthorized),
-            Ok(FastEarn::Forbidden) => Err(Error::KeyScope { scope: "earn" }),
-            Ok(FastEarn::NotFound) => Err(Error::MemberNotFound {
+            Ok(Earned::Unauthorized) => Err(Error::Unauthorized),
+            Ok(Earned::Forbidden) => Err(Error::KeyScope { scope: "earn" }),
+            Ok(Earned::NotFound) => Err(Error::MemberNotFound {
                 user_id: req.user_id,
             }),
-            Ok(FastEarn::PerTransaction { actual }) => Err(Error::PointsPerTransactionExceeded {
+            Ok(Earned::PerTransaction { actual }) => Err(Error::PointsPerTransactionExceeded {
                 max: cfg.max_points_per_transaction,
                 actual,
             }),
-            Ok(FastEarn::Daily {
+            Ok(Earned::Daily {
                 actual,
                 earned_today,
             }) => Err(Error::DailyPointsLimitExceeded {
@@ -247,87 +282,38 @@ impl PointService {
                 earned_today,
                 requested: actual,
             }),
-            Ok(FastEarn::Slow) => {
-                drop(conn);
-                self.earn_tx(req, &[]).await
-            }
             Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => Err(Error::KeyRace),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The earn in a transaction of its own: for an order that may move the member up a
-    /// level, or one that campaigns pay bonuses on (`campaigns`, live and applying).
-    async fn earn_tx(&self, req: &EarnRequest, campaigns: &[&Campaign]) -> Result<Outcome> {
-        let cfg = &self.ctx.config;
-        let now = self.now();
+    /// The earn statement in a transaction that locked the member first, with what it
+    /// cannot do alone: the bonus lines of the campaigns in play (`campaigns`) and the
+    /// level upgrade the order amount earns.
+    async fn earn_tx(
+        &self,
+        req: &EarnRequest,
+        key_hash: Option<&str>,
+        campaigns: &[&Campaign],
+        now: OffsetDateTime,
+    ) -> Result<Outcome> {
+        if let Some(hash) = key_hash {
+            // before the lock, so a caller without a valid key learns nothing of the member
+            accounts::authenticate_api_key_hash(&self.ctx, hash, accounts::Scope::Earn).await?;
+        }
         let mut tx = self.ctx.pool.begin().await?;
         let m = self.lock(&mut tx, req.user_id, now).await?;
-        if let Some(k) = db::find_keyed(
-            &mut tx,
-            "earn",
-            req.source_type.as_str(),
-            req.source_id.as_str(),
-            "",
-        )
-        .await?
-        {
-            let same = same_earn(&k, req);
-            let mut outcome = replay_or_conflict(k, same)?;
-            outcome.bonuses = campaign_db::bonuses_of(&mut tx, outcome.transaction.id).await?;
-            return Ok(outcome);
-        }
-        let actual = (Decimal::from(req.base_points.get()) * m.point_multiplier)
-            .floor()
-            .to_i64()
-            .unwrap_or(i64::MAX);
-        if actual > cfg.max_points_per_transaction {
-            return Err(Error::PointsPerTransactionExceeded {
-                max: cfg.max_points_per_transaction,
-                actual,
-            });
-        }
-        if m.earned_today + actual > cfg.daily_points_limit {
-            return Err(Error::DailyPointsLimitExceeded {
-                limit: cfg.daily_points_limit,
-                earned_today: m.earned_today,
-                requested: actual,
-            });
-        }
-        let amount = req.amount.map(Money::get);
-        let description = format!("{} {}", req.source_type.as_str(), req.source_id.as_str());
-        // the return window: points wait it out before they can be spent, and expire
-        // counting from its end
-        let pending_until =
-            (cfg.points_pending_days > 0).then(|| now + Duration::days(cfg.points_pending_days));
-        let credited = if pending_until.is_some() { 0 } else { actual };
-        let inserted = db::insert_earn(
-            &mut tx,
-            &NewEarn {
-                user_id: req.user_id,
-                points: actual,
-                balance_after: m.available_points + credited,
-                multiplier: m.point_multiplier,
-                base_points: req.base_points.get(),
-                amount,
-                source_type: req.source_type.as_str(),
-                source_id: req.source_id.as_str(),
-                description: &description,
-                now,
-                expires_at: pending_until.unwrap_or(now) + Duration::days(cfg.points_expiry_days),
-                business_date: m.business_date,
-                earned_today: m.earned_today + actual,
-                pending_until,
-            },
-        )
-        .await;
-        let transaction = match inserted {
-            Ok(t) => t,
-            Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => {
-                return Err(Error::KeyRace);
+        let call = self.earn_call(req, None, false, now);
+        let transaction = match self.settle(&mut tx, req, &call).await? {
+            Settled::Created(t) => t,
+            Settled::Done(outcome) => return Ok(outcome),
+            Settled::UpgradeDue => {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "earn_points asked for an upgrade it was told not to check"
+                )));
             }
-            Err(e) => return Err(e.into()),
         };
+        let amount = req.amount.map(Money::get);
         let occasion = format!(
             "order:{}/{}",
             req.source_type.as_str(),
@@ -338,10 +324,10 @@ impl PointService {
             &mut tx,
             &m,
             campaigns,
-            actual,
+            transaction.points_change,
             &occasion,
             Some((transaction.id, transaction.balance_after)),
-            pending_until,
+            call.pending_until,
             now,
         )
         .await?;
