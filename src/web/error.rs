@@ -4,10 +4,11 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 
 use super::i18n::Lang;
 use super::page::PageCtx;
+use super::request;
 use crate::error::Error;
 
 #[derive(Template, WebTemplate)]
@@ -16,6 +17,16 @@ pub struct ErrorPage {
     pub ctx: PageCtx,
     pub message: String,
     pub request_id: Option<String>,
+}
+
+/// The same message for an htmx request, shown in the page's message area (`#flash` in
+/// the layout) instead of replacing whatever the request meant to swap.
+#[derive(Template)]
+#[template(path = "partials/flash.html")]
+struct Flash<'a> {
+    ctx: &'a PageCtx,
+    message: &'a str,
+    request_id: Option<&'a str>,
 }
 
 pub fn error_page(
@@ -27,13 +38,37 @@ pub fn error_page(
     page_in(PageCtx::bare(lang), status, message.to_owned(), request_id)
 }
 
-/// An error page with a request's own context (its user's navigation).
+/// An error page with a request's own context (its user's navigation); for an htmx
+/// request, the message alone, retargeted to the message area.
 pub fn page_in(
     ctx: PageCtx,
     status: StatusCode,
     message: String,
     request_id: Option<String>,
 ) -> Response {
+    if ctx.htmx || request::htmx() {
+        let flash = Flash {
+            ctx: &ctx,
+            message: &message,
+            request_id: request_id.as_deref(),
+        };
+        return match flash.render() {
+            Ok(html) => (
+                status,
+                [
+                    ("hx-retarget", "#flash"),
+                    ("hx-reswap", "innerHTML"),
+                    ("hx-reselect", "#flash-message"),
+                ],
+                Html(html),
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "error fragment failed");
+                status.into_response()
+            }
+        };
+    }
     let page = ErrorPage {
         ctx,
         message,
@@ -42,38 +77,48 @@ pub fn page_in(
     (status, page).into_response()
 }
 
-/// An error on a page, rendered in the reader's language.
-pub struct PageError {
-    pub lang: Lang,
-    pub error: Error,
+/// An error on a page, rendered in the reader's language (the request's, see
+/// [`request::lang`]): handlers return it with `?` on any service result.
+#[derive(Debug)]
+pub struct PageError(pub Error);
+
+impl From<Error> for PageError {
+    fn from(error: Error) -> Self {
+        Self(error)
+    }
+}
+
+impl PageError {
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        Self(Error::Internal(anyhow::anyhow!("{what}")))
+    }
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let lang = request::lang();
         let status =
-            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        match &self.error {
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match &self.0 {
             Error::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
-                error_page(status, self.lang, self.lang.t("err.unavailable"), None)
+                error_page(status, lang, lang.t("err.unavailable"), None)
             }
             Error::Internal(e) => {
-                let id = crate::random_uuid().simple().to_string();
+                // the request's own id: the one in its x-request-id header and its span
+                let id = request::id();
                 tracing::error!(request_id = %id, error = ?e, "page failed");
-                error_page(status, self.lang, self.lang.t("error.internal"), Some(id))
+                error_page(status, lang, lang.t("error.internal"), Some(id))
             }
-            Error::Forbidden => error_page(status, self.lang, self.lang.t("error.forbidden"), None),
+            Error::Forbidden => error_page(status, lang, lang.t("error.forbidden"), None),
             Error::NotFound { .. }
             | Error::MemberNotFound { .. }
             | Error::LevelNotFound { .. }
             | Error::RewardNotFound { .. }
-            | Error::CouponNotFound => error_page(
-                StatusCode::NOT_FOUND,
-                self.lang,
-                self.lang.t("error.not_found"),
-                None,
-            ),
-            other => error_page(status, self.lang, &localized(other, self.lang), None),
+            | Error::CouponNotFound => {
+                error_page(StatusCode::NOT_FOUND, lang, lang.t("error.not_found"), None)
+            }
+            other => error_page(status, lang, &localized(other, lang), None),
         }
     }
 }
@@ -135,15 +180,5 @@ pub fn localized(err: &Error, lang: Lang) -> String {
         }
         Error::Unavailable(_) => t("err.unavailable"),
         Error::Internal(_) => t("error.internal"),
-    }
-}
-
-pub trait InLang<T> {
-    fn in_lang(self, lang: Lang) -> Result<T, PageError>;
-}
-
-impl<T> InLang<T> for Result<T, Error> {
-    fn in_lang(self, lang: Lang) -> Result<T, PageError> {
-        self.map_err(|error| PageError { lang, error })
     }
 }

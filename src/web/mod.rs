@@ -9,6 +9,7 @@ pub mod i18n;
 pub mod metrics;
 pub mod page;
 pub mod pages;
+pub mod request;
 pub mod session;
 
 use axum::Router;
@@ -18,7 +19,7 @@ use axum::middleware;
 use axum::routing::{MethodRouter, get};
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{
@@ -75,12 +76,28 @@ pub fn router(services: Services) -> Router {
         .with_state(services)
         // a request that takes longer gets 503; work it started (points operations) runs
         // to its end regardless
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
         .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http().make_span_with(|r: &Request| {
-            let id = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %r.method(), path = %r.uri().path(), request_id = %id)
-        }))
+        // errors know the request (id, htmx, language) from here on
+        .layer(middleware::from_fn(request::scope))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|r: &Request| {
+                    let id = r
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok());
+                    // the route, not the path: ids and tokens stay out of span names
+                    let route = r.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+                    tracing::info_span!("request", method = %r.method(),
+                        route = route.unwrap_or("(no route)"), request_id = id.unwrap_or(""))
+                })
+                // an error is logged once, where it is turned into a response
+                .on_failure(()),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(middleware::map_request(drop_unsafe_request_id))

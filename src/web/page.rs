@@ -3,14 +3,14 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use time::{OffsetDateTime, UtcOffset};
 use tower_sessions::Session;
 
-use super::error::{InLang, PageError, error_page};
+use super::error::{PageError, error_page};
 use super::i18n::{Lang, Text};
 use super::session::{self, CurrentUser};
 use crate::service::Services;
@@ -227,13 +227,6 @@ fn group_digits(digits: &str, negative: bool) -> String {
     out
 }
 
-/// An htmx request that swaps part of a page. A history restore (back button after a
-/// pushed URL, page not in htmx's cache) needs the whole page, so it does not count.
-fn is_htmx(headers: &HeaderMap) -> bool {
-    headers.get("hx-request").is_some_and(|v| v == "true")
-        && !headers.contains_key("hx-history-restore-request")
-}
-
 /// A page for anyone: the session, the user if logged in, and the page context.
 pub struct Page {
     pub ctx: PageCtx,
@@ -250,34 +243,26 @@ impl FromRequestParts<Services> for Page {
         services: &Services,
     ) -> Result<Self, Self::Rejection> {
         let lang = request_lang(parts).await;
-        let session = session::from_parts(parts, services).await.in_lang(lang)?;
+        let session = session::from_parts(parts, services).await?;
         let now = services.ctx.clock.now();
-        let mut user = session::current_user(&session, now).await.in_lang(lang)?;
+        let mut user = session::current_user(&session, now).await?;
         // A staff session's power is the account's, not what the session remembers: an
         // account disabled or no longer staff is logged out at its next request.
         if let Some(u) = user.as_mut().filter(|u| u.is_staff()) {
-            match services
-                .staff
-                .active_staff_role(u.user_id)
-                .await
-                .in_lang(lang)?
-            {
+            match services.staff.active_staff_role(u.user_id).await? {
                 Some(role) => u.staff_role = Some(role),
                 None => {
-                    session.flush().await.map_err(|e| PageError {
-                        lang,
-                        error: crate::error::Error::Internal(anyhow::anyhow!("session: {e}")),
-                    })?;
+                    session
+                        .flush()
+                        .await
+                        .map_err(|e| PageError::internal(format_args!("session: {e}")))?;
                     user = None;
                 }
             }
         }
         // Read, not created: a session is stored only once something is put in it (the
         // token of a form page, a login, a language), so a visitor's 404 writes nothing.
-        let csrf = session::existing_csrf(&session)
-            .await
-            .in_lang(lang)?
-            .unwrap_or_default();
+        let csrf = session::existing_csrf(&session).await?.unwrap_or_default();
         let nav = match &user {
             None => None,
             Some(u) => {
@@ -286,11 +271,7 @@ impl FromRequestParts<Services> for Page {
                     display_name: name.unwrap_or_default(),
                     is_staff: u.is_staff(),
                     read_only: u.staff_role.is_some_and(|r| !r.writes()),
-                    unread: services
-                        .notifications
-                        .unread_count(u.user_id)
-                        .await
-                        .in_lang(lang)?,
+                    unread: services.notifications.unread_count(u.user_id).await?,
                 })
             }
         };
@@ -305,7 +286,7 @@ impl FromRequestParts<Services> for Page {
                 csrf,
                 user: nav,
                 here,
-                htmx: is_htmx(&parts.headers),
+                htmx: super::request::is_htmx(&parts.headers),
                 offset: services.ctx.display_offset,
             },
             session,
@@ -320,9 +301,7 @@ impl Page {
     /// the session's CSRF token, created now if there is none.
     pub async fn with_form_token(mut self) -> Result<Self, PageError> {
         if self.ctx.csrf.is_empty() {
-            self.ctx.csrf = session::csrf_token(&self.session)
-                .await
-                .in_lang(self.ctx.lang)?;
+            self.ctx.csrf = session::csrf_token(&self.session).await?;
         }
         Ok(self)
     }
@@ -411,14 +390,14 @@ impl FromRequestParts<Services> for UserPage {
     }
 }
 
-/// The language of a page rendered outside [`Page`] (middleware, extractor rejections):
-/// the session's choice, else Accept-Language.
+/// The reader's language: the session's choice, else Accept-Language. Remembered for the
+/// request, so an error answered later in it is in the same language.
 pub async fn request_lang(parts: &Parts) -> Lang {
     let chosen: Option<String> = match parts.extensions.get::<Session>() {
         Some(session) => session.get(session::LANG).await.ok().flatten(),
         None => None,
     };
-    chosen.as_deref().and_then(Lang::parse).unwrap_or_else(|| {
+    let lang = chosen.as_deref().and_then(Lang::parse).unwrap_or_else(|| {
         Lang::from_accept_language(
             parts
                 .headers
@@ -426,7 +405,9 @@ pub async fn request_lang(parts: &Parts) -> Lang {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
         )
-    })
+    });
+    super::request::set_lang(lang);
+    lang
 }
 
 /// A form body for a page: one that cannot be read gets an error page in the reader's

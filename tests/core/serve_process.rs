@@ -539,3 +539,65 @@ async fn serve_emails_password_links_where_smtp_is_set() {
     .await;
     assert_eq!(got.lock().unwrap().len(), 1, "sent once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unexpected_error_is_logged_once_under_the_requests_own_id() {
+    let db = TestDb::new().await;
+    let config = member_portal::config::Config {
+        database_url: db.url.clone(),
+        ..Default::default()
+    };
+    let pool = member_portal::db::connect(&config, 2).await.unwrap();
+    let s = member_portal::service::Services::new(
+        member_portal::service::Ctx::with_system_clock(pool.clone(), config).unwrap(),
+    );
+    let key = member_portal::service::accounts::create_api_key(&s.ctx, "shop", None)
+        .await
+        .unwrap();
+    let user = s
+        .members
+        .create_member(
+            member_portal::service::members::NewMember::parse("log@example.com", "L", None)
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .user_id;
+    let path = std::env::temp_dir().join(format!("{}-errors.log", db.name));
+    let file = std::fs::File::create(&path).unwrap();
+    let serve = ServeProcess::start_logging_to(&db.url, &[("RUST_LOG", "info")], file.into()).await;
+    // the store of record loses a table under the running portal
+    sqlx::query("alter table point_transactions rename to point_transactions_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = client()
+        .get(format!(
+            "{}/api/v1/members/{user}/points/transactions",
+            serve.base
+        ))
+        .bearer_auth(&key)
+        .header("x-request-id", "trace-the-failure-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["x-request-id"], "trace-the-failure-7");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "INTERNAL_ERROR");
+    assert_eq!(
+        body["request_id"], "trace-the-failure-7",
+        "the id the caller can quote"
+    );
+    drop(serve);
+    let log = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(failures.len(), 1, "one error line: {log}");
+    assert!(failures[0].contains("trace-the-failure-7"), "{log}");
+    assert!(
+        failures[0].contains("/api/v1/members/{user_id}/points/transactions"),
+        "the span names the route, not the member: {log}"
+    );
+    assert!(!log.contains(&format!("/api/v1/members/{user}/")), "{log}");
+}

@@ -249,10 +249,11 @@ async fn an_unexpected_error_shows_a_request_id_and_no_internals() {
         .unwrap();
     let r = app.get("/notifications").await;
     assert_eq!(r.status(), 500);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let html = r.text().await.unwrap();
     assert!(
-        html.contains("请求编号") && html.contains("<code>"),
-        "{html}"
+        html.contains("请求编号") && html.contains(&format!("<code>{id}</code>")),
+        "the page quotes the request's own id, the one in the log: {html}"
     );
     for leak in ["notifications", "relation", "sqlx", "does not exist"] {
         assert!(
@@ -260,6 +261,46 @@ async fn an_unexpected_error_shows_a_request_id_and_no_internals() {
             "leaks {leak}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_htmx_request_that_fails_gets_its_message_in_the_message_area() {
+    let app = spawn_app().await;
+    app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    // the redeem button of a reward that is gone: htmx asks for its confirmation
+    let r = app
+        .client
+        .get(app.url("/rewards/999/redeem"))
+        .header("hx-request", "true")
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the status stays the error's");
+    assert_eq!(r.headers()["hx-retarget"], "#flash");
+    assert_eq!(r.headers()["hx-reswap"], "innerHTML");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"flash-message\""), "{html}");
+    assert!(!html.contains("<html"), "a fragment, not a page: {html}");
+    // the session's language, not the browser's, once the reader chose one
+    app.post("/lang", &[("lang", "zh"), ("next", "/")]).await;
+    let r = app
+        .client
+        .get(app.url("/rewards/999/redeem"))
+        .header("hx-request", "true")
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("页面不存在"));
+    // the layout has the area it is retargeted to, and htmx is told to swap errors
+    let page = app.text("/profile").await;
+    assert!(page.contains("<div id=\"flash\""), "{page}");
+    assert!(
+        page.contains(r#"{"code":"[45]..","swap":true,"error":true}"#),
+        "{page}"
+    );
 }
 
 #[tokio::test]

@@ -50,7 +50,8 @@ impl IntoResponse for ApiError {
             tracing::warn!(error = %e, "database unavailable");
         }
         if let Error::Internal(e) = &self.error {
-            let id = crate::random_uuid().simple().to_string();
+            // the request's own id: the one in its x-request-id header and its span
+            let id = crate::web::request::id();
             tracing::error!(request_id = %id, error = ?e, "api request failed");
             body["request_id"] = json!(id);
         }

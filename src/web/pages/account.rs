@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::service::accounts;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, Page, PageCtx, Query, UserPage};
 
 #[derive(Template, WebTemplate)]
@@ -36,9 +36,7 @@ pub struct ForgotForm {
 
 /// The same answer whether or not the email has an account.
 pub async fn forgot(page: Page, Form(f): Form<ForgotForm>) -> Result<Response, PageError> {
-    accounts::request_password_link(&page.services.ctx, &f.email)
-        .await
-        .in_lang(page.ctx.lang)?;
+    accounts::request_password_link(&page.services.ctx, &f.email).await?;
     Ok(ForgotPage {
         ctx: page.ctx,
         sent: true,
@@ -87,8 +85,7 @@ pub async fn reset(page: Page, Form(f): Form<ResetForm>) -> Result<Response, Pag
             page.session
                 .flush()
                 .await
-                .map_err(|e| Error::Internal(anyhow::anyhow!("session: {e}")))
-                .in_lang(lang)?;
+                .map_err(|e| Error::Internal(anyhow::anyhow!("session: {e}")))?;
             Ok(Redirect::to("/login?done=password").into_response())
         }
         Err(e @ Error::Validation { .. }) => {
@@ -106,7 +103,7 @@ pub async fn reset(page: Page, Form(f): Form<ResetForm>) -> Result<Response, Pag
             )
                 .into_response())
         }
-        Err(e) => Err(e).in_lang(lang),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -127,15 +124,8 @@ pub async fn account(page: UserPage) -> Result<Response, PageError> {
 
 /// Everything the portal holds about the member, as one JSON file.
 pub async fn export(page: UserPage) -> Result<Response, PageError> {
-    let data = page
-        .services
-        .members
-        .export(page.user.user_id)
-        .await
-        .in_lang(page.ctx.lang)?;
-    let body = serde_json::to_vec_pretty(&data)
-        .map_err(|e| Error::Internal(e.into()))
-        .in_lang(page.ctx.lang)?;
+    let data = page.services.members.export(page.user.user_id).await?;
+    let body = serde_json::to_vec_pretty(&data).map_err(|e| Error::Internal(e.into()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -161,7 +151,7 @@ pub struct CloseForm {
 pub async fn close(page: UserPage, Form(f): Form<CloseForm>) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
     if page.user.is_staff() {
-        return Err(Error::Forbidden).in_lang(lang);
+        return Err(Error::Forbidden.into());
     }
     if f.understood != "yes" {
         return Ok((
@@ -178,8 +168,7 @@ pub async fn close(page: UserPage, Form(f): Form<CloseForm>) -> Result<Response,
             page.session
                 .flush()
                 .await
-                .map_err(|e| Error::Internal(anyhow::anyhow!("session: {e}")))
-                .in_lang(lang)?;
+                .map_err(|e| Error::Internal(anyhow::anyhow!("session: {e}")))?;
             Ok(Redirect::to("/login?done=closed").into_response())
         }
         Err(e @ Error::Validation { .. }) => Ok((
@@ -190,6 +179,6 @@ pub async fn close(page: UserPage, Form(f): Form<CloseForm>) -> Result<Response,
             },
         )
             .into_response()),
-        Err(e) => Err(e).in_lang(lang),
+        Err(e) => Err(e.into()),
     }
 }

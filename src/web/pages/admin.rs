@@ -74,11 +74,9 @@ impl FromRequestParts<Services> for StaffPage {
     }
 }
 
-pub(crate) fn parse_id<T: std::str::FromStr>(ctx: &PageCtx, raw: &str) -> Result<T, PageError> {
-    raw.parse().map_err(|_| PageError {
-        lang: ctx.lang,
-        error: Error::NotFound { what: "page" },
-    })
+pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T, PageError> {
+    raw.parse()
+        .map_err(|_| PageError(Error::NotFound { what: "page" }))
 }
 
 /// A CSV cell: quoted when it holds a separator, a quote or a line break; a leading

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::service::accounts::{self, Login};
 use crate::service::members::NewMember;
-use crate::web::error::{InLang, PageError};
+use crate::web::error::PageError;
 use crate::web::i18n::Lang;
 use crate::web::page::{Form, Page, PageCtx, Query, safe_next};
 use crate::web::{ClientIp, session};
@@ -73,9 +73,7 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let outcome = accounts::login(&page.services.ctx, &form.email, &form.password, client)
-        .await
-        .in_lang(lang)?;
+    let outcome = accounts::login(&page.services.ctx, &form.email, &form.password, client).await?;
     let error = match outcome {
         Login::Ok {
             user_id,
@@ -83,9 +81,7 @@ pub async fn login(
             display_name,
         } => {
             let now = page.services.ctx.clock.now();
-            session::log_in(&page.session, user_id, &role, &display_name, now)
-                .await
-                .in_lang(lang)?;
+            session::log_in(&page.session, user_id, &role, &display_name, now).await?;
             let to = safe_next(form.next.as_deref()).unwrap_or_else(|| landing(&role).to_owned());
             return Ok(Redirect::to(&to).into_response());
         }
@@ -201,8 +197,7 @@ pub async fn register(page: Page, Form(form): Form<RegisterForm>) -> Result<Resp
         errors.confirm = Some(lang.t("register.mismatch").to_owned());
     }
     if !errors.any() {
-        let new = NewMember::parse(&form.email, &form.display_name, Some(&form.password))
-            .in_lang(lang)?;
+        let new = NewMember::parse(&form.email, &form.display_name, Some(&form.password))?;
         match page.services.members.create_member(new).await {
             Ok(member) => {
                 let now = page.services.ctx.clock.now();
@@ -213,12 +208,11 @@ pub async fn register(page: Page, Form(form): Form<RegisterForm>) -> Result<Resp
                     &member.display_name,
                     now,
                 )
-                .await
-                .in_lang(lang)?;
+                .await?;
                 return Ok(Redirect::to("/profile").into_response());
             }
             Err(Error::EmailTaken) => errors.email = Some(lang.t("register.taken").to_owned()),
-            Err(e) => return Err(PageError { lang, error: e }),
+            Err(e) => return Err(PageError(e)),
         }
     }
     Ok((
@@ -234,10 +228,10 @@ pub async fn register(page: Page, Form(form): Form<RegisterForm>) -> Result<Resp
 }
 
 pub async fn logout(page: Page) -> Result<Response, PageError> {
-    page.session.flush().await.map_err(|e| PageError {
-        lang: page.ctx.lang,
-        error: Error::Internal(anyhow::anyhow!("logout: {e}")),
-    })?;
+    page.session
+        .flush()
+        .await
+        .map_err(|e| PageError::internal(format_args!("logout: {e}")))?;
     Ok(Redirect::to("/login").into_response())
 }
 
@@ -254,10 +248,7 @@ pub async fn set_language(page: Page, Form(form): Form<LangForm>) -> Result<Resp
     page.session
         .insert(session::LANG, value)
         .await
-        .map_err(|e| PageError {
-            lang,
-            error: Error::Internal(anyhow::anyhow!("language: {e}")),
-        })?;
+        .map_err(|e| PageError::internal(format_args!("language: {e}")))?;
     let to = safe_next(form.next.as_deref()).unwrap_or_else(|| "/".into());
     Ok(Redirect::to(&to).into_response())
 }

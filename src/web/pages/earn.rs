@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::domain::Profile;
 use crate::domain::campaigns::{Campaign, CampaignKind, CampaignState};
 use crate::error::Error;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query, UserPage};
 
 #[derive(Template, WebTemplate)]
@@ -92,14 +92,12 @@ async fn page(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
     let p = page
         .services
         .members
         .get_member_profile(page.user.user_id)
-        .await
-        .in_lang(lang)?;
-    let campaigns = page.services.campaigns.current().await.in_lang(lang)?;
+        .await?;
+    let campaigns = page.services.campaigns.current().await?;
     Ok((
         status,
         EarnPage {
@@ -148,6 +146,6 @@ pub async fn set_birthday(
             let message = localized(&e, user.ctx.lang);
             page(user, None, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => Err(e).in_lang(user.ctx.lang),
+        Err(e) => Err(e.into()),
     }
 }

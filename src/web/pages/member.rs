@@ -12,7 +12,7 @@ use crate::domain::{Batch, Level, Profile, Transaction, TransactionType};
 use crate::error::Error;
 use crate::service::notifications::Notification;
 use crate::service::tiers::TierView;
-use crate::web::error::{InLang, PageError};
+use crate::web::error::PageError;
 use crate::web::page::{Page, PageCtx, Query, UserPage};
 
 pub async fn home(page: Page) -> Response {
@@ -48,7 +48,7 @@ pub async fn profile(page: UserPage) -> Result<Response, PageError> {
         .await
     {
         Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
-        r => r.in_lang(page.ctx.lang)?,
+        r => r?,
     };
     Ok(ProfilePage { ctx: page.ctx, p }.into_response())
 }
@@ -124,8 +124,7 @@ impl PointsQuery {
 }
 
 pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
-    let (kind, cursor) = q.parse().in_lang(lang)?;
+    let (kind, cursor) = q.parse()?;
     let user = page.user.user_id;
     let (items, next_cursor) = match page
         .services
@@ -134,7 +133,7 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
         .await
     {
         Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
-        r => r.in_lang(lang)?,
+        r => r?,
     };
     let rows = HistoryRows {
         ctx: page.ctx.clone(),
@@ -151,8 +150,7 @@ pub async fn points(page: UserPage, Query(q): Query<PointsQuery>) -> Result<Resp
         .services
         .points
         .first_batches(user, BATCHES_SHOWN)
-        .await
-        .in_lang(lang)?;
+        .await?;
     Ok(PointsPage {
         ctx: page.ctx,
         batches,
@@ -250,7 +248,6 @@ fn tier_lines(ctx: &PageCtx, level: &Level, view: &TierView) -> Vec<TierLine> {
 }
 
 pub async fn upgrade(page: UserPage) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
     let p = match page
         .services
         .members
@@ -258,15 +255,14 @@ pub async fn upgrade(page: UserPage) -> Result<Response, PageError> {
         .await
     {
         Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
-        r => r.in_lang(lang)?,
+        r => r?,
     };
-    let ladder = page.services.levels.active().await.in_lang(lang)?;
+    let ladder = page.services.levels.active().await?;
     let view = page
         .services
         .tiers
         .view(page.user.user_id, &p.level)
-        .await
-        .in_lang(lang)?;
+        .await?;
     Ok(UpgradePage {
         spent_label: spent_label(&page.ctx, view.window),
         tier_lines: tier_lines(&page.ctx, &p.level, &view),
@@ -343,8 +339,7 @@ pub async fn notifications(page: UserPage) -> Result<Response, PageError> {
         .services
         .notifications
         .list(page.user.user_id, 100)
-        .await
-        .in_lang(page.ctx.lang)?;
+        .await?;
     let items = list
         .iter()
         .map(|n| NotificationView {
@@ -362,18 +357,15 @@ pub async fn notifications(page: UserPage) -> Result<Response, PageError> {
 }
 
 pub async fn mark_read(page: UserPage, Path(id): Path<String>) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
-    let id: i64 = id.parse().map_err(|_| PageError {
-        lang,
-        error: Error::NotFound {
+    let id: i64 = id.parse().map_err(|_| {
+        PageError(Error::NotFound {
             what: "notification",
-        },
+        })
     })?;
     page.services
         .notifications
         .mark_read(page.user.user_id, Some(id))
-        .await
-        .in_lang(lang)?;
+        .await?;
     Ok(Redirect::to("/notifications").into_response())
 }
 
@@ -381,7 +373,6 @@ pub async fn mark_all_read(page: UserPage) -> Result<Response, PageError> {
     page.services
         .notifications
         .mark_read(page.user.user_id, None)
-        .await
-        .in_lang(page.ctx.lang)?;
+        .await?;
     Ok(Redirect::to("/notifications").into_response())
 }

@@ -14,7 +14,7 @@ use crate::domain::Reference;
 use crate::domain::rewards::{Coupon, CouponStatus, qr_svg};
 use crate::error::Error;
 use crate::service::rewards::{Canceller, Offer, RedeemRequest};
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query, UserPage};
 
 #[derive(Template, WebTemplate)]
@@ -44,19 +44,16 @@ async fn catalogue(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
     let p = page
         .services
         .members
         .get_member_profile(page.user.user_id)
-        .await
-        .in_lang(lang)?;
+        .await?;
     let offers = page
         .services
         .rewards
         .catalogue(p.user_id, p.level.level_order, p.points.available)
-        .await
-        .in_lang(lang)?;
+        .await?;
     Ok((
         status,
         RewardsPage {
@@ -115,24 +112,20 @@ pub async fn redeem_confirm(page: UserPage, Path(id): Path<String>) -> Result<Re
     if let Some(r) = staff_redirect(&page) {
         return Ok(r);
     }
-    let lang = page.ctx.lang;
-    let id = reward_id(lang, &id)?;
+    let id = reward_id(&id)?;
     let p = page
         .services
         .members
         .get_member_profile(page.user.user_id)
-        .await
-        .in_lang(lang)?;
+        .await?;
     let offer = page
         .services
         .rewards
         .catalogue(p.user_id, p.level.level_order, p.points.available)
-        .await
-        .in_lang(lang)?
+        .await?
         .into_iter()
         .find(|o| o.reward.id == id)
-        .ok_or(Error::RewardNotFound { reward_id: id })
-        .in_lang(lang)?;
+        .ok_or(Error::RewardNotFound { reward_id: id })?;
     let confirm = RedeemConfirm {
         ctx: page.ctx.clone(),
         offer,
@@ -164,14 +157,13 @@ pub async fn redeem(
         return Ok(r);
     }
     let lang = page.ctx.lang;
-    let reward_id = reward_id(lang, &id)?;
-    let req = Reference::parse("redemption_id", &f.redemption_id)
-        .map(|redemption_id| RedeemRequest {
+    let reward_id = reward_id(&id)?;
+    let req =
+        Reference::parse("redemption_id", &f.redemption_id).map(|redemption_id| RedeemRequest {
             user_id: page.user.user_id,
             reward_id,
             redemption_id,
-        })
-        .in_lang(lang)?;
+        })?;
     match page.services.rewards.redeem(req).await {
         Ok(r) => {
             Ok(Redirect::to(&format!("/coupons/{}?done=redeemed", r.coupon.id)).into_response())
@@ -187,24 +179,22 @@ pub async fn redeem(
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
             catalogue(page, Some(message), status).await
         }
-        Err(e) => Err(e).in_lang(lang),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn reward_id(lang: crate::web::i18n::Lang, raw: &str) -> Result<i32, PageError> {
+fn reward_id(raw: &str) -> Result<i32, PageError> {
     raw.parse::<i32>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or(Error::NotFound { what: "reward" })
-        .in_lang(lang)
+        .ok_or(PageError(Error::NotFound { what: "reward" }))
 }
 
-fn coupon_id(lang: crate::web::i18n::Lang, raw: &str) -> Result<i64, PageError> {
+fn coupon_id(raw: &str) -> Result<i64, PageError> {
     raw.parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or(Error::CouponNotFound)
-        .in_lang(lang)
+        .ok_or(PageError(Error::CouponNotFound))
 }
 
 #[derive(Template, WebTemplate)]
@@ -226,23 +216,20 @@ pub async fn coupons(page: UserPage, Query(q): Query<CouponsQuery>) -> Result<Re
     if let Some(r) = staff_redirect(&page) {
         return Ok(r);
     }
-    let lang = page.ctx.lang;
     let before = match q.before.as_deref() {
         None | Some("") => None,
         Some(b) => Some(
             b.parse::<i64>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| Error::validation("cursor", "invalid cursor"))
-                .in_lang(lang)?,
+                .ok_or_else(|| Error::validation("cursor", "invalid cursor"))?,
         ),
     };
     let (coupons, next) = page
         .services
         .rewards
         .member_coupons(page.user.user_id, before, COUPONS_PER_PAGE)
-        .await
-        .in_lang(lang)?;
+        .await?;
     Ok(CouponsPage {
         ctx: page.ctx,
         coupons,
@@ -280,14 +267,12 @@ pub async fn coupon(
     if let Some(r) = staff_redirect(&page) {
         return Ok(r);
     }
-    let lang = page.ctx.lang;
-    let id = coupon_id(lang, &id)?;
+    let id = coupon_id(&id)?;
     let c = page
         .services
         .rewards
         .member_coupon_by_id(page.user.user_id, id)
-        .await
-        .in_lang(lang)?;
+        .await?;
     let label = format!("{} {}", page.ctx.t("coupon.qr_label"), c.display_code());
     let qr = qr_svg(&c.code, &label).unwrap_or_default();
     let notice = match q.done.as_deref() {
@@ -312,15 +297,9 @@ pub async fn cancel_coupon(
     if let Some(r) = staff_redirect(&page) {
         return Ok(r);
     }
-    let lang = page.ctx.lang;
-    let id = coupon_id(lang, &id)?;
+    let id = coupon_id(&id)?;
     let user = page.user.user_id;
-    let c = page
-        .services
-        .rewards
-        .member_coupon_by_id(user, id)
-        .await
-        .in_lang(lang)?;
+    let c = page.services.rewards.member_coupon_by_id(user, id).await?;
     if !f.yes() {
         let details = [
             ("coupon.reward", c.title.clone()),
@@ -343,7 +322,6 @@ pub async fn cancel_coupon(
     page.services
         .rewards
         .cancel(&c.code, Canceller::Member(user), None)
-        .await
-        .in_lang(lang)?;
+        .await?;
     Ok(Redirect::to(&format!("/coupons/{id}?done=cancelled")).into_response())
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::db::admin::ApiKeyRow;
 use crate::error::Error;
 use crate::service::accounts;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query};
 
 use super::{DoneQuery, StaffPage, parse_id};
@@ -42,12 +42,7 @@ async fn api_keys_page_with(
     notice: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let keys = page
-        .services
-        .staff
-        .api_keys()
-        .await
-        .in_lang(page.ctx.lang)?;
+    let keys = page.services.staff.api_keys().await?;
     Ok((
         status,
         ApiKeysPage {
@@ -122,10 +117,7 @@ pub async fn create_api_key(
             let msg = localized(&e, page.ctx.lang);
             api_keys_page(page, None, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => Err(PageError {
-            lang: page.ctx.lang,
-            error: e,
-        }),
+        Err(e) => Err(PageError(e)),
     }
 }
 
@@ -134,7 +126,7 @@ pub async fn revoke_api_key(
     Path(id): Path<String>,
     Form(f): Form<Confirmed>,
 ) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
+    let id: i64 = parse_id(&id)?;
     if !f.yes() {
         return Ok(ConfirmPage::new(
             page.ctx,
@@ -148,7 +140,6 @@ pub async fn revoke_api_key(
     page.services
         .staff
         .revoke_api_key(id, Some(page.actor))
-        .await
-        .in_lang(page.ctx.lang)?;
+        .await?;
     Ok(Redirect::to("/admin/api-keys?done=revoked").into_response())
 }

@@ -12,7 +12,7 @@ use super::StaffPage;
 use crate::db::admin::{AuditFilter, AuditRow};
 use crate::domain::Level;
 use crate::error::Error;
-use crate::web::error::{InLang, PageError};
+use crate::web::error::PageError;
 use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};
 
@@ -79,10 +79,7 @@ impl AuditPage {
 
 pub async fn audit(page: StaffPage, Query(q): Query<AuditQuery>) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let refuse = |field: &'static str, message: &str| PageError {
-        lang,
-        error: Error::validation(field, message),
-    };
+    let refuse = |field: &'static str, message: &str| PageError(Error::validation(field, message));
     let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
         None => None,
         Some(b) => Some(
@@ -109,13 +106,8 @@ pub async fn audit(page: StaffPage, Query(q): Query<AuditQuery>) -> Result<Respo
         action: (!action.is_empty()).then(|| action.clone()),
         member: member_id,
     };
-    let (rows, next) = page
-        .services
-        .staff
-        .audit_log(before, &filter)
-        .await
-        .in_lang(lang)?;
-    let levels = page.services.levels.list().await.in_lang(lang)?;
+    let (rows, next) = page.services.staff.audit_log(before, &filter).await?;
+    let levels = page.services.levels.list().await?;
     let entries = rows.into_iter().map(|r| entry(r, lang, &levels)).collect();
     let older = next.map(|n| {
         let mut q = form_urlencoded::Serializer::new(String::new());

@@ -16,7 +16,7 @@ use crate::domain::campaigns::{
     Campaign, CampaignFields, CampaignInput, CampaignKind, CampaignState, EarnPreview, preview,
 };
 use crate::error::Error;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
 use crate::web::pages::earn::{campaign_applies, campaign_gives};
@@ -171,8 +171,8 @@ async fn render(
     q: PreviewQuery,
 ) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let campaigns = page.services.campaigns.all().await.in_lang(lang)?;
-    let levels = page.services.levels.active().await.in_lang(lang)?;
+    let campaigns = page.services.campaigns.all().await?;
+    let levels = page.services.levels.active().await?;
     let now = page.services.ctx.clock.now();
     let (preview_view, preview_error) =
         if q.level_id.is_empty() && q.amount.is_empty() && q.base_points.is_empty() {
@@ -311,8 +311,7 @@ pub async fn create(page: StaffPage, Form(f): Form<CampaignForm>) -> Result<Resp
     page.services
         .campaigns
         .create(Some(page.actor), input)
-        .await
-        .in_lang(page.ctx.lang)?;
+        .await?;
     Ok(Redirect::to("/admin/campaigns?done=created").into_response())
 }
 
@@ -321,7 +320,7 @@ pub async fn end(
     Path(id): Path<String>,
     Form(f): Form<Confirmed>,
 ) -> Result<Response, PageError> {
-    let id: i32 = parse_id(&page.ctx, &id)?;
+    let id: i32 = parse_id(&id)?;
     if !f.yes() {
         return Ok(ConfirmPage::new(
             page.ctx,
@@ -332,10 +331,6 @@ pub async fn end(
         )
         .response());
     }
-    page.services
-        .campaigns
-        .end(Some(page.actor), id)
-        .await
-        .in_lang(page.ctx.lang)?;
+    page.services.campaigns.end(Some(page.actor), id).await?;
     Ok(Redirect::to("/admin/campaigns?done=ended").into_response())
 }

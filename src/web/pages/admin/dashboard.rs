@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::domain::Level;
 use crate::service::admin::Dashboard;
-use crate::web::error::{InLang, PageError};
+use crate::web::error::PageError;
 use crate::web::page::PageCtx;
 
 use super::StaffPage;
@@ -109,12 +109,7 @@ pub struct DashboardPage {
 }
 
 pub async fn dashboard(page: StaffPage) -> Result<Response, PageError> {
-    let d = page
-        .services
-        .staff
-        .dashboard()
-        .await
-        .in_lang(page.ctx.lang)?;
+    let d = page.services.staff.dashboard().await?;
     let levels_chart = level_chart(&d.members_per_level);
     let points_chart = points_chart(&d, &page.ctx);
     Ok(DashboardPage {

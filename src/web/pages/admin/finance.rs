@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{StaffPage, csv_cell};
 use crate::service::finance::FinanceReport;
 use crate::web::chart::{self, Bar, ChartView};
-use crate::web::error::{InLang, PageError};
+use crate::web::error::PageError;
 use crate::web::page::{PageCtx, Query};
 
 #[derive(Template, WebTemplate)]
@@ -97,12 +97,7 @@ async fn render(
     from: String,
     to: String,
 ) -> Result<Response, PageError> {
-    let r = page
-        .services
-        .finance
-        .report()
-        .await
-        .in_lang(page.ctx.lang)?;
+    let r = page.services.finance.report().await?;
     let (expiry_chart, months_chart) = charts(&page.ctx, &r);
     let status = if ledger_error.is_some() {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -154,12 +149,7 @@ pub async fn finance_csv(
     page: StaffPage,
     Query(q): Query<TableQuery>,
 ) -> Result<Response, PageError> {
-    let r = page
-        .services
-        .finance
-        .report()
-        .await
-        .in_lang(page.ctx.lang)?;
+    let r = page.services.finance.report().await?;
     let mut out = String::new();
     let name = match q.table.as_str() {
         "expiry" => {
@@ -218,7 +208,7 @@ pub async fn ledger_csv(
             let message = crate::web::error::localized(&e, page.ctx.lang);
             return render(page, Some(message), q.from, q.to).await;
         }
-        Err(e) => return Err(e).in_lang(page.ctx.lang),
+        Err(e) => return Err(e.into()),
     };
     let offset = page.ctx.offset;
     let services = page.services.clone();

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{SearchQuery, StaffPage, members_page, parse_id};
 use crate::db::grants::Grant;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
 
@@ -47,7 +47,7 @@ pub async fn create(page: StaffPage, Form(f): Form<GrantForm>) -> Result<Respons
         }
     };
     if !f.confirmed.yes() {
-        let members = page.services.grants.count(&filter).await.in_lang(lang)?;
+        let members = page.services.grants.count(&filter).await?;
         if members == 0 || points <= 0 || f.reason.trim().is_empty() {
             let m = if members == 0 {
                 page.ctx.t("grant.nobody").to_string()
@@ -99,7 +99,7 @@ pub async fn create(page: StaffPage, Form(f): Form<GrantForm>) -> Result<Respons
             let m = localized(&e, lang);
             return back(page, f, m).await;
         }
-        Err(e) => return Err(e).in_lang(lang),
+        Err(e) => return Err(e.into()),
     };
     if started.run {
         let grants = page.services.grants.clone();
@@ -121,7 +121,7 @@ pub struct GrantsPage {
 }
 
 pub async fn grants(page: StaffPage) -> Result<Response, PageError> {
-    let grants = page.services.grants.recent().await.in_lang(page.ctx.lang)?;
+    let grants = page.services.grants.recent().await?;
     Ok(GrantsPage {
         ctx: page.ctx,
         grants,
@@ -148,7 +148,7 @@ impl GrantPage {
 }
 
 pub async fn grant(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
-    let g = page.services.grants.get(id).await.in_lang(page.ctx.lang)?;
+    let id: i64 = parse_id(&id)?;
+    let g = page.services.grants.get(id).await?;
     Ok(GrantPage { ctx: page.ctx, g }.into_response())
 }

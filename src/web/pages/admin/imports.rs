@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::{StaffPage, parse_id};
 use crate::error::Error;
 use crate::service::import::{self, ImportView, Source};
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{PageCtx, go_to};
 
 /// Imports listed on the page.
@@ -39,9 +39,7 @@ async fn list(
     } else {
         status
     };
-    let imports = import::recent(&page.services.ctx, LISTED)
-        .await
-        .in_lang(page.ctx.lang)?;
+    let imports = import::recent(&page.services.ctx, LISTED).await?;
     Ok((
         status,
         ImportsPage {
@@ -194,7 +192,7 @@ pub async fn upload(
                 let m = localized(&e, lang);
                 return list(page, Some(m), StatusCode::UNPROCESSABLE_ENTITY).await;
             }
-            return Err(e).in_lang(lang);
+            return Err(e.into());
         }
     };
     Ok(go_to(page.ctx.htmx, &format!("/admin/imports/{id}")))
@@ -228,9 +226,7 @@ impl ImportPage {
 }
 
 pub async fn import(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
-    let i = import::get(&page.services.ctx, id)
-        .await
-        .in_lang(page.ctx.lang)?;
+    let id: i64 = parse_id(&id)?;
+    let i = import::get(&page.services.ctx, id).await?;
     Ok(ImportPage { ctx: page.ctx, i }.into_response())
 }

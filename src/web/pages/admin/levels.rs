@@ -14,7 +14,7 @@ use crate::domain::Level;
 use crate::error::Error;
 use crate::service::admin::RecalcPreview;
 use crate::service::levels::LevelInput;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query, go_to};
 
 use super::{DoneQuery, StaffPage, parse_id};
@@ -212,12 +212,7 @@ async fn levels_page_with(
     done: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let d = page
-        .services
-        .staff
-        .dashboard()
-        .await
-        .in_lang(page.ctx.lang)?;
+    let d = page.services.staff.dashboard().await?;
     Ok((
         status,
         LevelsPage {
@@ -270,10 +265,7 @@ async fn level_form_result(
             match done {
                 Ok(_) => Ok(()),
                 Err(e @ Error::Internal(_)) => {
-                    return Err(PageError {
-                        lang: page.ctx.lang,
-                        error: e,
-                    });
+                    return Err(PageError(e));
                 }
                 Err(e) => Err(Box::new(level_error(e, &page.ctx))),
             }
@@ -324,8 +316,8 @@ pub struct LevelEditPage {
 }
 
 pub async fn edit_level(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
-    let id: i32 = parse_id(&page.ctx, &id)?;
-    let level = page.services.levels.get(id).await.in_lang(page.ctx.lang)?;
+    let id: i32 = parse_id(&id)?;
+    let level = page.services.levels.get(id).await?;
     let form = LevelFormView {
         ctx: page.ctx.clone(),
         id: Some(id),
@@ -345,7 +337,7 @@ pub async fn update_level(
     Path(id): Path<String>,
     Form(form): Form<LevelForm>,
 ) -> Result<Response, PageError> {
-    let id: i32 = parse_id(&page.ctx, &id)?;
+    let id: i32 = parse_id(&id)?;
     level_form_result(page, Some(id), form).await
 }
 
@@ -361,7 +353,7 @@ pub async fn set_level_active(
     Path(id): Path<String>,
     Form(f): Form<ActiveForm>,
 ) -> Result<Response, PageError> {
-    let id: i32 = parse_id(&page.ctx, &id)?;
+    let id: i32 = parse_id(&id)?;
     let active = f.active == "true";
     if !active && f.confirm != "yes" {
         return Ok(ConfirmPage::new(
@@ -381,10 +373,7 @@ pub async fn set_level_active(
         .await
     {
         Ok(_) => Ok(Redirect::to("/admin/levels?done=active").into_response()),
-        Err(e @ (Error::Internal(_) | Error::LevelNotFound { .. })) => Err(PageError {
-            lang: page.ctx.lang,
-            error: e,
-        }),
+        Err(e @ (Error::Internal(_) | Error::LevelNotFound { .. })) => Err(PageError(e)),
         Err(e) => {
             let msg = Some(localized(&e, page.ctx.lang));
             let form = LevelFormView {
@@ -435,12 +424,7 @@ async fn recalculate_page(
     options: RecalcOptions,
     done: Option<usize>,
 ) -> Result<Response, PageError> {
-    let preview = page
-        .services
-        .staff
-        .recalculation_preview(options)
-        .await
-        .in_lang(page.ctx.lang)?;
+    let preview = page.services.staff.recalculation_preview(options).await?;
     Ok(RecalculatePage {
         ctx: page.ctx,
         preview,
@@ -466,7 +450,6 @@ pub async fn recalculate_apply(
         .services
         .staff
         .recalculate_levels(options, Some(page.actor))
-        .await
-        .in_lang(page.ctx.lang)?;
+        .await?;
     recalculate_page(page, options, Some(done)).await
 }

@@ -12,7 +12,7 @@ use crate::db::admin::MemberRow;
 use crate::domain::{Level, Profile};
 use crate::error::Error;
 use crate::service::points::AdjustRequest;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
 
@@ -152,9 +152,8 @@ pub async fn export_members(
     page: StaffPage,
     Query(q): Query<SearchQuery>,
 ) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
-    let filter = q.filter(&page.ctx).in_lang(lang)?;
-    let levels = page.services.levels.list().await.in_lang(lang)?.to_vec();
+    let filter = q.filter(&page.ctx)?;
+    let levels = page.services.levels.list().await?.to_vec();
     let offset = page.ctx.offset;
     let services = page.services.clone();
     let header = "user_id,member_code,email,display_name,level,available_points,phone,external_id,joined_at\n";
@@ -228,7 +227,7 @@ pub(super) async fn members_page(
     grant: Option<(String, String, String)>,
 ) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let levels = page.services.levels.list().await.in_lang(lang)?.to_vec();
+    let levels = page.services.levels.list().await?.to_vec();
     let after = q
         .after
         .as_deref()
@@ -236,12 +235,7 @@ pub(super) async fn members_page(
         .filter(|a| *a > 0);
     let (found, next, error) = match q.filter(&page.ctx) {
         Ok(f) => {
-            let (found, next) = page
-                .services
-                .staff
-                .list_members(&f, after)
-                .await
-                .in_lang(lang)?;
+            let (found, next) = page.services.staff.list_members(&f, after).await?;
             (found, next.map(|n| q.next_href(n)), None)
         }
         Err(e) => (Vec::new(), None, Some(localized(&e, lang))),
@@ -322,8 +316,7 @@ async fn ledger(
         .services
         .points
         .history(user_id, None, cursor, 50)
-        .await
-        .in_lang(page.ctx.lang)?;
+        .await?;
     Ok(HistoryRows {
         ctx: page.ctx.clone(),
         base: format!("/admin/members/{user_id}"),
@@ -339,42 +332,24 @@ async fn member_page(
     cursor: Option<i64>,
     m: Messages,
 ) -> Result<Response, PageError> {
-    let lang = page.ctx.lang;
-    let p = page
-        .services
-        .members
-        .get_member_profile(user_id)
-        .await
-        .in_lang(lang)?;
-    let levels = page.services.levels.active().await.in_lang(lang)?;
+    let p = page.services.members.get_member_profile(user_id).await?;
+    let levels = page.services.levels.active().await?;
     let rows = ledger(&page, user_id, cursor).await?;
     let (coupons, _) = page
         .services
         .rewards
         .member_coupons(user_id, None, 10)
-        .await
-        .in_lang(lang)?;
-    let level_history = page
-        .services
-        .members
-        .level_history(user_id, 20)
-        .await
-        .in_lang(lang)?;
+        .await?;
+    let level_history = page.services.members.level_history(user_id, 20).await?;
     let (batches, next_batches) = page
         .services
         .points
         .batch_page(user_id, m.batches_before)
-        .await
-        .in_lang(lang)?;
-    let notes = page.services.members.notes(user_id).await.in_lang(lang)?;
+        .await?;
+    let notes = page.services.members.notes(user_id).await?;
     let older_batches =
         next_batches.map(|n| format!("/admin/members/{user_id}?batches_before={n}#batches"));
-    let tier = page
-        .services
-        .tiers
-        .view(user_id, &p.level)
-        .await
-        .in_lang(lang)?;
+    let tier = page.services.tiers.view(user_id, &p.level).await?;
     let status = if m.adjust_error.is_some() || m.level_error.is_some() || m.note_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -406,8 +381,8 @@ pub async fn member(
     Query(q): Query<PointsQuery>,
     Query(done): Query<DoneQuery>,
 ) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
-    let (_, cursor) = q.parse().in_lang(page.ctx.lang)?;
+    let id: i64 = parse_id(&id)?;
+    let (_, cursor) = q.parse()?;
     if cursor.is_some() && page.ctx.htmx {
         return Ok(ledger(&page, id, cursor).await?.into_response());
     }
@@ -449,7 +424,7 @@ pub async fn adjust(
     Form(f): Form<AdjustForm>,
 ) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let id: i64 = parse_id(&page.ctx, &id)?;
+    let id: i64 = parse_id(&id)?;
     let request = f
         .points
         .trim()
@@ -509,9 +484,7 @@ async fn after_member_form(
             };
             Ok(Redirect::to(&format!("/admin/members/{id}?done={done}")).into_response())
         }
-        Err(e @ (Error::Internal(_) | Error::MemberNotFound { .. })) => {
-            Err(PageError { lang, error: e })
-        }
+        Err(e @ (Error::Internal(_) | Error::MemberNotFound { .. })) => Err(PageError(e)),
         Err(e) => {
             let message = Some(localized(&e, lang));
             let messages = match form {
@@ -545,7 +518,7 @@ pub async fn add_note(
     Path(id): Path<String>,
     Form(f): Form<NoteForm>,
 ) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
+    let id: i64 = parse_id(&id)?;
     let outcome = page
         .services
         .members
@@ -570,7 +543,7 @@ pub async fn set_level(
     Path(id): Path<String>,
     Form(f): Form<SetLevelForm>,
 ) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
+    let id: i64 = parse_id(&id)?;
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let until = match f.until.trim() {
         "" => Ok(None),

@@ -14,7 +14,7 @@ use crate::domain::Level;
 use crate::domain::rewards::{Coupon, CouponStatus, Reward, RewardFields, RewardInput, RewardKind};
 use crate::error::Error;
 use crate::service::rewards::Canceller;
-use crate::web::error::{InLang, PageError, localized};
+use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
 
@@ -177,7 +177,7 @@ async fn form_view(
     error: Option<&Error>,
     save_key: &'static str,
 ) -> Result<RewardFormView, PageError> {
-    let levels = page.services.levels.active().await.in_lang(page.ctx.lang)?;
+    let levels = page.services.levels.active().await?;
     let error = error.map(|e| {
         let field = match e {
             Error::Validation { field, .. } => (*field).to_owned(),
@@ -201,7 +201,7 @@ async fn list_page(
     error: Option<Error>,
     notice: Option<String>,
 ) -> Result<Response, PageError> {
-    let rewards = page.services.rewards.all().await.in_lang(page.ctx.lang)?;
+    let rewards = page.services.rewards.all().await?;
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -249,7 +249,7 @@ pub async fn create(page: StaffPage, Form(f): Form<RewardForm>) -> Result<Respon
     match page.services.rewards.create(Some(page.actor), input).await {
         Ok(_) => Ok(Redirect::to("/admin/rewards?done=created").into_response()),
         Err(e @ Error::Validation { .. }) => list_page(page, f, Some(e), None).await,
-        Err(e) => Err(e).in_lang(page.ctx.lang),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -278,8 +278,8 @@ async fn edit_page(
 }
 
 pub async fn edit(page: StaffPage, Path(id): Path<String>) -> Result<Response, PageError> {
-    let id: i32 = parse_id(&page.ctx, &id)?;
-    let reward = page.services.rewards.get(id).await.in_lang(page.ctx.lang)?;
+    let id: i32 = parse_id(&id)?;
+    let reward = page.services.rewards.get(id).await?;
     let form = RewardForm::of(&reward, &page.ctx);
     edit_page(page, reward, form, None).await
 }
@@ -289,8 +289,8 @@ pub async fn update(
     Path(id): Path<String>,
     Form(f): Form<RewardForm>,
 ) -> Result<Response, PageError> {
-    let id: i32 = parse_id(&page.ctx, &id)?;
-    let reward = page.services.rewards.get(id).await.in_lang(page.ctx.lang)?;
+    let id: i32 = parse_id(&id)?;
+    let reward = page.services.rewards.get(id).await?;
     let input = match f.parse(&page.ctx) {
         Ok(i) => i,
         Err(e) => return edit_page(page, reward, f, Some(e)).await,
@@ -308,7 +308,7 @@ pub async fn update(
     {
         Ok(_) => Ok(Redirect::to("/admin/rewards?done=saved").into_response()),
         Err(e @ Error::Validation { .. }) => edit_page(page, reward, f, Some(e)).await,
-        Err(e) => Err(e).in_lang(page.ctx.lang),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -354,7 +354,7 @@ pub async fn find(page: StaffPage, Query(q): Query<CodeQuery>) -> Result<Respons
             )
                 .into_response())
         }
-        Err(e) => Err(e).in_lang(page.ctx.lang),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -378,13 +378,8 @@ pub async fn coupon(
     Path(id): Path<String>,
     Query(done): Query<DoneQuery>,
 ) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
-    let c = page
-        .services
-        .rewards
-        .coupon_by_id(None, id)
-        .await
-        .in_lang(page.ctx.lang)?;
+    let id: i64 = parse_id(&id)?;
+    let c = page.services.rewards.coupon_by_id(None, id).await?;
     let notice = done.notice(&page.ctx, &[("cancelled", "coupon.done_cancelled")]);
     Ok(CouponAdminPage {
         ctx: page.ctx,
@@ -409,13 +404,8 @@ pub async fn cancel(
     Form(f): Form<CancelForm>,
 ) -> Result<Response, PageError> {
     let lang = page.ctx.lang;
-    let id: i64 = parse_id(&page.ctx, &id)?;
-    let c = page
-        .services
-        .rewards
-        .coupon_by_id(None, id)
-        .await
-        .in_lang(lang)?;
+    let id: i64 = parse_id(&id)?;
+    let c = page.services.rewards.coupon_by_id(None, id).await?;
     let reason = match crate::domain::parse_reason("reason", &f.reason) {
         Ok(r) => r,
         Err(e) => {
@@ -473,6 +463,6 @@ pub async fn cancel(
             )
                 .into_response())
         }
-        Err(e) => Err(e).in_lang(lang),
+        Err(e) => Err(e.into()),
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{StaffPage, parse_id};
 use crate::db::accounts::StaffAccount;
 use crate::web::error::PageError;
-use crate::web::error::{InLang, localized};
+use crate::web::error::localized;
 use crate::web::page::{Form, PageCtx, Query};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
 
@@ -36,12 +36,7 @@ async fn list(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let accounts = page
-        .services
-        .staff
-        .staff_accounts()
-        .await
-        .in_lang(page.ctx.lang)?;
+    let accounts = page.services.staff.staff_accounts().await?;
     Ok((
         status,
         StaffListPage {
@@ -72,7 +67,7 @@ async fn set(
     disabled: bool,
     confirmed: bool,
 ) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, raw)?;
+    let id: i64 = parse_id(raw)?;
     if disabled && !confirmed {
         return Ok(ConfirmPage::new(
             page.ctx,
@@ -97,7 +92,7 @@ async fn set(
             let message = localized(&e, page.ctx.lang);
             list(page, None, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => Err(e).in_lang(page.ctx.lang),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -125,7 +120,7 @@ pub async fn set_role(
     Path(id): Path<String>,
     Form(f): Form<RoleForm>,
 ) -> Result<Response, PageError> {
-    let id: i64 = parse_id(&page.ctx, &id)?;
+    let id: i64 = parse_id(&id)?;
     match page
         .services
         .staff
@@ -137,6 +132,6 @@ pub async fn set_role(
             let message = localized(&e, page.ctx.lang);
             list(page, None, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => Err(e).in_lang(page.ctx.lang),
+        Err(e) => Err(e.into()),
     }
 }
