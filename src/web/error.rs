@@ -111,11 +111,10 @@ impl IntoResponse for PageError {
                 error_page(status, lang, lang.t("error.internal"), Some(id))
             }
             Error::Forbidden => error_page(status, lang, lang.t("error.forbidden"), None),
-            Error::NotFound { .. }
-            | Error::MemberNotFound { .. }
-            | Error::LevelNotFound { .. }
-            | Error::RewardNotFound { .. }
-            | Error::CouponNotFound => {
+            Error::RewardNotFound { .. } | Error::CouponNotFound => {
+                error_page(StatusCode::NOT_FOUND, lang, &localized(&self.0, lang), None)
+            }
+            Error::NotFound { .. } | Error::MemberNotFound { .. } | Error::LevelNotFound { .. } => {
                 error_page(StatusCode::NOT_FOUND, lang, lang.t("error.not_found"), None)
             }
             other => error_page(status, lang, &localized(other, lang), None),
@@ -172,7 +171,8 @@ pub fn localized(err: &Error, lang: Lang) -> String {
             _ => t(reason.text_key()),
         },
         Error::CouponUnusable { status, .. } => t(&format!("coupon.unusable.{}", status.as_str())),
-        Error::RewardNotFound { .. } | Error::CouponNotFound => t("error.not_found"),
+        Error::RewardNotFound { .. } => t("error.reward_not_found"),
+        Error::CouponNotFound => t("error.coupon_not_found"),
         Error::Unauthorized => t("login.expired"),
         Error::Forbidden | Error::KeyScope { .. } => t("error.forbidden"),
         Error::MemberNotFound { .. } | Error::LevelNotFound { .. } | Error::NotFound { .. } => {

@@ -1109,6 +1109,16 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "This page does not exist.",
     ),
     (
+        "error.reward_not_found",
+        "这个奖励已下架，或不存在。",
+        "This reward is no longer offered, or does not exist.",
+    ),
+    (
+        "error.coupon_not_found",
+        "没有这张券。",
+        "There is no such coupon.",
+    ),
+    (
         "error.csrf",
         "页面已过期，请返回刷新后重试。",
         "This form has expired. Go back, reload the page and try again.",

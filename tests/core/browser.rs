@@ -604,15 +604,45 @@ async fn member_sees_ways_to_earn_redeems_a_reward_and_shows_the_coupon_at_check
     }
     assert_eq!(app.s.points.summary(ann).await.unwrap().available, 1000);
 
-    // in English, the same catalogue
-    let b = browser(false, "en").await;
-    let c = &b.client;
-    log_in(c, &app, "ann@example.com").await;
-    c.goto(&app.url("/rewards")).await.unwrap();
-    wait_css(c, "#rewards").await;
-    assert!(c.source().await.unwrap().contains("15% off"));
-    shot(c, "member-rewards-en").await;
-    b.client.clone().close().await.unwrap();
+    // in English, the same catalogue; a reward withdrawn while the page is open says so
+    // in the message area when its button is pressed
+    for (phone, suffix) in [(false, ""), (true, "-375")] {
+        let b = browser(phone, "en").await;
+        let c = &b.client;
+        log_in(c, &app, "ann@example.com").await;
+        c.goto(&app.url("/rewards")).await.unwrap();
+        wait_css(c, "#rewards").await;
+        assert!(c.source().await.unwrap().contains("15% off"));
+        shot(c, &format!("member-rewards-en{suffix}")).await;
+        let set_active = |active: bool| {
+            sqlx::query("update rewards set is_active = $1 where id = $2")
+                .bind(active)
+                .bind(ten.id)
+                .execute(&app.s.ctx.pool)
+        };
+        set_active(false).await.unwrap();
+        c.find(Locator::Css(&format!("#redeem-{} a.button", ten.id)))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let flash = wait_css(c, "#flash #flash-message").await;
+        assert!(
+            flash.text().await.unwrap().contains("no longer offered"),
+            "{}",
+            c.source().await.unwrap()
+        );
+        assert_eq!(
+            count(c, "#redeem-yes").await,
+            0,
+            "no confirmation for a withdrawn reward"
+        );
+        assert!(flash.is_displayed().await.unwrap());
+        shot(c, &format!("member-flash-en{suffix}")).await;
+        set_active(true).await.unwrap();
+        b.client.clone().close().await.unwrap();
+    }
 
     // staff: the catalogue and a coupon
     for (phone, suffix) in [(false, ""), (true, "-375")] {

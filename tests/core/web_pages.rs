@@ -293,7 +293,7 @@ async fn an_htmx_request_that_fails_gets_its_message_in_the_message_area() {
         .send()
         .await
         .unwrap();
-    assert!(r.text().await.unwrap().contains("页面不存在"));
+    assert!(r.text().await.unwrap().contains("这个奖励已下架"));
     // the layout has the area it is retargeted to, and htmx is told to swap errors
     let page = app.text("/profile").await;
     assert!(page.contains("<div id=\"flash\""), "{page}");
