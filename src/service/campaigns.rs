@@ -93,7 +93,7 @@ impl CampaignService {
             .collect())
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn create(&self, actor: Option<i64>, input: CampaignInput) -> Result<i32> {
         let now = self.ctx.clock.now();
         let mut tx = self.ctx.pool.begin().await?;
@@ -119,7 +119,7 @@ impl CampaignService {
     }
 
     /// Ends a live campaign now, or calls off a scheduled one.
-    #[tracing::instrument(skip_all, fields(campaign_id = id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(campaign_id = id))]
     pub async fn end(&self, actor: Option<i64>, id: i32) -> Result<()> {
         let now = self.ctx.clock.now();
         let mut tx = self.ctx.pool.begin().await?;

@@ -122,7 +122,7 @@ impl GrantService {
 
     /// Grants to the members not reached yet, batch by batch, to the end. Returns the
     /// members granted by this run.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip(self), err(level = "info"))]
     pub async fn run(&self, id: i64) -> Result<i64> {
         let this = self.clone();
         run_to_completion(async move {

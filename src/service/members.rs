@@ -64,7 +64,7 @@ impl MemberService {
 
     /// Creates a user with a member profile on the entry level, 0 points, 0.00 spent. The
     /// member code is `M` + business date + the day's gap-free sequence.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn create_member(&self, new: NewMember) -> Result<MemberRecord> {
         let hash = match &new.password {
             Some(p) => accounts::hash_password(p.clone()).await?,
@@ -293,7 +293,7 @@ impl MemberService {
 
     /// Upgrades the member to the highest active level their spend qualifies for, unless the
     /// cooldown since their last level change defers it (seed: `check_level_upgrade`).
-    #[tracing::instrument(skip_all, fields(user_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id))]
     pub async fn check_level_upgrade(&self, user_id: i64) -> Result<Option<UpgradeResult>> {
         let this = self.clone();
         run_to_completion(async move {
@@ -387,7 +387,7 @@ impl MemberService {
     }
 
     /// A staff member sets a level by hand (reason `manual`, note required), audited.
-    #[tracing::instrument(skip_all, fields(user_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id))]
     pub async fn set_level(
         &self,
         user_id: i64,
@@ -402,7 +402,7 @@ impl MemberService {
     /// A staff member sets a level by hand, kept until the end of `until` (then reviewed,
     /// with notice, like any level) or for good. Neither the review nor a recalculation
     /// moves it before then; an upgrade the member earns still applies.
-    #[tracing::instrument(skip_all, fields(user_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id))]
     pub async fn set_level_until(
         &self,
         user_id: i64,

@@ -139,13 +139,13 @@ impl PointService {
     }
 
     /// Credits points for an order or other source (seed: `earn_points`).
-    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
     pub async fn earn_points(&self, req: EarnRequest) -> Result<Outcome> {
         self.earn_points_as(None, req).await
     }
 
     /// An earn for an API caller whose key (its SHA-256 hash) is checked in the same
     /// statement as the earn; `None` for trusted callers.
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = req.user_id))]
     pub async fn earn_points_as(
         &self,
         key_hash: Option<String>,
@@ -353,7 +353,7 @@ impl PointService {
     }
 
     /// Spends points, first-expiring first (seed: `use_points`).
-    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = req.user_id))]
     pub async fn use_points(&self, req: UseRequest) -> Result<Outcome> {
         not_a_redemption(&req.usage_type)?;
         let this = self.clone();
@@ -414,7 +414,7 @@ impl PointService {
 
     /// Takes back the points of a returned order, in full or in proportion to the amount
     /// returned; never below a zero balance (what is missing is `unrecovered`).
-    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = req.user_id))]
     pub async fn reverse_points(&self, req: ReverseRequest) -> Result<Outcome> {
         let this = self.clone();
         run_to_completion(async move {
@@ -578,7 +578,7 @@ impl PointService {
 
     /// Cancels a use: its points go back into the batches they came from, with those
     /// batches' own expiry dates.
-    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = req.user_id))]
     pub async fn refund_points(&self, req: RefundRequest) -> Result<Outcome> {
         not_a_redemption(&req.usage_type)?;
         let this = self.clone();
@@ -624,7 +624,7 @@ impl PointService {
 
     /// A staff adjustment: credits a new batch, or takes points first-expiring first and
     /// never below zero. Audited in the same transaction.
-    #[tracing::instrument(skip_all, fields(user_id = req.user_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = req.user_id))]
     pub async fn adjust_points(&self, req: AdjustRequest) -> Result<Transaction> {
         let max = self.ctx.config.adjustment_max_points;
         if req.points.unsigned_abs() > max.unsigned_abs() {
@@ -713,7 +713,7 @@ impl PointService {
 
     /// Expires every batch past its expiry: one `expire` transaction per member, in
     /// transactions of `BATCH_SIZE` batches' members, caches dropped per chunk.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn expire_points(&self) -> Result<SweepReport> {
         let this = self.clone();
         run_to_completion(async move {
@@ -740,7 +740,7 @@ impl PointService {
 
     /// Makes pending points whose return window has ended spendable: one `release`
     /// transaction per member, each member in its own transaction. Returns the members.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn release_pending(&self) -> Result<i64> {
         let this = self.clone();
         run_to_completion(async move {

@@ -137,7 +137,7 @@ impl RewardService {
         Ok(db::list(&mut conn, true).await?)
     }
 
-    #[tracing::instrument(skip_all, fields(reward_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(reward_id))]
     pub async fn create(&self, actor: Option<i64>, input: RewardInput) -> Result<Reward> {
         let now = self.now();
         let mut tx = self.ctx.pool.begin().await?;
@@ -161,7 +161,7 @@ impl RewardService {
         Ok(reward)
     }
 
-    #[tracing::instrument(skip_all, fields(reward_id = id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(reward_id = id))]
     /// Changes a reward; `stock_seen` is the stock the editor saw, so redemptions made
     /// while they edited are kept (the new stock less what went since).
     pub async fn update(
@@ -209,7 +209,7 @@ impl RewardService {
 
     /// Redeems a reward for points: the coupon it issues, or the same coupon again for
     /// the same redemption id.
-    #[tracing::instrument(skip_all, fields(user_id = req.user_id, reward_id = req.reward_id))]
+    #[tracing::instrument(skip_all, err(level = "info"), fields(user_id = req.user_id, reward_id = req.reward_id))]
     pub async fn redeem(&self, req: RedeemRequest) -> Result<Redemption> {
         let this = self.clone();
         run_to_completion(async move {
@@ -375,7 +375,7 @@ impl RewardService {
 
     /// Uses the coupon on an order. The same order again changes nothing; another order,
     /// or a coupon cancelled or expired, is refused.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn consume(&self, code: &str, order_id: &Reference) -> Result<CouponChange> {
         let code = parse_code(code)?;
         let order = order_id.as_str().to_owned();
@@ -413,7 +413,7 @@ impl RewardService {
 
     /// Gives the coupon back after its order was cancelled: usable again until its expiry.
     /// A coupon that is not in use already is left as it is.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn release(&self, code: &str, order_id: &Reference) -> Result<CouponChange> {
         let code = parse_code(code)?;
         let order = order_id.as_str().to_owned();
@@ -463,7 +463,7 @@ pub enum Canceller {
 impl RewardService {
     /// Cancels the redemption of a coupon not used: its points go back into the batches
     /// they came from and the reward's stock is put back. Cancelling again changes nothing.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn cancel(
         &self,
         code: &str,

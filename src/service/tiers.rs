@@ -65,7 +65,7 @@ impl TierService {
     /// Reviews every member whose review is due (and sends the notices of those within
     /// `MEMBER_TIER_NOTICE_DAYS` of theirs), in batches of `BATCH_SIZE` × 10, each its own
     /// transaction. The background job runs it under its advisory lock.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn review(&self) -> Result<ReviewReport> {
         let this = self.clone();
         run_to_completion(async move {
