@@ -211,6 +211,16 @@ pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
     e.as_database_error().and_then(|d| d.constraint())
 }
 
+/// A database error as the domain error its violated constraint means (`means` answers
+/// for the constraints the caller knows by name); any other error as it is. For example
+/// `on_constraint(e, |c| (c == "users_email_key").then_some(Error::EmailTaken))`.
+pub fn on_constraint(e: sqlx::Error, means: impl FnOnce(&str) -> Option<Error>) -> Error {
+    match violated_constraint(&e).and_then(means) {
+        Some(meant) => meant,
+        None => e.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,6 @@
 //! users, member_profiles, member_code_counters, level_change_records, notifications,
 //! audit_log, api_keys.
 
-use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
@@ -305,21 +304,6 @@ pub async fn send_expiry_reminders(
     .fetch_one(conn)
     .await
     .map(|r| (r.batches, r.users))
-}
-
-pub async fn set_total_spent_for_tests(
-    conn: &mut PgConnection,
-    user_id: i64,
-    spent: Decimal,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "update member_profiles set total_spent = $2 where user_id = $1",
-        user_id,
-        spent
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 pub async fn insert_api_key(

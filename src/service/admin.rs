@@ -7,11 +7,17 @@ use serde_json::json;
 use time::{Date, Duration};
 
 use super::{Ctx, run_to_completion};
-use crate::db::admin::{self as db, ApiKeyRow, AuditRow, MemberRow, RecalcOptions};
+use crate::db::admin as db;
 use crate::db::levels as level_db;
 use crate::db::members as member_db;
 use crate::domain::{Level, StaffRole};
 use crate::error::{Error, Result};
+
+/// Rows the staff pages show, as the data layer reads them.
+pub use crate::db::accounts::StaffAccount;
+pub use crate::db::admin::{
+    ApiKeyRow, AuditFilter, AuditRow, MemberFilter, MemberRow, RecalcOptions,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayTotals {

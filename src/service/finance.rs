@@ -4,8 +4,10 @@
 use time::{Date, OffsetDateTime};
 
 use super::Ctx;
-use crate::db::finance::{self as db, ExpiryMonth, LedgerLine, LevelLiability, MonthFlow};
+use crate::db::finance::{self as db, ExpiryMonth, LedgerLine, LevelLiability};
 use crate::error::{Error, Result};
+
+pub use crate::db::finance::MonthFlow;
 
 /// Months of the ledger the report covers (this one and the eleven before).
 pub const REPORT_MONTHS: i64 = 12;

@@ -8,10 +8,12 @@ use time::Duration;
 
 use super::{Ctx, run_to_completion};
 use crate::db::admin::{self as admin_db, MemberFilter};
-use crate::db::grants::{self as db, Batch, Grant, NewGrant};
+use crate::db::grants::{self as db, Batch, NewGrant};
 use crate::db::members as member_db;
 use crate::domain::parse_reason;
 use crate::error::{Error, Result};
+
+pub use crate::db::grants::Grant;
 
 /// Members per batch.
 const BATCH: i64 = 500;

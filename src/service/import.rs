@@ -546,17 +546,17 @@ async fn run(
         .bind(ctx.config.tiers.grace.whole_seconds() as f64)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| match crate::error::violated_constraint(&e) {
-            Some(c) if c.contains("member_code_counters") => Error::validation(
+        .map_err(|e| crate::error::on_constraint(e, |c| match c {
+            c if c.contains("member_code_counters") => Some(Error::validation(
                 "member_code",
                 "more than 99999 new member codes in one day: give the members their codes in the member_code column",
-            ),
-            Some("users_email_key") => Error::validation(
+            )),
+            "users_email_key" => Some(Error::validation(
                 "email",
                 "an email was taken while the file was read; run the import again",
-            ),
-            _ => e.into(),
-        })?;
+            )),
+            _ => None,
+        }))?;
         report.imported = imported as u64;
     }
     report.refused = refused;

@@ -11,7 +11,7 @@ use super::{Ctx, run_to_completion};
 use crate::db::levels::{self as db, LevelValues};
 use crate::db::members as member_db;
 use crate::domain::Level;
-use crate::error::{Error, Result, violated_constraint};
+use crate::error::{Error, Result, on_constraint};
 
 /// A level as staff typed it, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,15 +266,17 @@ impl LevelService {
                     });
                 }
                 Err(e) => {
-                    return Err(match violated_constraint(&e) {
-                        Some("member_levels_level_name_key") => {
-                            Error::validation("level_name", "a level with this name already exists")
-                        }
-                        Some("member_levels_level_order_key") => {
-                            Error::validation("level_order", "another level already has this order")
-                        }
-                        _ => e.into(),
-                    });
+                    return Err(on_constraint(e, |c| match c {
+                        "member_levels_level_name_key" => Some(Error::validation(
+                            "level_name",
+                            "a level with this name already exists",
+                        )),
+                        "member_levels_level_order_key" => Some(Error::validation(
+                            "level_order",
+                            "another level already has this order",
+                        )),
+                        _ => None,
+                    }));
                 }
             };
             if !input.is_active {

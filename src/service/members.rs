@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 
-use super::{Ctx, accounts, levels, run_to_completion};
+use super::{Ctx, levels, passwords, run_to_completion};
 use crate::db::levels as level_db;
 use crate::db::members::{self as db, LevelChange};
 use crate::db::points::{self as points_db, LockedMember};
@@ -16,7 +16,9 @@ use crate::domain::{
     Email, MemberRecord, Profile, Reference, UpgradeProgress, UpgradeResult, parse_display_name,
     parse_reason, upgrade_progress,
 };
-use crate::error::{Error, Result, violated_constraint};
+use crate::error::{Error, Result, on_constraint};
+
+pub use crate::db::members::{LevelHistoryRow, MemberNote};
 
 #[derive(Debug, Clone)]
 pub struct NewMember {
@@ -67,8 +69,8 @@ impl MemberService {
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn create_member(&self, new: NewMember) -> Result<MemberRecord> {
         let hash = match &new.password {
-            Some(p) => accounts::hash_password(p.clone()).await?,
-            None => accounts::NO_PASSWORD.to_owned(),
+            Some(p) => passwords::hash_password(p.clone()).await?,
+            None => passwords::NO_PASSWORD.to_owned(),
         };
         let this = self.clone();
         run_to_completion(async move {
@@ -98,13 +100,17 @@ impl MemberService {
             )
             .await
             {
-                Err(e) if violated_constraint(&e) == Some("member_profiles_external_id_key") => {
-                    return Err(Error::validation(
-                        "external_id",
-                        "another member already has this external_id",
-                    ));
+                Err(e) => {
+                    return Err(on_constraint(e, |c| {
+                        (c == "member_profiles_external_id_key").then(|| {
+                            Error::validation(
+                                "external_id",
+                                "another member already has this external_id",
+                            )
+                        })
+                    }));
                 }
-                r => r?,
+                Ok(r) => r,
             }
             // sign-up bonuses, in the same transaction: a member never exists without them
             let signup: Vec<&Campaign> = campaigns
@@ -363,10 +369,10 @@ impl MemberService {
         }
         let mut conn = self.ctx.pool.acquire().await?;
         match db::add_note(&mut conn, user_id, author, body, self.ctx.clock.now()).await {
-            Err(e) if violated_constraint(&e) == Some("member_notes_user_id_fkey") => {
-                Err(Error::MemberNotFound { user_id })
-            }
-            r => Ok(r?),
+            Err(e) => Err(on_constraint(e, |c| {
+                (c == "member_notes_user_id_fkey").then_some(Error::MemberNotFound { user_id })
+            })),
+            Ok(r) => Ok(r),
         }
     }
 
@@ -510,10 +516,7 @@ pub(super) async fn insert_user(
 ) -> Result<i64> {
     db::insert_user(conn, email.as_str(), password_hash, role, display_name, now)
         .await
-        .map_err(|e| match violated_constraint(&e) {
-            Some("users_email_key") => Error::EmailTaken,
-            _ => e.into(),
-        })
+        .map_err(|e| on_constraint(e, |c| (c == "users_email_key").then_some(Error::EmailTaken)))
 }
 
 /// The level engine inside a points transaction that holds the member's row lock: jump to

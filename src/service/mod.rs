@@ -14,6 +14,7 @@ pub mod levels;
 pub mod members;
 pub mod notifications;
 pub mod outbox;
+pub mod passwords;
 pub mod points;
 pub mod rewards;
 pub mod tiers;
@@ -49,7 +50,24 @@ pub struct Ctx {
     pub campaign_cache: campaigns::CampaignCache,
 }
 
+/// What `/readyz` reports: PostgreSQL must answer; Redis is optional.
+pub struct Readiness {
+    pub postgres: bool,
+    /// "not configured", "up" or "down"
+    pub redis: &'static str,
+}
+
 impl Ctx {
+    pub async fn readiness(&self) -> Readiness {
+        let postgres = crate::db::ping(&self.pool).await;
+        let redis = match self.cache.redis_conn() {
+            None => "not configured",
+            Some(conn) if conn.ping().await => "up",
+            Some(_) => "down",
+        };
+        Readiness { postgres, redis }
+    }
+
     /// The tier lifecycle's rules with the business time zone, as the SQL functions take them.
     pub fn tier_rules(&self) -> crate::db::tiers::Rules<'_> {
         crate::db::tiers::Rules {

@@ -18,7 +18,9 @@ use crate::domain::campaigns::Campaign;
 use crate::domain::{
     Batch, Money, Outcome, Points, PointsSummary, Reference, Transaction, parse_reason,
 };
-use crate::error::{Error, Result, violated_constraint};
+use crate::error::{Error, Result, on_constraint};
+
+pub use crate::db::points::BatchRow;
 
 const IDEMPOTENCY_KEY: &str = "point_transactions_idempotency_key";
 
@@ -282,8 +284,7 @@ impl PointService {
                 earned_today,
                 requested: actual,
             }),
-            Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => Err(Error::KeyRace),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(key_race(e)),
         }
     }
 
@@ -975,10 +976,7 @@ pub(super) async fn debit_use(
     };
     let transaction = match db::insert_debit(conn, &debit).await {
         Ok(t) => t,
-        Err(e) if violated_constraint(&e) == Some(IDEMPOTENCY_KEY) => {
-            return Err(Error::KeyRace);
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(key_race(e)),
     };
     take_exactly(conn, m.user_id, points, now, transaction.id, None).await?;
     Ok(transaction)
@@ -1081,6 +1079,12 @@ async fn take_exactly(
         )));
     }
     Ok(())
+}
+
+/// A write that lost the race for its idempotency key to another transaction: the caller
+/// answers with what that one committed.
+fn key_race(e: sqlx::Error) -> Error {
+    on_constraint(e, |c| (c == IDEMPOTENCY_KEY).then_some(Error::KeyRace))
 }
 
 pub(super) fn record(kind: &'static str, points: i64) {

@@ -12,12 +12,7 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready when PostgreSQL answers; Redis is reported (the portal works without it).
 pub async fn readyz(State(s): State<Services>) -> impl IntoResponse {
-    let postgres = crate::db::ping(&s.ctx.pool).await;
-    let redis = match s.ctx.cache.redis_conn() {
-        None => "not configured",
-        Some(conn) if conn.ping().await => "up",
-        Some(_) => "down",
-    };
+    let crate::service::Readiness { postgres, redis } = s.ctx.readiness().await;
     let status = if postgres {
         StatusCode::OK
     } else {

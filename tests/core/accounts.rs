@@ -1,4 +1,4 @@
-use member_portal::service::accounts;
+use member_portal::service::{accounts, passwords};
 
 use crate::harness::*;
 
@@ -103,7 +103,7 @@ async fn staff_accounts_have_the_staff_role_and_an_argon2id_hash() {
     assert_eq!(role, "staff");
     assert!(hash.starts_with("$argon2id$"));
     assert!(
-        accounts::verify_password("long enough pw".into(), hash)
+        passwords::verify_password("long enough pw".into(), hash)
             .await
             .unwrap()
     );
@@ -125,13 +125,13 @@ async fn staff_accounts_have_the_staff_role_and_an_argon2id_hash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_password_checks_runs_at_most_one_argon2_per_core_at_once() {
-    let hash = accounts::hash_password("correct horse".into())
+    let hash = passwords::hash_password("correct horse".into())
         .await
         .unwrap();
     let checks: Vec<_> = (0..12)
         .map(|i| {
             let hash = hash.clone();
-            tokio::spawn(accounts::verify_password(format!("guess {i}"), hash))
+            tokio::spawn(passwords::verify_password(format!("guess {i}"), hash))
         })
         .collect();
     for c in checks {
@@ -140,9 +140,9 @@ async fn a_flood_of_password_checks_runs_at_most_one_argon2_per_core_at_once() {
             "a wrong password never verifies"
         );
     }
-    let peak = accounts::argon2_peak();
+    let peak = passwords::argon2_peak();
     assert!(
-        (1..=accounts::argon2_permits()).contains(&peak),
+        (1..=passwords::argon2_permits()).contains(&peak),
         "{peak} argon2 computations at once (each holds 19 MiB)"
     );
 }

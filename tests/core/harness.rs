@@ -229,14 +229,7 @@ impl Harness {
     /// A member with `total_spent` already at `spent` (as the seed's test helper).
     pub async fn member_with_spent(&self, spent: &str) -> i64 {
         let id = self.member().await;
-        let mut conn = self.pool.acquire().await.unwrap();
-        member_portal::db::members::set_total_spent_for_tests(
-            &mut conn,
-            id,
-            spent.parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        set_total_spent(&self.pool, id, spent).await;
         self.s.ctx.cache.invalidate_members(&[id]).await;
         id
     }
@@ -333,4 +326,14 @@ pub async fn fingerprint(pool: &sqlx::PgPool) -> Vec<i64> {
     .fetch_all(pool)
     .await
     .unwrap()
+}
+
+/// Sets a member's `total_spent` behind the services' back (the seed's test helper).
+pub async fn set_total_spent(pool: &sqlx::PgPool, user_id: i64, spent: &str) {
+    sqlx::query("update member_profiles set total_spent = $2::numeric where user_id = $1")
+        .bind(user_id)
+        .bind(spent)
+        .execute(pool)
+        .await
+        .unwrap();
 }

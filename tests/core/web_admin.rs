@@ -200,14 +200,7 @@ async fn recalculation_previews_then_moves_members_in_batches() {
     let mut ids = Vec::new();
     for i in 0..3 {
         let id = app.member(&format!("m{i}@example.com")).await;
-        let mut conn = app.s.ctx.pool.acquire().await.unwrap();
-        member_portal::db::members::set_total_spent_for_tests(
-            &mut conn,
-            id,
-            "1500".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        crate::harness::set_total_spent(&app.s.ctx.pool, id, "1500").await;
         ids.push(id);
     }
     // warm a cache entry that must not survive the move
@@ -666,16 +659,7 @@ async fn recalculation_keeps_manual_levels_and_never_moves_down_unless_asked_and
     let pool = app.s.ctx.pool.clone();
     let spent = |id: i64, amount: &'static str| {
         let pool = pool.clone();
-        async move {
-            let mut conn = pool.acquire().await.unwrap();
-            member_portal::db::members::set_total_spent_for_tests(
-                &mut conn,
-                id,
-                amount.parse().unwrap(),
-            )
-            .await
-            .unwrap();
-        }
+        async move { crate::harness::set_total_spent(&pool, id, amount).await }
     };
     let sql = |q: &'static str, id: i64| {
         let pool = pool.clone();

@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::db::admin::ApiKeyRow;
 use crate::error::Error;
 use crate::service::accounts;
+use crate::service::admin::ApiKeyRow;
 use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query};
 

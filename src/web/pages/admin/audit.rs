@@ -9,9 +9,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::StaffPage;
-use crate::db::admin::{AuditFilter, AuditRow};
 use crate::domain::Level;
 use crate::error::Error;
+use crate::service::admin::{AuditFilter, AuditRow};
 use crate::web::error::PageError;
 use crate::web::i18n::Lang;
 use crate::web::page::{PageCtx, Query};

@@ -29,7 +29,7 @@ pub struct FinancePage {
 
 impl FinancePage {
     /// `12.5%`, or a dash for a month that issued nothing.
-    pub fn breakage(&self, m: &crate::db::finance::MonthFlow) -> String {
+    pub fn breakage(&self, m: &crate::service::finance::MonthFlow) -> String {
         match m.breakage_permille() {
             Some(p) => format!("{}.{}%", p / 10, p % 10),
             None => "—".to_owned(),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{SearchQuery, StaffPage, members_page, parse_id};
-use crate::db::grants::Grant;
+use crate::service::grants::Grant;
 use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};

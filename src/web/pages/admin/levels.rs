@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::db::admin::RecalcOptions;
 use crate::domain::Level;
 use crate::error::Error;
+use crate::service::admin::RecalcOptions;
 use crate::service::admin::RecalcPreview;
 use crate::service::levels::LevelInput;
 use crate::web::error::{PageError, localized};

@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::db::admin::MemberRow;
 use crate::domain::{Level, Profile};
 use crate::error::Error;
+use crate::service::admin::MemberRow;
 use crate::service::points::AdjustRequest;
 use crate::web::error::{PageError, localized};
 use crate::web::page::{Form, PageCtx, Query};
@@ -39,7 +39,10 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    pub(super) fn filter(&self, ctx: &PageCtx) -> Result<crate::db::admin::MemberFilter, Error> {
+    pub(super) fn filter(
+        &self,
+        ctx: &PageCtx,
+    ) -> Result<crate::service::admin::MemberFilter, Error> {
         let number = |field: &'static str, s: &str| -> Result<Option<i64>, Error> {
             match s.trim() {
                 "" => Ok(None),
@@ -63,7 +66,7 @@ impl SearchQuery {
         };
         let at = |d: time::Date| d.with_time(time::Time::MIDNIGHT).assume_offset(ctx.offset);
         let q = self.q.trim();
-        Ok(crate::db::admin::MemberFilter {
+        Ok(crate::service::admin::MemberFilter {
             q: (!q.is_empty()).then(|| q.chars().take(254).collect()),
             level_id: self.level.trim().parse().ok(),
             min_points: number("min_points_filter", &self.min_points)?,
@@ -282,12 +285,12 @@ pub struct MemberPage {
     /// the newest coupons
     pub coupons: Vec<crate::domain::rewards::Coupon>,
     /// the newest level changes
-    pub level_history: Vec<crate::db::members::LevelHistoryRow>,
+    pub level_history: Vec<crate::service::members::LevelHistoryRow>,
     /// staff notes, newest first
-    pub notes: Vec<crate::db::members::MemberNote>,
+    pub notes: Vec<crate::service::members::MemberNote>,
     pub note_error: Option<String>,
     /// a page of the member's batches, and the link to the older ones
-    pub batches: Vec<crate::db::points::BatchRow>,
+    pub batches: Vec<crate::service::points::BatchRow>,
     pub older_batches: Option<String>,
     pub now: time::OffsetDateTime,
     /// how long the level is kept and what the review will do

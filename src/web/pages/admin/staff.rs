@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{StaffPage, parse_id};
-use crate::db::accounts::StaffAccount;
+use crate::service::admin::StaffAccount;
 use crate::web::error::PageError;
 use crate::web::error::localized;
 use crate::web::page::{Form, PageCtx, Query};
