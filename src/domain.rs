@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use crate::error::Error;
 
 pub mod campaigns;
+pub mod ledger;
 pub mod rewards;
 
 /// A positive number of points, at most `MAX` (keeps every sum far from i64 overflow).

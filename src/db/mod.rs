@@ -14,6 +14,7 @@ pub mod admin;
 pub mod campaigns;
 pub mod finance;
 pub mod grants;
+pub mod ledger;
 pub mod levels;
 pub mod members;
 pub mod notifications;
