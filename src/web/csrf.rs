@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
 use super::error::error_page;
-use super::page::request_lang;
+use super::request::request_lang;
 use super::session::CSRF;
 
 pub const FIELD: &str = "csrf_token";

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::i18n::Lang;
-use super::page::PageCtx;
 use super::request;
+use super::view::PageCtx;
 use crate::error::Error;
 
 #[derive(Template, WebTemplate)]

@@ -11,6 +11,7 @@ pub mod page;
 pub mod pages;
 pub mod request;
 pub mod session;
+pub mod view;
 
 use axum::Router;
 use axum::handler::Handler;

@@ -9,9 +9,11 @@
 use std::cell::Cell;
 
 use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use tower_sessions::Session;
 
 use super::i18n::Lang;
 
@@ -74,4 +76,24 @@ pub fn lang() -> Lang {
 /// Called where a page learns the reader's language (the session's choice).
 pub fn set_lang(lang: Lang) {
     let _ = REQUEST.try_with(|r| r.lang.set(lang));
+}
+
+/// The reader's language: the session's choice, else Accept-Language. Remembered for the
+/// request, so an error answered later in it is in the same language.
+pub async fn request_lang(parts: &Parts) -> Lang {
+    let chosen: Option<String> = match parts.extensions.get::<Session>() {
+        Some(session) => session.get(super::session::LANG).await.ok().flatten(),
+        None => None,
+    };
+    let lang = chosen.as_deref().and_then(Lang::parse).unwrap_or_else(|| {
+        Lang::from_accept_language(
+            parts
+                .headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        )
+    });
+    set_lang(lang);
+    lang
 }

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::service::accounts;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, Page, PageCtx, Query, UserPage};
+use crate::web::page::{Form, Page, Query, UserPage};
+use crate::web::view::PageCtx;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/auth/forgot.html")]

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::service::Services;
 use crate::web::error::PageError;
-use crate::web::page::{LoginRequired, PageCtx, UserPage};
+use crate::web::page::{LoginRequired, UserPage};
+use crate::web::view::PageCtx;
 
 mod api_keys;
 mod audit;

@@ -10,7 +10,8 @@ use crate::service::accounts::{self, Login};
 use crate::service::members::NewMember;
 use crate::web::error::PageError;
 use crate::web::i18n::Lang;
-use crate::web::page::{Form, Page, PageCtx, Query, safe_next};
+use crate::web::page::{Form, Page, Query, safe_next};
+use crate::web::view::PageCtx;
 use crate::web::{ClientIp, session};
 
 #[derive(Template, WebTemplate)]

@@ -6,7 +6,7 @@ use askama_web::WebTemplate;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::web::page::PageCtx;
+use crate::web::view::PageCtx;
 
 /// The `confirm` field of a form that may need confirming.
 #[derive(Deserialize, Default)]

@@ -12,7 +12,8 @@ use crate::domain::Profile;
 use crate::domain::campaigns::{Campaign, CampaignKind, CampaignState};
 use crate::error::Error;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx, Query, UserPage};
+use crate::web::page::{Form, Query, UserPage};
+use crate::web::view::PageCtx;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/member/earn.html")]

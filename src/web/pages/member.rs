@@ -13,7 +13,8 @@ use crate::error::Error;
 use crate::service::notifications::Notification;
 use crate::service::tiers::TierView;
 use crate::web::error::PageError;
-use crate::web::page::{Page, PageCtx, Query, UserPage};
+use crate::web::page::{Page, Query, UserPage};
+use crate::web::view::PageCtx;
 
 pub async fn home(page: Page) -> Response {
     match &page.user {

@@ -15,7 +15,8 @@ use crate::domain::rewards::{Coupon, CouponStatus, qr_svg};
 use crate::error::Error;
 use crate::service::rewards::{Canceller, Offer, RedeemRequest};
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx, Query, UserPage};
+use crate::web::page::{Form, Query, UserPage};
+use crate::web::view::PageCtx;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/member/rewards.html")]

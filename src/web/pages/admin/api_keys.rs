@@ -11,7 +11,8 @@ use crate::error::Error;
 use crate::service::accounts;
 use crate::service::admin::ApiKeyRow;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx, Query};
+use crate::web::page::{Form, Query};
+use crate::web::view::PageCtx;
 
 use super::{DoneQuery, StaffPage, parse_id};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};

@@ -14,7 +14,8 @@ use crate::error::Error;
 use crate::service::admin::{AuditFilter, AuditRow};
 use crate::web::error::PageError;
 use crate::web::i18n::Lang;
-use crate::web::page::{PageCtx, Query};
+use crate::web::page::Query;
+use crate::web::view::PageCtx;
 
 /// Every action the services record, in the order the filter offers them.
 pub const ACTIONS: [&str; 20] = [

@@ -17,9 +17,10 @@ use crate::domain::campaigns::{
 };
 use crate::error::Error;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx, Query};
+use crate::web::page::{Form, Query};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
 use crate::web::pages::earn::{campaign_applies, campaign_gives};
+use crate::web::view::PageCtx;
 
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::domain::Level;
 use crate::service::admin::Dashboard;
 use crate::web::error::PageError;
-use crate::web::page::PageCtx;
+use crate::web::view::PageCtx;
 
 use super::StaffPage;
 

@@ -12,7 +12,8 @@ use super::{StaffPage, csv_cell};
 use crate::service::finance::FinanceReport;
 use crate::web::chart::{self, Bar, ChartView};
 use crate::web::error::PageError;
-use crate::web::page::{PageCtx, Query};
+use crate::web::page::Query;
+use crate::web::view::PageCtx;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/admin/finance.html")]

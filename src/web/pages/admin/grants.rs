@@ -10,8 +10,9 @@ use serde::Deserialize;
 use super::{SearchQuery, StaffPage, members_page, parse_id};
 use crate::service::grants::Grant;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx};
+use crate::web::page::Form;
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
+use crate::web::view::PageCtx;
 
 #[derive(Deserialize)]
 pub struct GrantForm {

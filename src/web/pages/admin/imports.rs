@@ -13,7 +13,8 @@ use super::{StaffPage, parse_id};
 use crate::error::Error;
 use crate::service::import::{self, ImportView, Source};
 use crate::web::error::{PageError, localized};
-use crate::web::page::{PageCtx, go_to};
+use crate::web::page::go_to;
+use crate::web::view::PageCtx;
 
 /// Imports listed on the page.
 const LISTED: i64 = 20;

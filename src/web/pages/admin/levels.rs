@@ -15,7 +15,8 @@ use crate::service::admin::RecalcOptions;
 use crate::service::admin::RecalcPreview;
 use crate::service::levels::LevelInput;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx, Query, go_to};
+use crate::web::page::{Form, Query, go_to};
+use crate::web::view::PageCtx;
 
 use super::{DoneQuery, StaffPage, parse_id};
 use crate::web::pages::confirm::ConfirmPage;

@@ -13,8 +13,9 @@ use crate::error::Error;
 use crate::service::admin::MemberRow;
 use crate::service::points::AdjustRequest;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx, Query};
+use crate::web::page::{Form, Query};
 use crate::web::pages::member::{HistoryRows, PointsQuery};
+use crate::web::view::PageCtx;
 
 use super::{DoneQuery, StaffPage, csv_cell, parse_id};
 use crate::web::pages::confirm::ConfirmPage;

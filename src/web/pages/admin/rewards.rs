@@ -15,8 +15,9 @@ use crate::domain::rewards::{Coupon, CouponStatus, Reward, RewardFields, RewardI
 use crate::error::Error;
 use crate::service::rewards::Canceller;
 use crate::web::error::{PageError, localized};
-use crate::web::page::{Form, PageCtx, Query};
+use crate::web::page::{Form, Query};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
+use crate::web::view::PageCtx;
 
 /// The reward form as typed (every field text, so a bad value is shown back as it was).
 #[derive(Deserialize, Default, Clone)]

@@ -11,8 +11,9 @@ use super::{StaffPage, parse_id};
 use crate::service::admin::StaffAccount;
 use crate::web::error::PageError;
 use crate::web::error::localized;
-use crate::web::page::{Form, PageCtx, Query};
+use crate::web::page::{Form, Query};
 use crate::web::pages::confirm::{ConfirmPage, Confirmed};
+use crate::web::view::PageCtx;
 
 #[derive(Deserialize)]
 pub struct StaffQuery {
