@@ -57,10 +57,6 @@ pub enum Error {
         status: CouponStatus,
         message: String,
     },
-    /// Internal signal: a keyed insert lost a unique-key race to another transaction, which
-    /// has committed; the caller reads the winner to replay or report a conflict.
-    #[error("another points operation for this member is in progress; retry shortly")]
-    KeyRace,
     /// PostgreSQL cannot be reached (restarting, down, or no connection free in time).
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable(#[source] anyhow::Error),
@@ -89,7 +85,7 @@ impl Error {
             Self::PointsPerTransactionExceeded { .. } => "POINTS_PER_TRANSACTION_EXCEEDED",
             Self::DailyPointsLimitExceeded { .. } => "DAILY_POINTS_LIMIT_EXCEEDED",
             Self::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
-            Self::ConcurrentOperation | Self::KeyRace => "CONCURRENT_OPERATION",
+            Self::ConcurrentOperation => "CONCURRENT_OPERATION",
             Self::LevelInUse { .. } => "LEVEL_IN_USE",
             Self::EmailTaken => "EMAIL_TAKEN",
             Self::RewardNotFound { .. } => "REWARD_NOT_FOUND",
@@ -118,7 +114,6 @@ impl Error {
             | Self::DailyPointsLimitExceeded { .. } => 422,
             Self::IdempotencyConflict { .. }
             | Self::ConcurrentOperation
-            | Self::KeyRace
             | Self::LevelInUse { .. }
             | Self::EmailTaken
             | Self::CouponUnusable { .. } => 409,
@@ -205,6 +200,23 @@ impl From<anyhow::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A keyed insert lost a unique-key race to another transaction, which has committed: the
+/// service that wrote it reads the winner to replay or report a conflict. It travels as an
+/// internal error and never leaves the service layer.
+#[derive(Debug, thiserror::Error)]
+#[error("a keyed write lost its race to another transaction")]
+pub(crate) struct KeyRace;
+
+impl Error {
+    pub(crate) fn key_race() -> Self {
+        Self::Internal(KeyRace.into())
+    }
+
+    pub(crate) fn is_key_race(&self) -> bool {
+        matches!(self, Self::Internal(e) if e.is::<KeyRace>())
+    }
+}
 
 /// The name of the constraint a database error violated, if any.
 pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {

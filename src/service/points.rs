@@ -157,7 +157,7 @@ impl PointService {
         run_to_completion(async move {
             let earn = || this.earn_one(&req, key_hash.as_deref());
             let outcome = match this.ctx.guarded(req.user_id, earn).await {
-                Err(Error::KeyRace) => {
+                Err(e) if e.is_key_race() => {
                     // Another member's earn with this key committed first.
                     this.replay_after_race("earn", &req.source_type, &req.source_id, "", |k| {
                         same_earn(k, &req)
@@ -360,7 +360,7 @@ impl PointService {
         let this = self.clone();
         run_to_completion(async move {
             let outcome = match this.ctx.guarded(req.user_id, || this.use_tx(&req)).await {
-                Err(Error::KeyRace) => {
+                Err(e) if e.is_key_race() => {
                     this.replay_after_race("use", &req.usage_type, &req.reference_id, "", |k| {
                         k.tx.user_id == req.user_id && k.requested_points == Some(req.points.get())
                     })
@@ -1084,7 +1084,7 @@ async fn take_exactly(
 /// A write that lost the race for its idempotency key to another transaction: the caller
 /// answers with what that one committed.
 fn key_race(e: sqlx::Error) -> Error {
-    on_constraint(e, |c| (c == IDEMPOTENCY_KEY).then_some(Error::KeyRace))
+    on_constraint(e, |c| (c == IDEMPOTENCY_KEY).then(Error::key_race))
 }
 
 pub(super) fn record(kind: &'static str, points: i64) {

@@ -214,7 +214,7 @@ impl RewardService {
         let this = self.clone();
         run_to_completion(async move {
             let redemption = match this.ctx.guarded(req.user_id, || this.redeem_tx(&req)).await {
-                Err(Error::KeyRace) => this.redemption_after_race(&req).await?,
+                Err(e) if e.is_key_race() => this.redemption_after_race(&req).await?,
                 other => other?,
             };
             if !redemption.replayed {

@@ -159,7 +159,7 @@ pub fn localized(err: &Error, lang: Lang) -> String {
             .replace("{earned}", &earned_today.to_string())
             .replace("{requested}", &requested.to_string()),
         Error::IdempotencyConflict { .. } => t("err.idempotency"),
-        Error::ConcurrentOperation | Error::KeyRace => t("err.concurrent"),
+        Error::ConcurrentOperation => t("err.concurrent"),
         Error::LevelInUse { members, .. } => {
             t("err.level_in_use").replace("{members}", &members.to_string())
         }

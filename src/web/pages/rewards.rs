@@ -173,8 +173,7 @@ pub async fn redeem(
             e @ (Error::RewardRefused { .. }
             | Error::InsufficientPoints { .. }
             | Error::IdempotencyConflict { .. }
-            | Error::ConcurrentOperation
-            | Error::KeyRace),
+            | Error::ConcurrentOperation),
         ) => {
             let message = localized(&e, lang);
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
