@@ -102,7 +102,7 @@ impl IntoResponse for PageError {
         match &self.0 {
             Error::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
-                error_page(status, lang, lang.t("err.unavailable"), None)
+                error_page(status, lang, lang.t("error.unavailable"), None)
             }
             Error::Internal(e) => {
                 // the request's own id: the one in its x-request-id header and its span
@@ -130,38 +130,37 @@ pub fn localized(err: &Error, lang: Lang) -> String {
             // the services explain themselves in English, with the specifics
             Lang::En => message.clone(),
             Lang::Zh => {
-                let key = format!("verr.{field}");
+                let key = format!("error.field.{field}");
                 match field {
-                    &"email" | &"display_name" | &"password" => t(&format!("error.{field}")),
                     &"source_id" | &"source_type" | &"usage_type" | &"reference_id" | &"before" => {
-                        t("verr.other")
+                        t("error.field.other")
                     }
                     _ if super::i18n::ENTRIES.iter().any(|(k, _, _)| *k == key) => t(&key),
-                    _ => t("verr.other"),
+                    _ => t("error.field.other"),
                 }
             }
         },
         Error::InsufficientPoints {
             required,
             available,
-        } => t("err.insufficient_points")
+        } => t("error.insufficient_points")
             .replace("{required}", &required.to_string())
             .replace("{available}", &available.to_string()),
-        Error::PointsPerTransactionExceeded { max, actual } => t("err.per_transaction")
+        Error::PointsPerTransactionExceeded { max, actual } => t("error.per_transaction")
             .replace("{max}", &max.to_string())
             .replace("{actual}", &actual.to_string()),
         Error::DailyPointsLimitExceeded {
             limit,
             earned_today,
             requested,
-        } => t("err.daily_limit")
+        } => t("error.daily_limit")
             .replace("{limit}", &limit.to_string())
             .replace("{earned}", &earned_today.to_string())
             .replace("{requested}", &requested.to_string()),
-        Error::IdempotencyConflict { .. } => t("err.idempotency"),
-        Error::ConcurrentOperation => t("err.concurrent"),
+        Error::IdempotencyConflict { .. } => t("error.idempotency"),
+        Error::ConcurrentOperation => t("error.concurrent"),
         Error::LevelInUse { members, .. } => {
-            t("err.level_in_use").replace("{members}", &members.to_string())
+            t("error.level_in_use").replace("{members}", &members.to_string())
         }
         Error::EmailTaken => t("register.taken"),
         Error::RewardRefused { reason } => match reason {
@@ -178,7 +177,7 @@ pub fn localized(err: &Error, lang: Lang) -> String {
         Error::MemberNotFound { .. } | Error::LevelNotFound { .. } | Error::NotFound { .. } => {
             t("error.not_found")
         }
-        Error::Unavailable(_) => t("err.unavailable"),
+        Error::Unavailable(_) => t("error.unavailable"),
         Error::Internal(_) => t("error.internal"),
     }
 }

@@ -58,7 +58,8 @@ async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
         ("benefits", "Lounge\nGifts"),
         ("is_active", "on"),
     ];
-    // htmx: the form comes back (200, so htmx swaps it) with the message next to the field
+    // htmx: the form comes back as a 422 (the layout has htmx swap it) with the message
+    // next to the field
     let token = app.csrf().await;
     let mut form = bad.to_vec();
     form.push(("csrf_token", &token));
@@ -70,7 +71,7 @@ async fn an_invalid_level_shows_its_error_inline_then_a_fixed_one_is_listed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
     assert!(!html.contains("<html"), "a fragment");
     assert!(html.contains("id=\"min_points-error\""), "{html}");

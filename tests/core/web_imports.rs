@@ -208,9 +208,10 @@ async fn a_bad_file_is_refused_with_its_lines_or_fails_saying_why() {
     assert!(failed.contains("id=\"import-failure\"") && failed.contains("is not one of"));
     assert_eq!(users(&app).await, 2);
 
-    // no file at all: the form again, saying so (htmx swaps a 200)
+    // no file at all: the form again, saying so, as a 422 (the layout tells htmx to swap
+    // error answers)
     let r = upload(&app, "empty.csv", "", false).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 422);
     assert!(r.headers().get("hx-redirect").is_none());
     let html = r.text().await.unwrap();
     assert!(html.contains("id=\"import-error\""), "{html}");
@@ -235,7 +236,7 @@ async fn an_upload_over_the_limit_is_refused_before_anything_is_imported() {
     }
     assert!(csv.len() > 1024 * 1024);
     let r = upload(&app, "big.csv", &csv, false).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 413);
     let html = r.text().await.unwrap();
     assert!(
         html.contains("id=\"import-error\"") && html.contains("1 MB"),

@@ -164,7 +164,7 @@ pub async fn register(page: Page, Form(form): Form<RegisterForm>) -> Result<Resp
     let field_error = |e: &Error| -> Option<(&'static str, String)> {
         match e {
             Error::Validation { field, .. } => {
-                Some((field, lang.t(&format!("error.{field}")).to_owned()))
+                Some((field, lang.t(&format!("error.field.{field}")).to_owned()))
             }
             _ => None,
         }

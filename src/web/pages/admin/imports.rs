@@ -34,12 +34,7 @@ async fn list(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    // htmx swaps only a success: the form's errors come back as one
-    let status = if page.ctx.htmx {
-        StatusCode::OK
-    } else {
-        status
-    };
+    // an error keeps its status for htmx too: the layout tells htmx to swap 4xx answers
     let imports = import::recent(&page.services.ctx, LISTED).await?;
     Ok((
         status,

@@ -282,8 +282,8 @@ async fn level_form_result(
                 errors: *errors,
             };
             if page.ctx.htmx {
-                // 200 so htmx swaps the form with its messages in place
-                Ok(view.into_response())
+                // htmx swaps the form with its messages in place (the layout has it swap 4xx)
+                Ok((StatusCode::UNPROCESSABLE_ENTITY, view).into_response())
             } else if let Some(id) = id {
                 Ok((
                     StatusCode::UNPROCESSABLE_ENTITY,
