@@ -172,10 +172,7 @@ impl Email {
                 if !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
                     && !domain.ends_with('.') && !domain.contains('@'));
         if !valid {
-            return Err(Error::validation(
-                "email",
-                "enter an email address such as name@example.com",
-            ));
+            return Err(Error::invalid("email", crate::error::Invalid::EmailFormat));
         }
         Ok(Self(s.to_owned()))
     }
@@ -219,31 +216,31 @@ testtest letmein123";
 pub fn parse_password(s: &str, email: &str) -> Result<String, Error> {
     let n = s.chars().count();
     if !(8..=128).contains(&n) {
-        return Err(Error::validation(
+        return Err(Error::invalid(
             "password",
-            "password must be 8 to 128 characters",
+            crate::error::Invalid::PasswordLength,
         ));
     }
     if s.trim().chars().count() < 8 {
-        return Err(Error::validation(
+        return Err(Error::invalid(
             "password",
-            "password must have at least 8 characters besides spaces",
+            crate::error::Invalid::PasswordTooShort,
         ));
     }
     let lower = s.trim().to_lowercase();
     let email = email.trim().to_lowercase();
     let name = email.split('@').next().unwrap_or_default();
     if lower == email || lower == name {
-        return Err(Error::validation(
+        return Err(Error::invalid(
             "password",
-            "password must not be your email address",
+            crate::error::Invalid::PasswordIsEmail,
         ));
     }
     let one_char = lower.chars().all(|c| lower.starts_with(c));
     if one_char || COMMON_PASSWORDS.split_whitespace().any(|p| p == lower) {
-        return Err(Error::validation(
+        return Err(Error::invalid(
             "password",
-            "this password is among the first that attackers try; choose another",
+            crate::error::Invalid::PasswordCommon,
         ));
     }
     Ok(s.to_owned())

@@ -11,6 +11,8 @@ pub enum Error {
     Validation {
         field: &'static str,
         message: String,
+        /// the reason by name, where it has one (its message in every language)
+        reason: Option<Invalid>,
     },
     #[error("authentication required")]
     Unauthorized,
@@ -69,6 +71,16 @@ impl Error {
         Self::Validation {
             field,
             message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// A validation error for a reason known by name.
+    pub fn invalid(field: &'static str, reason: Invalid) -> Self {
+        Self::Validation {
+            field,
+            message: reason.message().to_owned(),
+            reason: Some(reason),
         }
     }
 
@@ -200,6 +212,111 @@ impl From<anyhow::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A validation failure whose reason is known by name, so every reader gets it in their
+/// language (`error.reason.*` in the i18n table); [`Error::invalid`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    LevelNameTaken,
+    LevelOrderTaken,
+    ExternalIdTaken,
+    PasswordCommon,
+    PasswordIsEmail,
+    PasswordTooShort,
+    PasswordLength,
+    EndBeforeStart,
+    LastDayBeforeFirst,
+    OwnAccount,
+    OwnRole,
+    BirthdayRecorded,
+    LinkExpired,
+    OneEntryLevel,
+    AlreadyReversed,
+    AlreadyOnLevel,
+    ChooseActiveLevel,
+    ChooseListedLevel,
+    EmailFormat,
+}
+
+impl Invalid {
+    pub const ALL: &[Invalid] = &[
+        Invalid::LevelNameTaken,
+        Invalid::LevelOrderTaken,
+        Invalid::ExternalIdTaken,
+        Invalid::PasswordCommon,
+        Invalid::PasswordIsEmail,
+        Invalid::PasswordTooShort,
+        Invalid::PasswordLength,
+        Invalid::EndBeforeStart,
+        Invalid::LastDayBeforeFirst,
+        Invalid::OwnAccount,
+        Invalid::OwnRole,
+        Invalid::BirthdayRecorded,
+        Invalid::LinkExpired,
+        Invalid::OneEntryLevel,
+        Invalid::AlreadyReversed,
+        Invalid::AlreadyOnLevel,
+        Invalid::ChooseActiveLevel,
+        Invalid::ChooseListedLevel,
+        Invalid::EmailFormat,
+    ];
+
+    /// Its i18n key: `error.reason.{key}`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Invalid::LevelNameTaken => "level_name_taken",
+            Invalid::LevelOrderTaken => "level_order_taken",
+            Invalid::ExternalIdTaken => "external_id_taken",
+            Invalid::PasswordCommon => "password_common",
+            Invalid::PasswordIsEmail => "password_is_email",
+            Invalid::PasswordTooShort => "password_too_short",
+            Invalid::PasswordLength => "password_length",
+            Invalid::EndBeforeStart => "end_before_start",
+            Invalid::LastDayBeforeFirst => "last_day_before_first",
+            Invalid::OwnAccount => "own_account",
+            Invalid::OwnRole => "own_role",
+            Invalid::BirthdayRecorded => "birthday_recorded",
+            Invalid::LinkExpired => "link_expired",
+            Invalid::OneEntryLevel => "one_entry_level",
+            Invalid::AlreadyReversed => "already_reversed",
+            Invalid::AlreadyOnLevel => "already_on_level",
+            Invalid::ChooseActiveLevel => "choose_active_level",
+            Invalid::ChooseListedLevel => "choose_listed_level",
+            Invalid::EmailFormat => "email_format",
+        }
+    }
+
+    /// What the API answers, in English.
+    pub fn message(self) -> &'static str {
+        match self {
+            Invalid::LevelNameTaken => "a level with this name already exists",
+            Invalid::LevelOrderTaken => "another level already has this order",
+            Invalid::ExternalIdTaken => "another member already has this external_id",
+            Invalid::PasswordCommon => {
+                "this password is among the first that attackers try; choose another"
+            }
+            Invalid::PasswordIsEmail => "password must not be your email address",
+            Invalid::PasswordTooShort => "password must have at least 8 characters besides spaces",
+            Invalid::PasswordLength => "password must be 8 to 128 characters",
+            Invalid::EndBeforeStart => "the end must be after the start",
+            Invalid::LastDayBeforeFirst => "the last day must not be before the first",
+            Invalid::OwnAccount => "you cannot disable your own account; ask another staff member",
+            Invalid::OwnRole => "you cannot change your own role; ask another admin",
+            Invalid::BirthdayRecorded => {
+                "your birthday is already recorded; customer service can correct it"
+            }
+            Invalid::LinkExpired => "this link has expired or was used already; ask for a new one",
+            Invalid::OneEntryLevel => {
+                "exactly one active level must have threshold 0 (the entry level)"
+            }
+            Invalid::AlreadyReversed => "this earn has already been reversed in full",
+            Invalid::AlreadyOnLevel => "the member is already on this level",
+            Invalid::ChooseActiveLevel => "choose an active level",
+            Invalid::ChooseListedLevel => "choose a level from the list",
+            Invalid::EmailFormat => "enter an email address such as name@example.com",
+        }
+    }
+}
 
 /// A keyed insert lost a unique-key race to another transaction, which has committed: the
 /// service that wrote it reads the winner to replay or report a conflict. It travels as an

@@ -279,9 +279,9 @@ impl CampaignInput {
             .ends_at
             .ok_or_else(|| Error::validation("ends_at", "a campaign needs its last day"))?;
         if ends_at <= starts_at {
-            return Err(Error::validation(
+            return Err(Error::invalid(
                 "ends_at",
-                "the end must be after the start",
+                crate::error::Invalid::EndBeforeStart,
             ));
         }
         Ok(Self {

@@ -375,13 +375,15 @@ impl RewardInput {
                     "the limit per member must be empty (no limit) or a whole number of 1 or more",
                 )
             })?;
-        let min_level_id = optional_whole(f.min_level_id, 1, i64::from(i32::MAX))
-            .ok_or_else(|| Error::validation("min_level_id", "choose a level from the list"))?;
+        let min_level_id =
+            optional_whole(f.min_level_id, 1, i64::from(i32::MAX)).ok_or_else(|| {
+                Error::invalid("min_level_id", crate::error::Invalid::ChooseListedLevel)
+            })?;
         if let (Some(s), Some(e)) = (f.starts_at, f.ends_at) {
             if e <= s {
-                return Err(Error::validation(
+                return Err(Error::invalid(
                     "ends_at",
-                    "the end must be after the start",
+                    crate::error::Invalid::EndBeforeStart,
                 ));
             }
         }

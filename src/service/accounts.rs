@@ -375,12 +375,7 @@ pub async fn reset_password(ctx: &Ctx, token: &str, password: &str) -> Result<i6
     let mut tx = ctx.pool.begin().await?;
     let owner = login_db::take_token(&mut tx, &hash_of, now)
         .await?
-        .ok_or_else(|| {
-            Error::validation(
-                "token",
-                "this link has expired or was used already; ask for a new one",
-            )
-        })?;
+        .ok_or_else(|| Error::invalid("token", crate::error::Invalid::LinkExpired))?;
     let password = parse_password(password, &owner.email)?;
     // hashed while the token's row is locked: a second use of the link waits, then finds
     // it spent

@@ -130,10 +130,7 @@ impl StaffService {
         let role = StaffRole::parse(role)
             .ok_or_else(|| Error::validation("role", "admin, operator or viewer"))?;
         if actor == user_id {
-            return Err(Error::validation(
-                "user_id",
-                "you cannot change your own role; ask another admin",
-            ));
+            return Err(Error::invalid("user_id", crate::error::Invalid::OwnRole));
         }
         let now = self.ctx.clock.now();
         let mut tx = self.ctx.pool.begin().await?;
@@ -166,10 +163,7 @@ impl StaffService {
     /// lock everyone out).
     pub async fn set_staff_disabled(&self, actor: i64, user_id: i64, disabled: bool) -> Result<()> {
         if disabled && actor == user_id {
-            return Err(Error::validation(
-                "user_id",
-                "you cannot disable your own account; ask another staff member",
-            ));
+            return Err(Error::invalid("user_id", crate::error::Invalid::OwnAccount));
         }
         let now = self.ctx.clock.now();
         let mut tx = self.ctx.pool.begin().await?;

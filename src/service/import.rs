@@ -167,7 +167,7 @@ fn check_row(cells: &[String], at: &[Option<usize>; 7], max_points: i64) -> Resu
 
 fn reason(e: &Error) -> String {
     match e {
-        Error::Validation { field, message } => format!("{field}: {message}"),
+        Error::Validation { field, message, .. } => format!("{field}: {message}"),
         other => other.to_string(),
     }
 }

@@ -145,9 +145,9 @@ pub fn check_ladder(levels: &[Level]) -> Result<()> {
     let active: Vec<&Level> = levels.iter().filter(|l| l.is_active).collect();
     let entries = active.iter().filter(|l| l.min_points == 0).count();
     if entries != 1 {
-        return Err(Error::validation(
+        return Err(Error::invalid(
             "min_points",
-            "exactly one active level must have threshold 0 (the entry level)",
+            crate::error::Invalid::OneEntryLevel,
         ));
     }
     for pair in active.windows(2) {
@@ -267,13 +267,13 @@ impl LevelService {
                 }
                 Err(e) => {
                     return Err(on_constraint(e, |c| match c {
-                        "member_levels_level_name_key" => Some(Error::validation(
+                        "member_levels_level_name_key" => Some(Error::invalid(
                             "level_name",
-                            "a level with this name already exists",
+                            crate::error::Invalid::LevelNameTaken,
                         )),
-                        "member_levels_level_order_key" => Some(Error::validation(
+                        "member_levels_level_order_key" => Some(Error::invalid(
                             "level_order",
-                            "another level already has this order",
+                            crate::error::Invalid::LevelOrderTaken,
                         )),
                         _ => None,
                     }));

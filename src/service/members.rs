@@ -103,10 +103,7 @@ impl MemberService {
                 Err(e) => {
                     return Err(on_constraint(e, |c| {
                         (c == "member_profiles_external_id_key").then(|| {
-                            Error::validation(
-                                "external_id",
-                                "another member already has this external_id",
-                            )
+                            Error::invalid("external_id", crate::error::Invalid::ExternalIdTaken)
                         })
                     }));
                 }
@@ -153,9 +150,9 @@ impl MemberService {
             })?;
         let mut conn = self.ctx.pool.acquire().await?;
         if !crate::db::campaigns::set_birthday(&mut conn, user_id, day, now).await? {
-            return Err(Error::validation(
+            return Err(Error::invalid(
                 "birthday",
-                "your birthday is already recorded; customer service can correct it",
+                crate::error::Invalid::BirthdayRecorded,
             ));
         }
         drop(conn);
@@ -447,11 +444,13 @@ impl MemberService {
                     let level = level_db::by_id(&mut tx, level_id)
                         .await?
                         .filter(|l| l.is_active)
-                        .ok_or_else(|| Error::validation("level_id", "choose an active level"))?;
+                        .ok_or_else(|| {
+                            Error::invalid("level_id", crate::error::Invalid::ChooseActiveLevel)
+                        })?;
                     if level.id == m.level_id && until.is_none() {
-                        return Err(Error::validation(
+                        return Err(Error::invalid(
                             "level_id",
-                            "the member is already on this level",
+                            crate::error::Invalid::AlreadyOnLevel,
                         ));
                     }
                     let kept = match until {

@@ -496,9 +496,9 @@ impl PointService {
             }
         };
         if take == 0 && returned.is_none() {
-            return Err(Error::validation(
+            return Err(Error::invalid(
                 "source_id",
-                "this earn has already been reversed in full",
+                crate::error::Invalid::AlreadyReversed,
             ));
         }
         let description = format!("reversal of {st} {sid}");

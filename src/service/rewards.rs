@@ -200,9 +200,9 @@ impl RewardService {
         if exists {
             Ok(())
         } else {
-            Err(Error::validation(
+            Err(Error::invalid(
                 "min_level_id",
-                "choose a level from the list",
+                crate::error::Invalid::ChooseListedLevel,
             ))
         }
     }

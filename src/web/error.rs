@@ -126,9 +126,17 @@ impl IntoResponse for PageError {
 pub fn localized(err: &Error, lang: Lang) -> String {
     let t = |k: &str| lang.t(k).to_owned();
     match err {
-        Error::Validation { field, message } => match lang {
+        Error::Validation {
+            field,
+            message,
+            reason,
+        } => match lang {
             // the services explain themselves in English, with the specifics
             Lang::En => message.clone(),
+            // a reason known by name, in Chinese
+            Lang::Zh if reason.is_some() => {
+                t(&format!("error.reason.{}", reason.map_or("", |r| r.key())))
+            }
             Lang::Zh => {
                 let key = format!("error.field.{field}");
                 match field {

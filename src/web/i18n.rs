@@ -1113,6 +1113,101 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
         "This page does not exist.",
     ),
     (
+        "error.reason.level_name_taken",
+        "已有同名的等级。",
+        "A level with this name already exists.",
+    ),
+    (
+        "error.reason.level_order_taken",
+        "已有等级使用这个顺序号。",
+        "Another level already has this order.",
+    ),
+    (
+        "error.reason.external_id_taken",
+        "已有会员使用这个外部编号。",
+        "Another member already has this external_id.",
+    ),
+    (
+        "error.reason.password_common",
+        "这个密码太常见，容易被猜到，请换一个。",
+        "This password is among the first that attackers try; choose another.",
+    ),
+    (
+        "error.reason.password_is_email",
+        "密码不能与邮箱相同。",
+        "Password must not be your email address.",
+    ),
+    (
+        "error.reason.password_too_short",
+        "除空格外，密码至少需要 8 个字符。",
+        "Password must have at least 8 characters besides spaces.",
+    ),
+    (
+        "error.reason.password_length",
+        "密码长度需为 8 到 128 个字符。",
+        "Password must be 8 to 128 characters.",
+    ),
+    (
+        "error.reason.end_before_start",
+        "结束时间必须晚于开始时间。",
+        "The end must be after the start.",
+    ),
+    (
+        "error.reason.last_day_before_first",
+        "最后一天不能早于第一天。",
+        "The last day must not be before the first.",
+    ),
+    (
+        "error.reason.own_account",
+        "不能停用自己的账号，请让其他员工操作。",
+        "You cannot disable your own account; ask another staff member.",
+    ),
+    (
+        "error.reason.own_role",
+        "不能修改自己的角色，请让其他管理员操作。",
+        "You cannot change your own role; ask another admin.",
+    ),
+    (
+        "error.reason.birthday_recorded",
+        "生日已登记；如需更正，请联系客服。",
+        "Your birthday is already recorded; customer service can correct it.",
+    ),
+    (
+        "error.reason.link_expired",
+        "链接已过期或已使用，请重新申请。",
+        "This link has expired or was used already; ask for a new one.",
+    ),
+    (
+        "error.reason.one_entry_level",
+        "必须有且只有一个启用的等级门槛为 0（入门等级）。",
+        "Exactly one active level must have threshold 0 (the entry level).",
+    ),
+    (
+        "error.reason.already_reversed",
+        "这笔积分已全部扣回。",
+        "This earn has already been reversed in full.",
+    ),
+    (
+        "error.reason.already_on_level",
+        "会员已在这个等级。",
+        "The member is already on this level.",
+    ),
+    (
+        "error.reason.choose_active_level",
+        "请选择一个启用的等级。",
+        "Choose an active level.",
+    ),
+    (
+        "error.reason.choose_listed_level",
+        "请从列表中选择等级。",
+        "Choose a level from the list.",
+    ),
+    (
+        "error.reason.email_format",
+        "请输入有效的邮箱地址，例如 name@example.com。",
+        "Enter an email address such as name@example.com.",
+    ),
+    (
         "error.reward_not_found",
         "这个奖励已下架，或不存在。",
         "This reward is no longer offered, or does not exist.",
@@ -1776,6 +1871,31 @@ mod tests {
 
     /// Templates write texts unescaped ([`Text`] is `HtmlSafe`), which is right only while
     /// no text holds a character HTML escapes.
+    #[test]
+    fn every_named_validation_reason_reads_in_chinese() {
+        use crate::error::{Error, Invalid};
+        for r in Invalid::ALL {
+            let key = format!("error.reason.{}", r.key());
+            let zh = ENTRIES
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .map(|(_, zh, _)| *zh);
+            let zh = zh.unwrap_or_else(|| panic!("{key} has no text"));
+            assert!(
+                zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{key}: {zh}"
+            );
+            let shown = crate::web::error::localized(&Error::invalid("field", *r), Lang::Zh);
+            assert_eq!(shown, zh);
+            let shown = crate::web::error::localized(&Error::invalid("field", *r), Lang::En);
+            assert_eq!(
+                shown,
+                r.message(),
+                "English readers get the service's own words"
+            );
+        }
+    }
+
     #[test]
     fn no_text_needs_html_escaping() {
         for (k, zh, en) in ENTRIES {

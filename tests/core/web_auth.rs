@@ -343,12 +343,13 @@ async fn language_follows_accept_language_and_can_be_switched_for_the_session() 
 #[tokio::test]
 async fn sign_up_refuses_common_passwords_blank_ones_and_the_email_itself() {
     let app = spawn_app().await;
-    for password in [
-        "        ",
-        "password",
-        "12345678",
-        "Qwerty123",
-        "ann@example.com",
+    // each refused for its own reason, said in the reader's language (Chinese by default)
+    for (password, why) in [
+        ("        ", "除空格外，密码至少需要 8 个字符"),
+        ("password", "这个密码太常见"),
+        ("12345678", "这个密码太常见"),
+        ("Qwerty123", "这个密码太常见"),
+        ("ann@example.com", "密码不能与邮箱相同"),
     ] {
         let r = app
             .post(
@@ -364,6 +365,7 @@ async fn sign_up_refuses_common_passwords_blank_ones_and_the_email_itself() {
         assert_eq!(r.status(), 422, "{password:?}");
         let html = r.text().await.unwrap();
         assert!(html.contains("id=\"password-error\""), "{password:?}");
+        assert!(html.contains(why), "{password:?}: {html}");
     }
     let users: i64 = sqlx::query_scalar("select count(*) from users")
         .fetch_one(&app.s.ctx.pool)

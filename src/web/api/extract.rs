@@ -91,6 +91,7 @@ fn body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         error: Error::Validation {
             field: "body",
             message: format!("{field}: {message}"),
+            reason: None,
         },
         field: Some(field),
     }

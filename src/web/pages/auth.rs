@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::service::accounts::{self, Login};
 use crate::service::members::NewMember;
-use crate::web::error::PageError;
+use crate::web::error::{PageError, localized};
 use crate::web::i18n::Lang;
 use crate::web::page::{Form, Page, Query, safe_next};
 use crate::web::view::PageCtx;
@@ -163,9 +163,9 @@ pub async fn register(page: Page, Form(form): Form<RegisterForm>) -> Result<Resp
     let mut errors = FieldErrors::default();
     let field_error = |e: &Error| -> Option<(&'static str, String)> {
         match e {
-            Error::Validation { field, .. } => {
-                Some((field, lang.t(&format!("error.field.{field}")).to_owned()))
-            }
+            // the reason itself where it has a name (a common password, too short), else
+            // what the field needs
+            Error::Validation { field, .. } => Some((field, localized(e, lang))),
             _ => None,
         }
     };

@@ -67,13 +67,15 @@ impl CampaignForm {
             Error::Validation {
                 field: "starts_at",
                 message,
+                reason,
             } => Error::Validation {
                 field: "starts_on",
                 message,
+                reason,
             },
             Error::Validation {
                 field: "ends_at", ..
-            } => Error::validation("ends_on", "the last day must not be before the first"),
+            } => Error::invalid("ends_on", crate::error::Invalid::LastDayBeforeFirst),
             e => e,
         })
     }

@@ -562,7 +562,10 @@ pub async fn set_level(
                 .set_level_until(id, level, &f.note, until, Some(page.actor))
                 .await
         }
-        (Err(_), _) => Err(Error::validation("level_id", "choose an active level")),
+        (Err(_), _) => Err(Error::invalid(
+            "level_id",
+            crate::error::Invalid::ChooseActiveLevel,
+        )),
         (_, Err(e)) => Err(e),
     };
     after_member_form(page, id, outcome, MemberForm::Level).await

@@ -111,7 +111,7 @@ impl RewardForm {
             // the end is a day on this form
             Error::Validation {
                 field: "ends_at", ..
-            } => Error::validation("ends_on", "the last day must not be before the first"),
+            } => Error::invalid("ends_on", crate::error::Invalid::LastDayBeforeFirst),
             e => e,
         })
     }
