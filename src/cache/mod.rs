@@ -7,6 +7,8 @@ mod lock;
 
 pub use lock::{LockGuard, Locker};
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -76,6 +78,23 @@ impl Keys {
         (self.session(&digest), self.session_version(&digest))
     }
 
+    /// What a member's page view reads (entry, version key): the session, the member's
+    /// record, points summary and unread count, and the levels.
+    pub fn page_view(
+        &self,
+        session: &tower_sessions::session::Id,
+        user_id: i64,
+    ) -> Vec<(String, String)> {
+        let version = self.member_version(user_id);
+        vec![
+            self.session_entry(session),
+            (self.profile(user_id), version.clone()),
+            (self.points(user_id), version.clone()),
+            (self.unread(user_id), version),
+            (self.levels(), self.levels_version()),
+        ]
+    }
+
     pub fn points_lock(&self, user_id: i64) -> String {
         format!("{}lock:points:{user_id}", self.prefix)
     }
@@ -86,6 +105,8 @@ impl Keys {
 pub struct RedisConn {
     manager: ConnectionManager,
     timeout: Duration,
+    /// interactions so far (a pipeline is one): what a request costs, for tests and benches
+    round_trips: Arc<AtomicU64>,
 }
 
 impl RedisConn {
@@ -97,7 +118,16 @@ impl RedisConn {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let manager = client.get_connection_manager_lazy(config)?;
-        Ok(Self { manager, timeout })
+        Ok(Self {
+            manager,
+            timeout,
+            round_trips: Arc::default(),
+        })
+    }
+
+    /// Round trips made so far on this connection (a pipeline counts once).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
     }
 
     /// Runs one Redis interaction under the operation deadline.
@@ -106,6 +136,7 @@ impl RedisConn {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.timeout, f(self.manager.clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisFailure::Error(e)),
@@ -236,7 +267,80 @@ struct EnvelopeIn<T> {
     d: T,
 }
 
+tokio::task_local! {
+    /// Redis answers read ahead for the request being answered ([`Cache::read_ahead`]):
+    /// key → value, each read in the same `MGET` as its version key and the epoch.
+    static AHEAD: RefCell<HashMap<String, Option<String>>>;
+}
+
+/// Runs a request with room for the answers [`Cache::read_ahead`] fetches for it (the web
+/// layer wraps every request).
+pub async fn with_read_ahead<F: Future>(f: F) -> F::Output {
+    AHEAD.scope(RefCell::new(HashMap::new()), f).await
+}
+
+/// The read-ahead answers for all of `keys`, if every one was read ahead.
+fn ahead(keys: &[&str]) -> Option<Vec<Option<String>>> {
+    AHEAD
+        .try_with(|m| {
+            let m = m.borrow();
+            keys.iter()
+                .map(|k| m.get(*k).cloned())
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Read-ahead answers that a write of this request has made stale.
+fn forget_ahead<'a>(keys: impl IntoIterator<Item = &'a String>) {
+    let _ = AHEAD.try_with(|m| {
+        let mut m = m.borrow_mut();
+        for k in keys {
+            m.remove(k);
+        }
+    });
+}
+
 impl Cache {
+    /// Reads `pairs` (entry key, version key) and the epoch in one `MGET`, for the
+    /// [`Self::get`]s of this request that follow: a page view reads everything it shows
+    /// in one round trip. Nothing with the in-process cache, outside a request, or when
+    /// Redis fails (each `get` then asks for itself, as without it).
+    pub async fn read_ahead(&self, pairs: Vec<(String, String)>) {
+        let Backend::Redis(conn) = &self.backend else {
+            return;
+        };
+        if AHEAD.try_with(|_| ()).is_err() || !self.fenced(conn).await {
+            return;
+        }
+        let mut keys: Vec<String> = Vec::with_capacity(pairs.len() * 2 + 1);
+        for (k, v) in pairs {
+            for key in [k, v] {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.push(self.keys.epoch());
+        let asked = keys.clone();
+        let answer = conn
+            .run(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async::<Vec<Option<String>>>(&mut c)
+                    .await
+            })
+            .await;
+        match answer {
+            Ok(values) if values.len() == asked.len() => {
+                let _ = AHEAD.try_with(|m| m.borrow_mut().extend(asked.into_iter().zip(values)));
+            }
+            Ok(_) => {}
+            Err(e) => self.fallback("get", &e),
+        }
+    }
+
     /// `longest_ttl`: the longest TTL any entry is given.
     pub fn redis(conn: RedisConn, keys: Keys, longest_ttl: Duration) -> Self {
         Self {
@@ -303,15 +407,19 @@ impl Cache {
                     return self.miss(Stamp(None));
                 }
                 let keys = [key.to_owned(), version_key.to_owned(), self.keys.epoch()];
-                match conn
-                    .run(|mut c| async move {
-                        redis::cmd("MGET")
-                            .arg(&keys)
-                            .query_async::<Vec<Option<String>>>(&mut c)
-                            .await
-                    })
-                    .await
-                {
+                let answer = match ahead(&[key, version_key, &keys[2]]) {
+                    Some(read) => Ok(read),
+                    None => {
+                        conn.run(|mut c| async move {
+                            redis::cmd("MGET")
+                                .arg(&keys)
+                                .query_async::<Vec<Option<String>>>(&mut c)
+                                .await
+                        })
+                        .await
+                    }
+                };
+                match answer {
                     Ok(v) if v.len() == 3 => {
                         let mut v = v.into_iter();
                         let raw = v.next().flatten();
@@ -392,6 +500,8 @@ impl Cache {
         .await?;
         // covers the failures seen before the INCR, not any that came after
         self.fence.fenced.fetch_max(failures, Ordering::SeqCst);
+        // every answer read ahead carries the old epoch
+        let _ = AHEAD.try_with(|m| m.borrow_mut().clear());
         tracing::info!("redis reachable again; cache epoch bumped");
         Ok(())
     }
@@ -439,6 +549,7 @@ impl Cache {
         if keys.is_empty() && version_keys.is_empty() {
             return;
         }
+        forget_ahead(keys.iter().chain(&version_keys));
         let tokens: Vec<(String, String)> = version_keys
             .into_iter()
             .map(|k| (k, crate::random_uuid().simple().to_string()))

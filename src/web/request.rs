@@ -44,7 +44,9 @@ pub async fn scope(request: Request, next: Next) -> Response {
                 .unwrap_or(""),
         )),
     };
-    REQUEST.scope(info, next.run(request)).await
+    REQUEST
+        .scope(info, crate::cache::with_read_ahead(next.run(request)))
+        .await
 }
 
 /// An htmx request that swaps part of a page. A history restore (back button after a

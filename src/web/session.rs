@@ -104,6 +104,9 @@ impl SessionStore for DetachedStore {
 pub struct CachedStore {
     db: DetachedStore,
     cache: Cache,
+    /// whose each session is (a session's user never changes: a login gets a new id), so
+    /// its first read can fetch the member's page-view entries with it
+    users: moka::sync::Cache<Id, i64, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for CachedStore {
@@ -117,11 +120,21 @@ impl CachedStore {
         Self {
             db: DetachedStore::new(pool),
             cache,
+            users: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(IDLE.whole_seconds() as u64))
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
     fn keys(&self, id: &Id) -> (String, String) {
         self.cache.keys.session_entry(id)
+    }
+
+    fn remember_user(&self, record: &Record) {
+        if let Some(user_id) = record.data.get(USER_ID).and_then(|v| v.as_i64()) {
+            self.users.insert(record.id, user_id);
+        }
     }
 
     async fn forget(&self, id: &Id) {
@@ -144,15 +157,24 @@ impl SessionStore for CachedStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let (key, version) = self.keys(id);
+        // A member's session we have seen: the session and what the page will show of the
+        // member, in one round trip (with Redis; the in-process cache needs none).
+        if let Some(user_id) = self.users.get(id) {
+            self.cache
+                .read_ahead(self.cache.keys.page_view(id, user_id))
+                .await;
+        }
         let (cached, stamp) = self.cache.get::<Record>(&key, &version).await;
         if let Some(record) = cached.filter(|r| r.id == *id) {
             if record.expiry_date > OffsetDateTime::now_utc() {
+                self.remember_user(&record);
                 return Ok(Some(record));
             }
         }
         let record = self.db.load(id).await?;
         if let Some(r) = &record {
             self.cache.set(&key, &stamp, r, CACHE_TTL).await;
+            self.remember_user(r);
         }
         Ok(record)
     }

@@ -2,6 +2,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::web_harness::PASSWORD;
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(REDIS)
@@ -250,4 +251,60 @@ async fn a_value_read_before_a_write_but_stored_after_it_is_never_served() {
             "{backend:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_warm_page_view_with_redis_is_one_round_trip_and_no_postgres() {
+    use crate::web_harness::spawn_app_with;
+    let app = spawn_app_with(|c| c.redis_url = Some(REDIS.to_owned())).await;
+    let user = app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    // the first views store the entries and this instance learns whose session it is
+    for _ in 0..2 {
+        assert_eq!(app.get("/profile").await.status(), 200);
+    }
+    let conn = app.s.ctx.cache.redis_conn().expect("redis");
+    let before = conn.round_trips();
+    let page = app.text("/profile").await;
+    assert!(page.contains("id=\"member-code\""), "{page}");
+    assert_eq!(
+        conn.round_trips() - before,
+        1,
+        "one MGET: session, member record, points, unread count, levels"
+    );
+    // and nothing from PostgreSQL: the tables the page reads are gone, the page is not
+    let pool = &app.s.ctx.pool;
+    let rename = |from: &str, to: &str| format!("alter table {from} rename to {to}");
+    for t in [
+        "member_profiles",
+        "member_levels",
+        "point_batches",
+        "notifications",
+    ] {
+        sqlx::query(&rename(t, &format!("{t}_away")))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let r = app.get("/profile").await;
+    assert_eq!(r.status(), 200, "served from Redis alone");
+    for t in [
+        "member_profiles",
+        "member_levels",
+        "point_batches",
+        "notifications",
+    ] {
+        sqlx::query(&rename(&format!("{t}_away"), t))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    // a change made elsewhere shows at the next view
+    app.s
+        .points
+        .earn_points(earn_req(user, 1234, "O1", None))
+        .await
+        .unwrap();
+    let page = app.text("/profile").await;
+    assert!(page.contains("1,234"), "{page}");
 }

@@ -299,8 +299,11 @@ async fn receiver() -> (String, Received) {
     (url, got)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
+/// A fresh database with services on it (for setting up what `serve` will find), an API
+/// key with every scope, and one member.
+async fn database_with_a_member_and_a_key(
+    email: &str,
+) -> (TestDb, member_portal::service::Services, String, i64) {
     let db = TestDb::new().await;
     let config = member_portal::config::Config {
         database_url: db.url.clone(),
@@ -308,20 +311,23 @@ async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
     };
     let pool = member_portal::db::connect(&config, 2).await.unwrap();
     let s = member_portal::service::Services::new(
-        member_portal::service::Ctx::with_system_clock(pool.clone(), config).unwrap(),
+        member_portal::service::Ctx::with_system_clock(pool, config).unwrap(),
     );
     let key = member_portal::service::accounts::create_api_key(&s.ctx, "shop", None)
         .await
         .unwrap();
     let user = s
         .members
-        .create_member(
-            member_portal::service::members::NewMember::parse("hook@example.com", "H", None)
-                .unwrap(),
-        )
+        .create_member(member_portal::service::members::NewMember::parse(email, "M", None).unwrap())
         .await
         .unwrap()
         .user_id;
+    (db, s, key, user)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
+    let (db, s, key, user) = database_with_a_member_and_a_key("hook@example.com").await;
     let (url, got) = receiver().await;
     let secret = "a webhook secret of some length";
     let serve = ServeProcess::start(
@@ -361,7 +367,7 @@ async fn serve_delivers_a_signed_webhook_for_an_upgrade_made_through_the_api() {
         headers[member_portal::service::outbox::SIGNATURE_HEADER],
         member_portal::service::outbox::signature(secret, &body).as_str()
     );
-    let pool = &pool;
+    let pool = &s.ctx.pool;
     eventually(StdDuration::from_secs(10), "mark it delivered", || async {
         sqlx::query_scalar::<_, i64>(
             "select count(*) from notifications where user_id = $1 and delivered_at is not null",
@@ -542,27 +548,8 @@ async fn serve_emails_password_links_where_smtp_is_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unexpected_error_is_logged_once_under_the_requests_own_id() {
-    let db = TestDb::new().await;
-    let config = member_portal::config::Config {
-        database_url: db.url.clone(),
-        ..Default::default()
-    };
-    let pool = member_portal::db::connect(&config, 2).await.unwrap();
-    let s = member_portal::service::Services::new(
-        member_portal::service::Ctx::with_system_clock(pool.clone(), config).unwrap(),
-    );
-    let key = member_portal::service::accounts::create_api_key(&s.ctx, "shop", None)
-        .await
-        .unwrap();
-    let user = s
-        .members
-        .create_member(
-            member_portal::service::members::NewMember::parse("log@example.com", "L", None)
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .user_id;
+    let (db, s, key, user) = database_with_a_member_and_a_key("log@example.com").await;
+    let pool = s.ctx.pool.clone();
     let path = std::env::temp_dir().join(format!("{}-errors.log", db.name));
     let file = std::fs::File::create(&path).unwrap();
     let serve = ServeProcess::start_logging_to(&db.url, &[("RUST_LOG", "info")], file.into()).await;

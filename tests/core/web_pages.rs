@@ -269,14 +269,14 @@ async fn an_htmx_request_that_fails_gets_its_message_in_the_message_area() {
     app.member("ann@example.com").await;
     app.login("ann@example.com", PASSWORD).await;
     // the redeem button of a reward that is gone: htmx asks for its confirmation
-    let r = app
-        .client
-        .get(app.url("/rewards/999/redeem"))
-        .header("hx-request", "true")
-        .header("accept-language", "en")
-        .send()
-        .await
-        .unwrap();
+    let press = || {
+        app.client
+            .get(app.url("/rewards/999/redeem"))
+            .header("hx-request", "true")
+            .header("accept-language", "en")
+            .send()
+    };
+    let r = press().await.unwrap();
     assert_eq!(r.status(), 404, "the status stays the error's");
     assert_eq!(r.headers()["hx-retarget"], "#flash");
     assert_eq!(r.headers()["hx-reswap"], "innerHTML");
@@ -285,14 +285,7 @@ async fn an_htmx_request_that_fails_gets_its_message_in_the_message_area() {
     assert!(!html.contains("<html"), "a fragment, not a page: {html}");
     // the session's language, not the browser's, once the reader chose one
     app.post("/lang", &[("lang", "zh"), ("next", "/")]).await;
-    let r = app
-        .client
-        .get(app.url("/rewards/999/redeem"))
-        .header("hx-request", "true")
-        .header("accept-language", "en")
-        .send()
-        .await
-        .unwrap();
+    let r = press().await.unwrap();
     assert!(r.text().await.unwrap().contains("这个奖励已下架"));
     // the layout has the area it is retargeted to, and htmx is told to swap errors
     let page = app.text("/profile").await;
