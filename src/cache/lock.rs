@@ -19,15 +19,21 @@ else
 end
 "#;
 
+type Mutexes = Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>;
+
 #[derive(Clone)]
 enum Backend {
     Redis(RedisConn),
-    Local(Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>),
+    Local,
 }
 
 #[derive(Clone)]
 pub struct Locker {
     backend: Backend,
+    /// one mutex per member this instance is changing: its own operations on a member
+    /// queue here, so with Redis only one of them at a time asks Redis for the lock (and
+    /// is handed the member the moment the one before it is done, instead of polling)
+    local: Mutexes,
     keys: Keys,
     wait: Duration,
     ttl: Duration,
@@ -35,17 +41,19 @@ pub struct Locker {
 }
 
 /// Held while a member's points change; give it back with [`Locker::release`].
-pub enum LockGuard {
+pub struct LockGuard {
+    user_id: i64,
+    local: OwnedMutexGuard<()>,
+    redis: Held,
+}
+
+enum Held {
     Redis {
         key: String,
         token: String,
     },
-    Local {
-        user_id: i64,
-        _guard: OwnedMutexGuard<()>,
-    },
-    /// Redis failed: the operation goes on under the row lock alone.
-    None,
+    /// no Redis, or Redis failed: the instance's own mutex and the row lock
+    Nothing,
 }
 
 impl Locker {
@@ -54,12 +62,13 @@ impl Locker {
     }
 
     pub fn local(keys: Keys, wait: Duration) -> Self {
-        Self::with_backend(Backend::Local(Arc::default()), keys, wait, Duration::ZERO)
+        Self::with_backend(Backend::Local, keys, wait, Duration::ZERO)
     }
 
     fn with_backend(backend: Backend, keys: Keys, wait: Duration, ttl: Duration) -> Self {
         Self {
             backend,
+            local: Arc::default(),
             keys,
             wait,
             ttl,
@@ -71,9 +80,27 @@ impl Locker {
     /// `CONCURRENT_OPERATION`.
     pub async fn acquire(&self, user_id: i64) -> Result<LockGuard, Error> {
         let started = Instant::now();
-        let result = match &self.backend {
-            Backend::Local(map) => self.acquire_local(map, user_id).await,
-            Backend::Redis(conn) => self.acquire_redis(conn, user_id).await,
+        let deadline = started + self.wait;
+        let result = match self.acquire_local(user_id).await {
+            Err(e) => Err(e),
+            Ok(local) => match &self.backend {
+                Backend::Local => Ok(LockGuard {
+                    user_id,
+                    local,
+                    redis: Held::Nothing,
+                }),
+                Backend::Redis(conn) => match self.acquire_redis(conn, user_id, deadline).await {
+                    Ok(redis) => Ok(LockGuard {
+                        user_id,
+                        local,
+                        redis,
+                    }),
+                    Err(e) => {
+                        self.forget_local(user_id, local);
+                        Err(e)
+                    }
+                },
+            },
         };
         let waited = started.elapsed().as_secs_f64();
         metrics::histogram!("member_system_lock_wait_seconds").record(waited);
@@ -83,28 +110,34 @@ impl Locker {
         result
     }
 
-    async fn acquire_local(
-        &self,
-        map: &Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
-        user_id: i64,
-    ) -> Result<LockGuard, Error> {
+    async fn acquire_local(&self, user_id: i64) -> Result<OwnedMutexGuard<()>, Error> {
         let mutex = {
-            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(user_id).or_default().clone()
         };
-        match tokio::time::timeout(self.wait, mutex.lock_owned()).await {
-            Ok(guard) => Ok(LockGuard::Local {
-                user_id,
-                _guard: guard,
-            }),
-            Err(_) => Err(Error::ConcurrentOperation),
+        tokio::time::timeout(self.wait, mutex.lock_owned())
+            .await
+            .map_err(|_| Error::ConcurrentOperation)
+    }
+
+    /// Drops the instance's mutex of a member, forgetting it when nobody else holds or
+    /// waits for it.
+    fn forget_local(&self, user_id: i64, guard: OwnedMutexGuard<()>) {
+        drop(guard);
+        let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&user_id).is_some_and(|m| Arc::strong_count(m) == 1) {
+            map.remove(&user_id);
         }
     }
 
-    async fn acquire_redis(&self, conn: &RedisConn, user_id: i64) -> Result<LockGuard, Error> {
+    async fn acquire_redis(
+        &self,
+        conn: &RedisConn,
+        user_id: i64,
+        deadline: Instant,
+    ) -> Result<Held, Error> {
         let key = self.keys.points_lock(user_id);
         let token = crate::random_uuid().to_string();
-        let deadline = Instant::now() + self.wait;
         let mut pause = Duration::from_millis(2);
         loop {
             let (k, t, ttl) = (key.clone(), token.clone(), self.ttl.as_secs().max(1));
@@ -121,11 +154,11 @@ impl Locker {
                 })
                 .await;
             match taken {
-                Ok(Some(_)) => return Ok(LockGuard::Redis { key, token }),
+                Ok(Some(_)) => return Ok(Held::Redis { key, token }),
                 Ok(None) => {}
                 Err(e) => {
                     warn_fallback(&e);
-                    return Ok(LockGuard::None);
+                    return Ok(Held::Nothing);
                 }
             }
             let now = Instant::now();
@@ -142,29 +175,24 @@ impl Locker {
     /// Gives the lock back: compare-and-delete in Redis, so a lease that ran out and was
     /// taken by someone else is left alone.
     pub async fn release(&self, guard: LockGuard) {
-        match (guard, &self.backend) {
-            (LockGuard::Redis { key, token }, Backend::Redis(conn)) => {
-                let script = self.release.clone();
-                let result = conn
-                    .run(|mut c| async move {
-                        script.key(key).arg(token).invoke_async::<i64>(&mut c).await
-                    })
-                    .await;
-                if let Err(e) = result {
-                    // The lease runs out by itself.
-                    warn_fallback(&e);
-                }
+        let LockGuard {
+            user_id,
+            local,
+            redis,
+        } = guard;
+        if let (Held::Redis { key, token }, Backend::Redis(conn)) = (redis, &self.backend) {
+            let script = self.release.clone();
+            let result =
+                conn.run(|mut c| async move {
+                    script.key(key).arg(token).invoke_async::<i64>(&mut c).await
+                })
+                .await;
+            if let Err(e) = result {
+                // The lease runs out by itself.
+                warn_fallback(&e);
             }
-            (LockGuard::Local { user_id, _guard }, Backend::Local(map)) => {
-                drop(_guard);
-                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-                // Forget the mutex when nobody else holds or waits for it.
-                if map.get(&user_id).is_some_and(|m| Arc::strong_count(m) == 1) {
-                    map.remove(&user_id);
-                }
-            }
-            _ => {}
         }
+        self.forget_local(user_id, local);
     }
 }
 
@@ -189,11 +217,8 @@ mod tests {
         locker.release(other).await;
         let again = locker.acquire(7).await.unwrap();
         locker.release(again).await;
-        let Backend::Local(map) = &locker.backend else {
-            unreachable!()
-        };
         assert!(
-            map.lock().unwrap().is_empty(),
+            locker.local.lock().unwrap().is_empty(),
             "released mutexes are forgotten"
         );
     }
