@@ -21,6 +21,9 @@ end
 
 type Mutexes = Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>;
 
+/// How long the lock leaves Redis alone after a failure.
+const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 enum Backend {
     Redis(RedisConn),
@@ -34,6 +37,9 @@ pub struct Locker {
     /// queue here, so with Redis only one of them at a time asks Redis for the lock (and
     /// is handed the member the moment the one before it is done, instead of polling)
     local: Mutexes,
+    /// until when Redis is not asked again after it failed: the operations queued behind
+    /// one that waited out a Redis timeout go on under the row lock at once
+    redis_down_until: Arc<Mutex<Option<Instant>>>,
     keys: Keys,
     wait: Duration,
     ttl: Duration,
@@ -69,6 +75,7 @@ impl Locker {
         Self {
             backend,
             local: Arc::default(),
+            redis_down_until: Arc::default(),
             keys,
             wait,
             ttl,
@@ -136,6 +143,13 @@ impl Locker {
         user_id: i64,
         deadline: Instant,
     ) -> Result<Held, Error> {
+        let down = *self
+            .redis_down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if down.is_some_and(|until| Instant::now() < until) {
+            return Ok(Held::Nothing);
+        }
         let key = self.keys.points_lock(user_id);
         let token = crate::random_uuid().to_string();
         let mut pause = Duration::from_millis(2);
@@ -158,6 +172,11 @@ impl Locker {
                 Ok(None) => {}
                 Err(e) => {
                     warn_fallback(&e);
+                    *self
+                        .redis_down_until
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) =
+                        Some(Instant::now() + REDIS_RETRY_AFTER);
                     return Ok(Held::Nothing);
                 }
             }
