@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
-use super::{Keys, RedisConn, RedisFailure};
+use super::{Cache, Keys, RedisConn, RedisFailure};
 use crate::error::Error;
 
 const RELEASE_SCRIPT: &str = r#"
@@ -189,6 +189,51 @@ impl Locker {
             tokio::time::sleep((pause + jitter).min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(25));
         }
+    }
+
+    /// After a change to these members: drops their cache entries, then gives the lock
+    /// back, with Redis in one round trip (the release rides in the invalidation's
+    /// pipeline).
+    pub async fn release_after_invalidating(
+        &self,
+        guard: LockGuard,
+        cache: &Cache,
+        user_ids: &[i64],
+    ) {
+        let LockGuard {
+            user_id,
+            local,
+            redis,
+        } = guard;
+        let redis = match redis {
+            Held::Redis { key, token } if matches!(self.backend, Backend::Redis(_)) => {
+                let mut release = redis::cmd("EVAL");
+                release.arg(RELEASE_SCRIPT).arg(1).arg(&key).arg(&token);
+                if cache.invalidate_members_then(user_ids, Some(release)).await {
+                    Held::Nothing
+                } else {
+                    Held::Redis { key, token }
+                }
+            }
+            other => {
+                // without the Redis lock, nothing waits on this invalidation (nor on a
+                // Redis that is down): the member is handed on first
+                self.release(LockGuard {
+                    user_id,
+                    local,
+                    redis: other,
+                })
+                .await;
+                cache.invalidate_members(user_ids).await;
+                return;
+            }
+        };
+        self.release(LockGuard {
+            user_id,
+            local,
+            redis,
+        })
+        .await;
     }
 
     /// Gives the lock back: compare-and-delete in Redis, so a lease that ran out and was

@@ -546,8 +546,19 @@ impl Cache {
     /// Deletes entries and replaces version tokens, in one pipeline (one round trip
     /// however many members).
     pub async fn invalidate(&self, keys: Vec<String>, version_keys: Vec<String>) {
-        if keys.is_empty() && version_keys.is_empty() {
-            return;
+        self.invalidate_then(keys, version_keys, None).await;
+    }
+
+    /// As [`Self::invalidate`], with Redis running `then` last in the same pipeline;
+    /// whether it was sent (not with the in-process cache).
+    async fn invalidate_then(
+        &self,
+        keys: Vec<String>,
+        version_keys: Vec<String>,
+        then: Option<redis::Cmd>,
+    ) -> bool {
+        if keys.is_empty() && version_keys.is_empty() && then.is_none() {
+            return false;
         }
         forget_ahead(keys.iter().chain(&version_keys));
         let tokens: Vec<(String, String)> = version_keys
@@ -563,6 +574,7 @@ impl Cache {
                 for k in keys {
                     store.invalidate(&k);
                 }
+                false
             }
             Backend::Redis(conn) => {
                 let secs = self.version_ttl.as_secs().max(1);
@@ -580,6 +592,9 @@ impl Cache {
                         for k in &keys {
                             pipe.del(k).ignore();
                         }
+                        if let Some(cmd) = &then {
+                            pipe.add_command(cmd.clone()).ignore();
+                        }
                         pipe.query_async::<()>(&mut c).await
                     })
                     .await;
@@ -587,12 +602,23 @@ impl Cache {
                     // The entries may now outlive the change; their TTL bounds how long.
                     self.fallback("invalidate", &e);
                 }
+                true
             }
         }
     }
 
     /// Drops the profile, points and unread-count entries of these members.
     pub async fn invalidate_members(&self, user_ids: &[i64]) {
+        self.invalidate_members_then(user_ids, None).await;
+    }
+
+    /// As [`Self::invalidate_members`], with Redis running `then` in the same round trip
+    /// (the points lock's release); whether it was sent.
+    pub(crate) async fn invalidate_members_then(
+        &self,
+        user_ids: &[i64],
+        then: Option<redis::Cmd>,
+    ) -> bool {
         let keys = user_ids
             .iter()
             .flat_map(|&u| {
@@ -607,7 +633,7 @@ impl Cache {
             .iter()
             .map(|&u| self.keys.member_version(u))
             .collect();
-        self.invalidate(keys, versions).await;
+        self.invalidate_then(keys, versions, then).await
     }
 
     /// Drops the cached copies of these sessions (by their ids as stored), so an ended

@@ -127,9 +127,12 @@ impl Ctx {
     {
         let guard = self.locker.acquire(user_id).await?;
         let result = op().await;
-        self.locker.release(guard).await;
         if result.is_ok() {
-            self.cache.invalidate_members(&[user_id]).await;
+            self.locker
+                .release_after_invalidating(guard, &self.cache, &[user_id])
+                .await;
+        } else {
+            self.locker.release(guard).await;
         }
         result
     }

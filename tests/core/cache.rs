@@ -308,3 +308,35 @@ async fn a_warm_page_view_with_redis_is_one_round_trip_and_no_postgres() {
     let page = app.text("/profile").await;
     assert!(page.contains("1,234"), "{page}");
 }
+
+#[tokio::test]
+async fn an_earn_with_redis_takes_the_lock_and_gives_it_back_with_the_invalidation() {
+    let h = Harness::with(Backend::Redis, |_| {}).await;
+    let user = h.member().await;
+    h.earn(user, 10, "FIRST").await.unwrap();
+    h.s.members.get_member_profile(user).await.unwrap();
+    let conn = h.s.ctx.cache.redis_conn().expect("redis");
+    let before = conn.round_trips();
+    h.earn(user, 10, "SECOND").await.unwrap();
+    assert_eq!(
+        conn.round_trips() - before,
+        2,
+        "SET NX for the lock; then one pipeline: new version, entries dropped, lock released"
+    );
+    let lock: Option<String> = redis::cmd("GET")
+        .arg(h.s.ctx.cache.keys.points_lock(user))
+        .query_async(&mut redis().await)
+        .await
+        .unwrap();
+    assert_eq!(lock, None, "released");
+    assert_eq!(
+        h.s.members
+            .get_member_profile(user)
+            .await
+            .unwrap()
+            .points
+            .available,
+        20,
+        "the entry read before the earn is not served after it"
+    );
+}
