@@ -88,27 +88,25 @@ impl Locker {
     pub async fn acquire(&self, user_id: i64) -> Result<LockGuard, Error> {
         let started = Instant::now();
         let deadline = started + self.wait;
-        let result = match self.acquire_local(user_id).await {
-            Err(e) => Err(e),
-            Ok(local) => match &self.backend {
-                Backend::Local => Ok(LockGuard {
-                    user_id,
-                    local,
-                    redis: Held::Nothing,
-                }),
+        let result = async {
+            let local = self.acquire_local(user_id).await?;
+            let redis = match &self.backend {
+                Backend::Local => Held::Nothing,
                 Backend::Redis(conn) => match self.acquire_redis(conn, user_id, deadline).await {
-                    Ok(redis) => Ok(LockGuard {
-                        user_id,
-                        local,
-                        redis,
-                    }),
+                    Ok(held) => held,
                     Err(e) => {
                         self.forget_local(user_id, local);
-                        Err(e)
+                        return Err(e);
                     }
                 },
-            },
-        };
+            };
+            Ok(LockGuard {
+                user_id,
+                local,
+                redis,
+            })
+        }
+        .await;
         let waited = started.elapsed().as_secs_f64();
         metrics::histogram!("member_system_lock_wait_seconds").record(waited);
         if result.is_err() {
@@ -200,40 +198,18 @@ impl Locker {
         cache: &Cache,
         user_ids: &[i64],
     ) {
-        let LockGuard {
-            user_id,
-            local,
-            redis,
-        } = guard;
-        let redis = match redis {
-            Held::Redis { key, token } if matches!(self.backend, Backend::Redis(_)) => {
-                let mut release = redis::cmd("EVAL");
-                release.arg(RELEASE_SCRIPT).arg(1).arg(&key).arg(&token);
-                if cache.invalidate_members_then(user_ids, Some(release)).await {
-                    Held::Nothing
-                } else {
-                    Held::Redis { key, token }
-                }
-            }
-            other => {
-                // without the Redis lock, nothing waits on this invalidation (nor on a
-                // Redis that is down): the member is handed on first
-                self.release(LockGuard {
-                    user_id,
-                    local,
-                    redis: other,
-                })
-                .await;
-                cache.invalidate_members(user_ids).await;
+        if let Held::Redis { key, token } = &guard.redis {
+            let mut release = redis::cmd("EVAL");
+            release.arg(RELEASE_SCRIPT).arg(1).arg(key).arg(token);
+            if cache.invalidate_members_then(user_ids, Some(release)).await {
+                self.forget_local(guard.user_id, guard.local);
                 return;
             }
-        };
-        self.release(LockGuard {
-            user_id,
-            local,
-            redis,
-        })
-        .await;
+        }
+        // Without the Redis lock nothing waits on the invalidation (nor on a Redis that is
+        // down): the member is handed on first.
+        self.release(guard).await;
+        cache.invalidate_members(user_ids).await;
     }
 
     /// Gives the lock back: compare-and-delete in Redis, so a lease that ran out and was
