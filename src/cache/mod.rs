@@ -165,6 +165,8 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub redis_fallbacks: AtomicU64,
+    /// Redis hits served from this instance's parsed copy (no entry read, no JSON parsed).
+    pub copy_hits: AtomicU64,
     /// The exported series, looked up once: `counter!` finds its series by name on every
     /// call, and a page view counts five cache reads.
     hits_metric: metrics::Counter,
@@ -177,6 +179,7 @@ impl Default for CacheStats {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             redis_fallbacks: AtomicU64::new(0),
+            copy_hits: AtomicU64::new(0),
             hits_metric: metrics::counter!("member_system_cache_hits_total"),
             misses_metric: metrics::counter!("member_system_cache_misses_total"),
         }
@@ -237,9 +240,25 @@ impl Fence {
     }
 }
 
+/// With Redis, the values this instance last read or stored, parsed, each with the stamp
+/// (version token @ epoch) it was stored under and a deadline. A copy is served only when
+/// the version and epoch just read from Redis still give that stamp, so it is exactly as
+/// fresh as the Redis entry it stands for; a warm page view then reads only version keys
+/// and parses nothing.
+type Copies = moka::sync::Cache<
+    String,
+    (Arc<str>, Arc<dyn std::any::Any + Send + Sync>, Instant),
+    foldhash::fast::RandomState,
+>;
+
+/// How long a parsed copy lives at most (entries' own TTLs are longer; a copy is
+/// re-validated on every read, the bound only keeps the map small).
+const COPY_TTL: Duration = Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct Cache {
     backend: Backend,
+    copies: Copies,
     pub keys: Keys,
     pub stats: Arc<CacheStats>,
     fence: Arc<Fence>,
@@ -279,14 +298,26 @@ pub async fn with_read_ahead<F: Future>(f: F) -> F::Output {
     AHEAD.scope(RefCell::new(HashMap::new()), f).await
 }
 
-/// The read-ahead answers for all of `keys`, if every one was read ahead.
-fn ahead(keys: &[&str]) -> Option<Vec<Option<String>>> {
+/// The stamp of a version token and epoch as Redis answered them.
+fn stamp_of(version: Option<String>, epoch: Option<String>) -> Stamp {
+    let (version, epoch) = (version.unwrap_or_default(), epoch.unwrap_or_default());
+    Stamp(Some(Arc::from(format!("{version}@{epoch}"))))
+}
+
+/// What was read ahead for an entry: the entry itself (None when it was not read, because
+/// a parsed copy stood for it) and the stamp its version and the epoch give; None unless
+/// both of those were read ahead.
+fn ahead_entry(
+    key: &str,
+    version_key: &str,
+    epoch_key: &str,
+) -> Option<(Option<Option<String>>, Stamp)> {
     AHEAD
         .try_with(|m| {
             let m = m.borrow();
-            keys.iter()
-                .map(|k| m.get(*k).cloned())
-                .collect::<Option<Vec<_>>>()
+            let version = m.get(version_key)?.clone();
+            let epoch = m.get(epoch_key)?.clone();
+            Some((m.get(key).cloned(), stamp_of(version, epoch)))
         })
         .ok()
         .flatten()
@@ -305,8 +336,10 @@ fn forget_ahead<'a>(keys: impl IntoIterator<Item = &'a String>) {
 impl Cache {
     /// Reads `pairs` (entry key, version key) and the epoch in one `MGET`, for the
     /// [`Self::get`]s of this request that follow: a page view reads everything it shows
-    /// in one round trip. Nothing with the in-process cache, outside a request, or when
-    /// Redis fails (each `get` then asks for itself, as without it).
+    /// in one round trip. An entry this instance holds a parsed copy of is not read, only
+    /// its version (the copy is served if the version still matches). Nothing with the
+    /// in-process cache, outside a request, or when Redis fails (each `get` then asks for
+    /// itself, as without it).
     pub async fn read_ahead(&self, pairs: Vec<(String, String)>) {
         let Backend::Redis(conn) = &self.backend else {
             return;
@@ -316,7 +349,8 @@ impl Cache {
         }
         let mut keys: Vec<String> = Vec::with_capacity(pairs.len() * 2 + 1);
         for (k, v) in pairs {
-            for key in [k, v] {
+            let entry = (!self.copies.contains_key(&k)).then_some(k);
+            for key in entry.into_iter().chain([v]) {
                 if !keys.contains(&key) {
                     keys.push(key);
                 }
@@ -345,6 +379,10 @@ impl Cache {
     pub fn redis(conn: RedisConn, keys: Keys, longest_ttl: Duration) -> Self {
         Self {
             backend: Backend::Redis(conn),
+            copies: moka::sync::Cache::builder()
+                .max_capacity(50_000)
+                .time_to_live(COPY_TTL)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             keys,
             stats: Arc::default(),
             fence: Arc::default(),
@@ -362,6 +400,10 @@ impl Cache {
             .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             backend: Backend::Local(store),
+            // the in-process cache holds values as they are; it needs no copies
+            copies: moka::sync::Cache::builder()
+                .max_capacity(0)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             keys,
             stats: Arc::default(),
             fence: Arc::default(),
@@ -406,38 +448,41 @@ impl Cache {
                 if !self.fenced(conn).await {
                     return self.miss(Stamp(None));
                 }
-                let keys = [key.to_owned(), version_key.to_owned(), self.keys.epoch()];
-                let answer = match ahead(&[key, version_key, &keys[2]]) {
-                    Some(read) => Ok(read),
-                    None => {
-                        conn.run(|mut c| async move {
-                            redis::cmd("MGET")
-                                .arg(&keys)
-                                .query_async::<Vec<Option<String>>>(&mut c)
-                                .await
-                        })
-                        .await
+                let epoch_key = self.keys.epoch();
+                // the version and epoch read ahead: a copy that still matches needs no more
+                if let Some((raw, stamp)) = ahead_entry(key, version_key, &epoch_key) {
+                    if let Some(v) = self.copy::<T>(key, &stamp) {
+                        return self.copy_hit(v, stamp);
                     }
-                };
-                match answer {
+                    if let Some(raw) = raw {
+                        return self.parsed(key, raw, stamp);
+                    }
+                }
+                let keys = [key.to_owned(), version_key.to_owned(), epoch_key];
+                let answer = conn
+                    .run(|mut c| async move {
+                        redis::cmd("MGET")
+                            .arg(&keys)
+                            .query_async::<Vec<Option<String>>>(&mut c)
+                            .await
+                    })
+                    .await;
+                return match answer {
                     Ok(v) if v.len() == 3 => {
                         let mut v = v.into_iter();
                         let raw = v.next().flatten();
-                        let version = v.next().flatten().unwrap_or_default();
-                        let epoch = v.next().flatten().unwrap_or_default();
-                        let stamp = Stamp(Some(Arc::from(format!("{version}@{epoch}"))));
-                        let value = raw
-                            .and_then(|r| serde_json::from_str::<EnvelopeIn<T>>(&r).ok())
-                            .filter(|e| stamp.0.as_deref() == Some(e.v.as_str()))
-                            .map(|e| e.d);
-                        (value, stamp)
+                        let stamp = stamp_of(v.next().flatten(), v.next().flatten());
+                        match self.copy::<T>(key, &stamp) {
+                            Some(value) => self.copy_hit(value, stamp),
+                            None => self.parsed(key, raw, stamp),
+                        }
                     }
-                    Ok(_) => return self.miss(Stamp(None)),
+                    Ok(_) => self.miss(Stamp(None)),
                     Err(e) => {
                         self.fallback("get", &e);
-                        return self.miss(Stamp(None));
+                        self.miss(Stamp(None))
                     }
-                }
+                };
             }
         };
         match value {
@@ -469,6 +514,52 @@ impl Cache {
         let v = load().await?;
         self.set(key, &stamp, &v, ttl).await;
         Ok(v)
+    }
+
+    /// This instance's parsed copy of `key`, if it was stored under `stamp`.
+    fn copy<T: Cacheable>(&self, key: &str, stamp: &Stamp) -> Option<T> {
+        let want = stamp.0.as_deref()?;
+        let (have, data, deadline) = self.copies.get(key)?;
+        (*have == *want && deadline > Instant::now())
+            .then(|| data.downcast_ref::<T>().cloned())
+            .flatten()
+    }
+
+    fn keep_copy<T: Cacheable>(&self, key: &str, stamp: &Stamp, value: &T, ttl: Duration) {
+        if let Some(v) = &stamp.0 {
+            let deadline = Instant::now() + ttl.min(COPY_TTL);
+            self.copies.insert(
+                key.to_owned(),
+                (v.clone(), Arc::new(value.clone()), deadline),
+            );
+        }
+    }
+
+    fn copy_hit<T>(&self, value: T, stamp: Stamp) -> (Option<T>, Stamp) {
+        self.stats.copy_hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.hit();
+        (Some(value), stamp)
+    }
+
+    /// A Redis entry as read: served (and kept as a copy) if it carries `stamp`.
+    fn parsed<T: Cacheable>(
+        &self,
+        key: &str,
+        raw: Option<String>,
+        stamp: Stamp,
+    ) -> (Option<T>, Stamp) {
+        let value = raw
+            .and_then(|r| serde_json::from_str::<EnvelopeIn<T>>(&r).ok())
+            .filter(|e| stamp.0.as_deref() == Some(e.v.as_str()))
+            .map(|e| e.d);
+        match value {
+            Some(v) => {
+                self.keep_copy(key, &stamp, &v, COPY_TTL);
+                self.stats.hit();
+                (Some(v), stamp)
+            }
+            None => self.miss(stamp),
+        }
     }
 
     fn miss<T>(&self, stamp: Stamp) -> (Option<T>, Stamp) {
@@ -523,6 +614,7 @@ impl Cache {
                 let Ok(raw) = serde_json::to_string(&EnvelopeOut { v, d: value }) else {
                     return;
                 };
+                self.keep_copy(key, stamp, value, ttl);
                 let k = key.to_owned();
                 let secs = ttl.as_secs().max(1);
                 if let Err(e) = conn
@@ -561,6 +653,9 @@ impl Cache {
             return false;
         }
         forget_ahead(keys.iter().chain(&version_keys));
+        for k in &keys {
+            self.copies.invalidate(k);
+        }
         let tokens: Vec<(String, String)> = version_keys
             .into_iter()
             .map(|k| (k, crate::random_uuid().simple().to_string()))

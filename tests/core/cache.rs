@@ -340,3 +340,44 @@ async fn an_earn_with_redis_takes_the_lock_and_gives_it_back_with_the_invalidati
         "the entry read before the earn is not served after it"
     );
 }
+
+#[tokio::test]
+async fn a_warm_page_view_with_redis_parses_nothing_yet_shows_what_another_instance_wrote() {
+    use crate::web_harness::spawn_app_with;
+    use member_portal::service::{Ctx, Services};
+    let app = spawn_app_with(|c| c.redis_url = Some(REDIS.to_owned())).await;
+    let user = app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    for _ in 0..2 {
+        assert_eq!(app.get("/profile").await.status(), 200);
+    }
+    let stats = &app.s.ctx.cache.stats;
+    let conn = app.s.ctx.cache.redis_conn().expect("redis");
+    let (copies, trips) = (stats.copy_hits.load(Ordering::Relaxed), conn.round_trips());
+    let page = app.text("/profile").await;
+    assert!(page.contains("id=\"member-code\""), "{page}");
+    assert_eq!(conn.round_trips() - trips, 1, "one MGET of the versions");
+    assert_eq!(
+        stats.copy_hits.load(Ordering::Relaxed) - copies,
+        5,
+        "session, member record, points, unread count and levels from the parsed copies"
+    );
+
+    // a second instance on the same Redis and database: its write reaches this one only
+    // through the version keys, which the copies are checked against
+    let other = Services::new(
+        Ctx::new(
+            app.s.ctx.pool.clone(),
+            app.config.clone(),
+            std::sync::Arc::new(app.clock.clone()),
+        )
+        .unwrap(),
+    );
+    other
+        .points
+        .earn_points(earn_req(user, 1234, "ELSEWHERE", None))
+        .await
+        .unwrap();
+    let page = app.text("/profile").await;
+    assert!(page.contains("1,234"), "the other instance's earn shows: {page}");
+}
