@@ -133,7 +133,10 @@ impl CachedStore {
 
     fn remember_user(&self, record: &Record) {
         if let Some(user_id) = record.data.get(USER_ID).and_then(|v| v.as_i64()) {
-            self.users.insert(record.id, user_id);
+            // an insert is a write to the memo (bookkeeping, eviction): only when it changes
+            if self.users.get(&record.id) != Some(user_id) {
+                self.users.insert(record.id, user_id);
+            }
         }
     }
 
