@@ -144,6 +144,26 @@ impl RedisConn {
         }
     }
 
+    /// `MGET` of `keys`: one answer per key, in order.
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<String>>, RedisFailure> {
+        let values = self
+            .run(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(keys)
+                    .query_async::<Vec<Option<String>>>(&mut c)
+                    .await
+            })
+            .await?;
+        if values.len() == keys.len() {
+            Ok(values)
+        } else {
+            Err(RedisFailure::Error(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "MGET answered a different number of values",
+            ))))
+        }
+    }
+
     pub async fn ping(&self) -> bool {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
@@ -357,20 +377,10 @@ impl Cache {
             }
         }
         keys.push(self.keys.epoch());
-        let asked = keys.clone();
-        let answer = conn
-            .run(|mut c| async move {
-                redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async::<Vec<Option<String>>>(&mut c)
-                    .await
-            })
-            .await;
-        match answer {
-            Ok(values) if values.len() == asked.len() => {
-                let _ = AHEAD.try_with(|m| m.borrow_mut().extend(asked.into_iter().zip(values)));
+        match conn.mget(&keys).await {
+            Ok(values) => {
+                let _ = AHEAD.try_with(|m| m.borrow_mut().extend(keys.into_iter().zip(values)));
             }
-            Ok(_) => {}
             Err(e) => self.fallback("get", &e),
         }
     }
@@ -459,16 +469,8 @@ impl Cache {
                     }
                 }
                 let keys = [key.to_owned(), version_key.to_owned(), epoch_key];
-                let answer = conn
-                    .run(|mut c| async move {
-                        redis::cmd("MGET")
-                            .arg(&keys)
-                            .query_async::<Vec<Option<String>>>(&mut c)
-                            .await
-                    })
-                    .await;
-                return match answer {
-                    Ok(v) if v.len() == 3 => {
+                return match conn.mget(&keys).await {
+                    Ok(v) => {
                         let mut v = v.into_iter();
                         let raw = v.next().flatten();
                         let stamp = stamp_of(v.next().flatten(), v.next().flatten());
@@ -477,7 +479,6 @@ impl Cache {
                             None => self.parsed(key, raw, stamp),
                         }
                     }
-                    Ok(_) => self.miss(Stamp(None)),
                     Err(e) => {
                         self.fallback("get", &e);
                         self.miss(Stamp(None))
