@@ -379,5 +379,8 @@ async fn a_warm_page_view_with_redis_parses_nothing_yet_shows_what_another_insta
         .await
         .unwrap();
     let page = app.text("/profile").await;
-    assert!(page.contains("1,234"), "the other instance's earn shows: {page}");
+    assert!(
+        page.contains("1,234"),
+        "the other instance's earn shows: {page}"
+    );
 }
