@@ -43,6 +43,11 @@ pub struct Config {
     pub lock_wait: Duration,
     /// Lease of the per-member Redis lock.
     pub lock_ttl: Duration,
+    /// With Redis, take the per-member Redis lock before a points change (the default).
+    /// `REDIS_POINTS_LOCK=false` leaves instances to queue on PostgreSQL's row lock, which
+    /// is what keeps the ledger right either way; an instance's own operations still queue
+    /// on its in-process mutex.
+    pub redis_points_lock: bool,
     /// Proxies whose `X-Forwarded-For` names the client (login throttling counts per
     /// client address). Empty: the socket's peer is the client.
     pub trusted_proxies: Vec<crate::client_ip::IpRange>,
@@ -481,6 +486,7 @@ impl Config {
             redis_key_prefix,
             lock_wait: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(30),
+            redis_points_lock: boolean("REDIS_POINTS_LOCK", true)?,
             trusted_proxies,
             max_connections: int("MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
             header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 10, 1)?,
@@ -593,6 +599,7 @@ mod tests {
             ("MEMBER_DAILY_POINTS_LIMIT", "lots"),
             ("MEMBER_DAILY_POINTS_LIMIT", "-5"),
             ("MEMBER_AUTO_UPGRADE", "maybe"),
+            ("REDIS_POINTS_LOCK", "sometimes"),
             ("BIND_ADDR", "localhost"),
             ("MEMBER_TIMEZONE", "Asia Shanghai"),
             ("DATABASE_URL", "mysql://x"),
@@ -634,11 +641,14 @@ mod tests {
             ("MEMBER_DAILY_POINTS_LIMIT", "7000"),
             ("MEMBER_AUTO_UPGRADE", "false"),
             ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("REDIS_POINTS_LOCK", "false"),
             ("MEMBER_TIMEZONE", "UTC"),
         ]))
         .unwrap();
         assert_eq!(c.daily_points_limit, 7000);
         assert!(!c.auto_upgrade);
+        assert!(!c.redis_points_lock);
+        assert!(Config::default().redis_points_lock, "the spec's lock by default");
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(c.member_timezone, "UTC");
     }

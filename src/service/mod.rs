@@ -87,10 +87,17 @@ impl Ctx {
         let (cache, locker) = match &config.redis_url {
             Some(url) => {
                 let conn = RedisConn::new(url, config.redis_operation_timeout)?;
-                (
-                    Cache::redis(conn.clone(), keys.clone(), longest_ttl),
-                    Locker::redis(conn, keys, config.lock_wait, config.lock_ttl),
-                )
+                let locker = if config.redis_points_lock {
+                    Locker::redis(
+                        conn.clone(),
+                        keys.clone(),
+                        config.lock_wait,
+                        config.lock_ttl,
+                    )
+                } else {
+                    Locker::local(keys.clone(), config.lock_wait)
+                };
+                (Cache::redis(conn, keys, longest_ttl), locker)
             }
             None => (
                 Cache::local(keys.clone(), longest_ttl),

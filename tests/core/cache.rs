@@ -342,6 +342,35 @@ async fn an_earn_with_redis_takes_the_lock_and_gives_it_back_with_the_invalidati
 }
 
 #[tokio::test]
+async fn an_earn_with_redis_but_no_redis_lock_makes_one_round_trip() {
+    let h = Harness::with(Backend::Redis, |c| c.redis_points_lock = false).await;
+    let user = h.member().await;
+    h.earn(user, 10, "FIRST").await.unwrap();
+    h.s.members.get_member_profile(user).await.unwrap();
+    let conn = h.s.ctx.cache.redis_conn().expect("redis");
+    let before = conn.round_trips();
+    let keys: Vec<String> = (0..8).map(|i| format!("E{i}")).collect();
+    let earns = keys.iter().map(|k| h.earn(user, 10, k));
+    let results = futures_util::future::join_all(earns).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        conn.round_trips() - before,
+        8,
+        "one pipeline per earn (new version, entries dropped), no SET NX and no release"
+    );
+    assert_eq!(
+        h.s.members
+            .get_member_profile(user)
+            .await
+            .unwrap()
+            .points
+            .available,
+        90,
+        "each earn made stale what was read before it"
+    );
+}
+
+#[tokio::test]
 async fn a_warm_page_view_with_redis_parses_nothing_yet_shows_what_another_instance_wrote() {
     use crate::web_harness::spawn_app_with;
     use member_portal::service::{Ctx, Services};

@@ -200,6 +200,16 @@ struct Reply {
 
 impl Fleet {
     async fn start(database_url: &str, redis: Option<(&str, &str)>, n: usize) -> Self {
+        Self::start_with(database_url, redis, n, &[]).await
+    }
+
+    /// `extra`: more environment for every instance.
+    async fn start_with(
+        database_url: &str,
+        redis: Option<(&str, &str)>,
+        n: usize,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let config = Config {
             database_url: database_url.to_owned(),
             ..Default::default()
@@ -231,6 +241,11 @@ impl Fleet {
             env.push(("REDIS_URL".to_owned(), url.to_owned()));
             env.push(("REDIS_KEY_PREFIX".to_owned(), prefix.to_owned()));
         }
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let mut instances = Vec::new();
         for _ in 0..n {
             instances.push(Instance::start(env.clone()).await);
@@ -330,10 +345,24 @@ async fn post_until_final(
 
 /// 200 concurrent uses of 10 against 1000 points, spread over two instances.
 async fn overdraft_race(redis: Option<&mut PrivateRedis>, kill_redis_midway: bool) {
+    overdraft_race_with(redis, kill_redis_midway, &[]).await;
+}
+
+async fn overdraft_race_with(
+    redis: Option<&mut PrivateRedis>,
+    kill_redis_midway: bool,
+    extra: &[(&str, &str)],
+) {
     let db = TestDb::new().await;
     let prefix = format!("{}:", db.name);
     let url = redis.as_ref().map(|r| r.url.clone());
-    let fleet = Fleet::start(&db.url, url.as_deref().map(|u| (u, prefix.as_str())), 2).await;
+    let fleet = Fleet::start_with(
+        &db.url,
+        url.as_deref().map(|u| (u, prefix.as_str())),
+        2,
+        extra,
+    )
+    .await;
     let bases = fleet.bases();
     let r = post_until_final(
         &fleet.http,
@@ -396,6 +425,12 @@ async fn overdraft_race(redis: Option<&mut PrivateRedis>, kill_redis_midway: boo
 async fn two_instances_race_for_one_members_points_with_redis() {
     let mut redis = PrivateRedis::start().await;
     overdraft_race(Some(&mut redis), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_race_for_one_members_points_with_redis_but_only_the_row_lock() {
+    let mut redis = PrivateRedis::start().await;
+    overdraft_race_with(Some(&mut redis), false, &[("REDIS_POINTS_LOCK", "false")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
