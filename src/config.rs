@@ -648,7 +648,10 @@ mod tests {
         assert_eq!(c.daily_points_limit, 7000);
         assert!(!c.auto_upgrade);
         assert!(!c.redis_points_lock);
-        assert!(Config::default().redis_points_lock, "the spec's lock by default");
+        assert!(
+            Config::default().redis_points_lock,
+            "the spec's lock by default"
+        );
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(c.member_timezone, "UTC");
     }

@@ -19,10 +19,19 @@ else
 end
 "#;
 
-type Mutexes = Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>;
+/// An instance's mutex of one member; it holds the Redis lease while one operation hands
+/// it to the next queued behind it.
+type Slot = Arc<tokio::sync::Mutex<Option<Lease>>>;
+type Mutexes = Arc<Mutex<HashMap<i64, Slot>>>;
 
 /// How long the lock leaves Redis alone after a failure.
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long after taking the Redis lock an operation may still hand it to the next one
+/// queued on this instance instead of giving it back: the hot member's operations then take
+/// and release it once per window rather than each paying two round trips inside its
+/// turn, and other instances get their turn at least this often.
+const HANDOFF_WINDOW: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 enum Backend {
@@ -49,15 +58,19 @@ pub struct Locker {
 /// Held while a member's points change; give it back with [`Locker::release`].
 pub struct LockGuard {
     user_id: i64,
-    local: OwnedMutexGuard<()>,
+    local: OwnedMutexGuard<Option<Lease>>,
     redis: Held,
 }
 
+/// The Redis lock as taken: its key, the token only its holder knows, and when.
+struct Lease {
+    key: String,
+    token: String,
+    taken: Instant,
+}
+
 enum Held {
-    Redis {
-        key: String,
-        token: String,
-    },
+    Redis(Lease),
     /// no Redis, or Redis failed: the instance's own mutex and the row lock
     Nothing,
 }
@@ -89,16 +102,25 @@ impl Locker {
         let started = Instant::now();
         let deadline = started + self.wait;
         let result = async {
-            let local = self.acquire_local(user_id).await?;
-            let redis = match &self.backend {
-                Backend::Local => Held::Nothing,
-                Backend::Redis(conn) => match self.acquire_redis(conn, user_id, deadline).await {
-                    Ok(held) => held,
-                    Err(e) => {
-                        self.forget_local(user_id, local);
-                        return Err(e);
+            let mut local = self.acquire_local(user_id).await?;
+            let redis = match (&self.backend, local.take()) {
+                (Backend::Local, _) => Held::Nothing,
+                // handed over by the operation before, with time left on its lease
+                (Backend::Redis(_), Some(lease)) if lease.taken.elapsed() < self.ttl / 2 => {
+                    Held::Redis(lease)
+                }
+                (Backend::Redis(conn), stale) => {
+                    if let Some(lease) = stale {
+                        self.give_back(lease).await;
                     }
-                },
+                    match self.acquire_redis(conn, user_id, deadline).await {
+                        Ok(held) => held,
+                        Err(e) => {
+                            self.forget_local(user_id, local);
+                            return Err(e);
+                        }
+                    }
+                }
             };
             Ok(LockGuard {
                 user_id,
@@ -115,23 +137,65 @@ impl Locker {
         result
     }
 
-    async fn acquire_local(&self, user_id: i64) -> Result<OwnedMutexGuard<()>, Error> {
+    async fn acquire_local(&self, user_id: i64) -> Result<OwnedMutexGuard<Option<Lease>>, Error> {
         let mutex = {
             let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(user_id).or_default().clone()
         };
-        tokio::time::timeout(self.wait, mutex.lock_owned())
-            .await
-            .map_err(|_| Error::ConcurrentOperation)
+        match tokio::time::timeout(self.wait, mutex.clone().lock_owned()).await {
+            Ok(guard) => Ok(guard),
+            Err(_) => {
+                // a lease handed to this waiter as it gave up is given back, not left to
+                // run out
+                self.give_back_orphan(&mutex).await;
+                Err(Error::ConcurrentOperation)
+            }
+        }
     }
 
     /// Drops the instance's mutex of a member, forgetting it when nobody else holds or
     /// waits for it.
-    fn forget_local(&self, user_id: i64, guard: OwnedMutexGuard<()>) {
+    fn forget_local(&self, user_id: i64, guard: OwnedMutexGuard<Option<Lease>>) {
         drop(guard);
         let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
         if map.get(&user_id).is_some_and(|m| Arc::strong_count(m) == 1) {
             map.remove(&user_id);
+        }
+    }
+
+    /// Whether another operation of this instance waits for the member (the map and the
+    /// holder each keep one reference to the mutex; every waiter one more).
+    fn others_waiting(guard: &OwnedMutexGuard<Option<Lease>>) -> bool {
+        Arc::strong_count(OwnedMutexGuard::mutex(guard)) > 2
+    }
+
+    /// A lease left in a member's mutex with nobody to take it: given back.
+    async fn give_back_orphan(&self, mutex: &Slot) {
+        let lease = match mutex.clone().try_lock_owned() {
+            Ok(mut g) => g.take(),
+            Err(_) => None, // its holder (or the next waiter) uses it
+        };
+        if let Some(lease) = lease {
+            self.give_back(lease).await;
+        }
+    }
+
+    /// Compare-and-delete of the Redis lock: a lease that ran out and was taken by
+    /// someone else is left alone.
+    async fn give_back(&self, lease: Lease) {
+        let Backend::Redis(conn) = &self.backend else {
+            return;
+        };
+        let script = self.release.clone();
+        let Lease { key, token, .. } = lease;
+        let result = conn
+            .run(
+                |mut c| async move { script.key(key).arg(token).invoke_async::<i64>(&mut c).await },
+            )
+            .await;
+        if let Err(e) = result {
+            // The lease runs out by itself.
+            warn_fallback(&e);
         }
     }
 
@@ -166,7 +230,13 @@ impl Locker {
                 })
                 .await;
             match taken {
-                Ok(Some(_)) => return Ok(Held::Redis { key, token }),
+                Ok(Some(_)) => {
+                    return Ok(Held::Redis(Lease {
+                        key,
+                        token,
+                        taken: Instant::now(),
+                    }));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     warn_fallback(&e);
@@ -198,18 +268,47 @@ impl Locker {
         cache: &Cache,
         user_ids: &[i64],
     ) {
-        if let Held::Redis { key, token } = &guard.redis {
-            let mut release = redis::cmd("EVAL");
-            release.arg(RELEASE_SCRIPT).arg(1).arg(key).arg(token);
-            if cache.invalidate_members_then(user_ids, Some(release)).await {
-                self.forget_local(guard.user_id, guard.local);
-                return;
+        let LockGuard {
+            user_id,
+            mut local,
+            redis,
+        } = guard;
+        match redis {
+            // another operation of this instance waits: it is handed the lease with the
+            // member, and the invalidation goes after (nothing in its turn reads the cache)
+            Held::Redis(lease)
+                if lease.taken.elapsed() < HANDOFF_WINDOW && Self::others_waiting(&local) =>
+            {
+                *local = Some(lease);
+                let mutex = OwnedMutexGuard::mutex(&local).clone();
+                self.forget_local(user_id, local);
+                cache.invalidate_members(user_ids).await;
+                // the waiter may have given up in between
+                if Arc::strong_count(&mutex) <= 2 {
+                    self.give_back_orphan(&mutex).await;
+                }
+            }
+            Held::Redis(lease) => {
+                let mut release = redis::cmd("EVAL");
+                release
+                    .arg(RELEASE_SCRIPT)
+                    .arg(1)
+                    .arg(&lease.key)
+                    .arg(&lease.token);
+                if cache.invalidate_members_then(user_ids, Some(release)).await {
+                    self.forget_local(user_id, local);
+                } else {
+                    self.give_back(lease).await;
+                    self.forget_local(user_id, local);
+                }
+            }
+            // Without the Redis lock nothing waits on the invalidation (nor on a Redis
+            // that is down): the member is handed on first.
+            Held::Nothing => {
+                self.forget_local(user_id, local);
+                cache.invalidate_members(user_ids).await;
             }
         }
-        // Without the Redis lock nothing waits on the invalidation (nor on a Redis that is
-        // down): the member is handed on first.
-        self.release(guard).await;
-        cache.invalidate_members(user_ids).await;
     }
 
     /// Gives the lock back: compare-and-delete in Redis, so a lease that ran out and was
@@ -220,17 +319,8 @@ impl Locker {
             local,
             redis,
         } = guard;
-        if let (Held::Redis { key, token }, Backend::Redis(conn)) = (redis, &self.backend) {
-            let script = self.release.clone();
-            let result =
-                conn.run(|mut c| async move {
-                    script.key(key).arg(token).invoke_async::<i64>(&mut c).await
-                })
-                .await;
-            if let Err(e) = result {
-                // The lease runs out by itself.
-                warn_fallback(&e);
-            }
+        if let Held::Redis(lease) = redis {
+            self.give_back(lease).await;
         }
         self.forget_local(user_id, local);
     }

@@ -342,6 +342,68 @@ async fn an_earn_with_redis_takes_the_lock_and_gives_it_back_with_the_invalidati
 }
 
 #[tokio::test]
+async fn the_redis_lock_is_handed_to_the_next_operation_queued_on_the_instance() {
+    let h = Harness::with(Backend::Redis, |_| {}).await;
+    let user = h.member().await;
+    let (locker, cache) = (&h.s.ctx.locker, &h.s.ctx.cache);
+    let conn = cache.redis_conn().expect("redis");
+    let lock_key = cache.keys.points_lock(user);
+    let token = || async {
+        redis::cmd("GET")
+            .arg(&lock_key)
+            .query_async::<Option<String>>(&mut redis().await)
+            .await
+            .unwrap()
+    };
+    let first = locker.acquire(user).await.unwrap();
+    let taken = token()
+        .await
+        .expect("the first operation holds the Redis lock");
+    let next = tokio::spawn({
+        let locker = locker.clone();
+        async move { locker.acquire(user).await }
+    });
+    // the spawned operation runs until it queues on the instance's mutex
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    let before = conn.round_trips();
+    locker
+        .release_after_invalidating(first, cache, &[user])
+        .await;
+    let second = next.await.unwrap().unwrap();
+    assert_eq!(
+        conn.round_trips() - before,
+        1,
+        "the invalidation only: the next operation neither asks for the lock nor waits for its release"
+    );
+    assert_eq!(
+        token().await.as_deref(),
+        Some(taken.as_str()),
+        "the same lease, handed on"
+    );
+    locker
+        .release_after_invalidating(second, cache, &[user])
+        .await;
+    assert_eq!(token().await, None, "the last one gives it back");
+    // a waiter that gives up while the lease is handed to it does not keep it
+    let first = locker.acquire(user).await.unwrap();
+    let waiter = tokio::spawn({
+        let locker = locker.clone();
+        async move { locker.acquire(user).await.map(|_| ()) }
+    });
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    waiter.abort();
+    let _ = waiter.await;
+    locker
+        .release_after_invalidating(first, cache, &[user])
+        .await;
+    assert_eq!(token().await, None, "nobody left to hand it to");
+}
+
+#[tokio::test]
 async fn an_earn_with_redis_but_no_redis_lock_makes_one_round_trip() {
     let h = Harness::with(Backend::Redis, |c| c.redis_points_lock = false).await;
     let user = h.member().await;
