@@ -48,15 +48,7 @@ async fn a_read_after_a_write_never_shows_the_old_value() {
     for backend in [Backend::Redis, Backend::Local] {
         let h = Harness::with(backend, |_| {}).await;
         let user = h.member().await;
-        assert_eq!(
-            h.s.members
-                .get_member_profile(user)
-                .await
-                .unwrap()
-                .points
-                .available,
-            0
-        );
+        assert_eq!(h.profile_available(user).await, 0);
         h.s.points
             .earn_points(earn_req(user, 10, "O1", Some("1000")))
             .await
@@ -66,15 +58,7 @@ async fn a_read_after_a_write_never_shows_the_old_value() {
         assert_eq!(p.level.level_name, "银牌会员", "{backend:?}");
         assert_eq!(p.total_spent, dec("1000.00"), "{backend:?}");
         h.spend(user, 4, "PAY").await.unwrap();
-        assert_eq!(
-            h.s.members
-                .get_member_profile(user)
-                .await
-                .unwrap()
-                .points
-                .available,
-            6
-        );
+        assert_eq!(h.profile_available(user).await, 6);
         // a level edit shows at once in profiles
         let silver = h.s.levels.list().await.unwrap()[1].clone();
         h.s.levels
@@ -253,16 +237,22 @@ async fn a_value_read_before_a_write_but_stored_after_it_is_never_served() {
     }
 }
 
-#[tokio::test]
-async fn a_warm_page_view_with_redis_is_one_round_trip_and_no_postgres() {
+/// An app with Redis and a member logged in whose `/profile` was viewed twice: the
+/// entries are stored and the instance knows whose the session is.
+async fn warm_page_view_with_redis() -> (crate::web_harness::TestApp, i64) {
     use crate::web_harness::spawn_app_with;
     let app = spawn_app_with(|c| c.redis_url = Some(REDIS.to_owned())).await;
     let user = app.member("ann@example.com").await;
     app.login("ann@example.com", PASSWORD).await;
-    // the first views store the entries and this instance learns whose session it is
     for _ in 0..2 {
         assert_eq!(app.get("/profile").await.status(), 200);
     }
+    (app, user)
+}
+
+#[tokio::test]
+async fn a_warm_page_view_with_redis_is_one_round_trip_and_no_postgres() {
+    let (app, user) = warm_page_view_with_redis().await;
     let conn = app.s.ctx.cache.redis_conn().expect("redis");
     let before = conn.round_trips();
     let page = app.text("/profile").await;
@@ -330,12 +320,7 @@ async fn an_earn_with_redis_takes_the_lock_and_gives_it_back_with_the_invalidati
         .unwrap();
     assert_eq!(lock, None, "released");
     assert_eq!(
-        h.s.members
-            .get_member_profile(user)
-            .await
-            .unwrap()
-            .points
-            .available,
+        h.profile_available(user).await,
         20,
         "the entry read before the earn is not served after it"
     );
@@ -421,12 +406,7 @@ async fn an_earn_with_redis_but_no_redis_lock_makes_one_round_trip() {
         "one pipeline per earn (new version, entries dropped), no SET NX and no release"
     );
     assert_eq!(
-        h.s.members
-            .get_member_profile(user)
-            .await
-            .unwrap()
-            .points
-            .available,
+        h.profile_available(user).await,
         90,
         "each earn made stale what was read before it"
     );
@@ -434,14 +414,8 @@ async fn an_earn_with_redis_but_no_redis_lock_makes_one_round_trip() {
 
 #[tokio::test]
 async fn a_warm_page_view_with_redis_parses_nothing_yet_shows_what_another_instance_wrote() {
-    use crate::web_harness::spawn_app_with;
     use member_portal::service::{Ctx, Services};
-    let app = spawn_app_with(|c| c.redis_url = Some(REDIS.to_owned())).await;
-    let user = app.member("ann@example.com").await;
-    app.login("ann@example.com", PASSWORD).await;
-    for _ in 0..2 {
-        assert_eq!(app.get("/profile").await.status(), 200);
-    }
+    let (app, user) = warm_page_view_with_redis().await;
     let stats = &app.s.ctx.cache.stats;
     let conn = app.s.ctx.cache.redis_conn().expect("redis");
     let (copies, trips) = (stats.copy_hits.load(Ordering::Relaxed), conn.round_trips());

@@ -262,6 +262,17 @@ impl Harness {
         self.s.points.summary(user).await.unwrap().available
     }
 
+    /// The points available as the member's profile shows them (its own cache entry).
+    pub async fn profile_available(&self, user: i64) -> i64 {
+        self.s
+            .members
+            .get_member_profile(user)
+            .await
+            .unwrap()
+            .points
+            .available
+    }
+
     /// Fails the test with the report when any ledger invariant is broken.
     pub async fn assert_ledger_clean(&self) {
         let v = ledger::verify_ledger(&self.pool, None).await.unwrap();
