@@ -295,12 +295,10 @@ impl Locker {
                     .arg(1)
                     .arg(&lease.key)
                     .arg(&lease.token);
-                if cache.invalidate_members_then(user_ids, Some(release)).await {
-                    self.forget_local(user_id, local);
-                } else {
+                if !cache.invalidate_members_then(user_ids, Some(release)).await {
                     self.give_back(lease).await;
-                    self.forget_local(user_id, local);
                 }
+                self.forget_local(user_id, local);
             }
             // Without the Redis lock nothing waits on the invalidation (nor on a Redis
             // that is down): the member is handed on first.

@@ -256,53 +256,30 @@ async fn two_hundred_redemptions_of_fifty_in_stock_across_two_instances_issue_ex
             .unwrap();
         users.push(u);
     }
+    let bases = vec![app.base.clone(), other.clone()];
     let mut tasks = Vec::new();
     for (n, u) in users
         .iter()
         .flat_map(|u| std::iter::repeat_n(*u, 5))
         .enumerate()
     {
-        let base = if n % 2 == 0 {
-            app.base.clone()
-        } else {
-            other.clone()
-        };
-        let (client, key, id) = (app.client.clone(), key.clone(), reward.id);
+        // as an integration would: a request told to try again (the member busy past the
+        // lock wait, or no connection free on a loaded machine) is sent again with the same
+        // redemption id, which must not issue a second coupon
+        let (client, bases, key) = (app.client.clone(), bases.clone(), key.clone());
+        let body = json!({"reward_id": reward.id, "redemption_id": format!("RACE-{n}")});
         tasks.push(tokio::spawn(async move {
-            // as an integration would: a request told to try again (the member busy past
-            // the lock wait, or no connection free on a loaded machine) is sent again
-            // with the same redemption id, which must not issue a second coupon
-            let mut tries = 0;
-            loop {
-                let r = client
-                    .post(format!("{base}/api/v1/members/{u}/redemptions"))
-                    .bearer_auth(&key)
-                    .json(&json!({"reward_id": id, "redemption_id": format!("RACE-{n}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status();
-                let body: Value = r.json().await.unwrap();
-                let code = body["code"].as_str().unwrap_or("").to_owned();
-                let again = matches!(
-                    code.as_str(),
-                    "CONCURRENT_OPERATION" | "SERVICE_UNAVAILABLE"
-                );
-                tries += 1;
-                if !again || tries == 5 {
-                    return (status, code, tries);
-                }
-            }
+            let path = format!("/api/v1/members/{u}/redemptions");
+            post_until_final(&client, &bases, n, &key, &path, &body).await
         }));
     }
     let (mut created, mut out_of_stock) = (0, 0);
     for t in tasks {
-        match t.await.unwrap() {
-            (StatusCode::CREATED, _, _) => created += 1,
-            (StatusCode::UNPROCESSABLE_ENTITY, c, _) if c == "REWARD_OUT_OF_STOCK" => {
-                out_of_stock += 1
-            }
-            other => panic!("unexpected (status, code, tries) {other:?}"),
+        let r = t.await.unwrap();
+        match (r.status, r.body["code"].as_str()) {
+            (201, _) => created += 1,
+            (422, Some("REWARD_OUT_OF_STOCK")) => out_of_stock += 1,
+            other => panic!("unexpected {other:?}: {}", r.body),
         }
     }
     assert_eq!((created, out_of_stock), (50, 150));

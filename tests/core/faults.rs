@@ -17,7 +17,7 @@ use member_portal::service::{Ctx, Services, accounts};
 use serde_json::{Value, json};
 
 use crate::harness::{REDIS, TestDb};
-use crate::web_harness::client;
+use crate::web_harness::{client, post_until_final};
 
 const BIN: &str = env!("CARGO_BIN_EXE_member-portal");
 
@@ -191,13 +191,6 @@ struct Fleet {
     http: reqwest::Client,
 }
 
-/// What came back for a request, after the retries a client would make.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
 impl Fleet {
     async fn start(database_url: &str, redis: Option<(&str, &str)>, n: usize) -> Self {
         Self::start_with(database_url, redis, n, &[]).await
@@ -301,45 +294,6 @@ impl Fleet {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-}
-
-/// Posts `body` to `path`, starting at `bases[first]` and moving to the next instance after
-/// each failure, until an answer that is final: a retry is what a client does on no
-/// answer, 503 or CONCURRENT_OPERATION, always with the same idempotency key.
-async fn post_until_final(
-    http: &reqwest::Client,
-    bases: &[String],
-    first: usize,
-    key: &str,
-    path: &str,
-    body: &Value,
-) -> Reply {
-    let started = Instant::now();
-    let mut at = first;
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no final answer for {path} {body} within 60 s"
-        );
-        let sent = http
-            .post(format!("{}{path}", bases[at % bases.len()]))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await;
-        if let Ok(r) = sent {
-            let status = r.status().as_u16();
-            if let Ok(body) = r.json::<Value>().await {
-                let retry = status == 503 || body["code"] == "CONCURRENT_OPERATION";
-                assert_ne!(status, 500, "internal error: {body}");
-                if !retry {
-                    return Reply { status, body };
-                }
-            }
-        }
-        at += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

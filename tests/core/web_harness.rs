@@ -2,6 +2,7 @@
 //! client that does not follow redirects (so tests see them).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use member_portal::app::Application;
 use member_portal::clock::ManualClock;
@@ -9,6 +10,7 @@ use member_portal::config::Config;
 use member_portal::service::Services;
 use member_portal::service::members::NewMember;
 use reqwest::redirect::Policy;
+use serde_json::Value;
 
 use crate::harness::{START, TestDb};
 
@@ -229,5 +231,51 @@ pub fn assert_security_headers(r: &reqwest::Response) {
         assert!(cache.contains("immutable"), "{what}: {cache}");
     } else {
         assert_eq!(cache, "no-store", "{what}");
+    }
+}
+
+/// What came back for a request, after the retries a client would make.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Posts `body` to `path`, starting at `bases[first]` and moving to the next instance after
+/// each failure, until an answer that is final: a retry is what a client does on no
+/// answer, 503 or CONCURRENT_OPERATION, always with the same idempotency key.
+pub async fn post_until_final(
+    http: &reqwest::Client,
+    bases: &[String],
+    first: usize,
+    key: &str,
+    path: &str,
+    body: &Value,
+) -> Reply {
+    let started = Instant::now();
+    let mut at = first;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no final answer for {path} {body} within 60 s"
+        );
+        let sent = http
+            .post(format!("{}{path}", bases[at % bases.len()]))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            let status = r.status().as_u16();
+            if let Ok(body) = r.json::<Value>().await {
+                let retry = status == 503 || body["code"] == "CONCURRENT_OPERATION";
+                assert_ne!(status, 500, "internal error: {body}");
+                if !retry {
+                    return Reply { status, body };
+                }
+            }
+        }
+        at += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
