@@ -44,13 +44,18 @@ pub fn router(services: Services) -> Router {
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handlers))
         .fallback(pages::not_found)
-        // a page may answer an htmx request with a fragment of itself
-        .layer(SetResponseHeaderLayer::appending(
-            header::VARY,
-            HeaderValue::from_static("HX-Request"),
-        ))
-        .layer(middleware::from_fn(csrf::require_token))
-        .layer(session::layer(pool, cache.clone(), secure));
+        // One stack, outermost first: axum wraps every route in each `layer` separately
+        // and clones the wrappers for every request, one allocation per layer.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(session::layer(pool, cache.clone(), secure))
+                .layer(middleware::from_fn(csrf::require_token))
+                // a page may answer an htmx request with a fragment of itself
+                .layer(SetResponseHeaderLayer::appending(
+                    header::VARY,
+                    HeaderValue::from_static("HX-Request"),
+                )),
+        );
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -75,40 +80,46 @@ pub fn router(services: Services) -> Router {
         )
         .merge(pages)
         .with_state(services)
-        // a request that takes longer gets 503; work it started (points operations) runs
-        // to its end regardless
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
-        .layer(CompressionLayer::new())
-        // errors know the request (id, htmx, language) from here on
-        .layer(middleware::from_fn(request::scope))
+        // One stack, outermost first (see the pages' stack above).
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|r: &Request| {
-                    let id = r
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok());
-                    // the route, not the path: ids and tokens stay out of span names
-                    let route = r.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-                    tracing::info_span!("request", method = %r.method(),
-                        route = route.unwrap_or("(no route)"), request_id = id.unwrap_or(""))
-                })
-                // an error is logged once, where it is turned into a response
-                .on_failure(()),
+            tower::ServiceBuilder::new()
+                // Pages, API answers and health are about one session or member, or of
+                // the moment: no browser or proxy keeps them (static files say otherwise).
+                .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
+                .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
+                .layer(header_layer(header::CACHE_CONTROL, "no-store"))
+                .layer(middleware::map_request(drop_unsafe_request_id))
+                .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|r: &Request| {
+                            let id = r
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok());
+                            // the route, not the path: ids and tokens stay out of span names
+                            let route =
+                                r.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+                            tracing::info_span!("request", method = %r.method(),
+                                route = route.unwrap_or("(no route)"),
+                                request_id = id.unwrap_or(""))
+                        })
+                        // an error is logged once, where it is turned into a response
+                        .on_failure(()),
+                )
+                // errors know the request (id, htmx, language) from here on
+                .layer(middleware::from_fn(request::scope))
+                .layer(CompressionLayer::new())
+                // a request that takes longer gets 503; work it started (points
+                // operations) runs to its end regardless
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Duration::from_secs(30),
+                )),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
-        .layer(middleware::map_request(drop_unsafe_request_id))
-        // Pages, API answers and health are about one session or member, or of the
-        // moment: no browser or proxy keeps them (static files say otherwise).
-        .layer(header_layer(header::CACHE_CONTROL, "no-store"))
-        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
-        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
-        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
 }
 
 /// The metrics listener's routes (`METRICS_BIND_ADDR`): `/metrics` and nothing else.

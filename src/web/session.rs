@@ -1,6 +1,8 @@
 //! Sessions: stored in PostgreSQL and read through the cache, cycled at login, idle expiry
 //! 30 min (moved on at most once a minute) and absolute 12 h.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use time::{Duration, OffsetDateTime};
@@ -104,9 +106,21 @@ impl SessionStore for DetachedStore {
 pub struct CachedStore {
     db: DetachedStore,
     cache: Cache,
-    /// whose each session is (a session's user never changes: a login gets a new id), so
-    /// its first read can fetch the member's page-view entries with it
-    users: moka::sync::Cache<Id, i64, foldhash::fast::RandomState>,
+    /// the members' sessions this instance has read (a session's user never changes: a
+    /// login gets a new id), so that the next read fetches the member's page-view entries
+    /// with the session, and no read works out the same keys again (a SHA-256 and a dozen
+    /// strings were a tenth of a page view's instructions)
+    known: moka::sync::Cache<Id, Arc<Known>, foldhash::fast::RandomState>,
+}
+
+/// A member's session, as [`CachedStore`] remembers it.
+struct Known {
+    user_id: i64,
+    /// the session's cache entry and version key
+    entry: (String, String),
+    /// what the member's page view reads ([`crate::cache::Keys::page_view`]); with Redis
+    /// only (the in-process cache reads nothing ahead)
+    page_view: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for CachedStore {
@@ -120,28 +134,45 @@ impl CachedStore {
         Self {
             db: DetachedStore::new(pool),
             cache,
-            users: moka::sync::Cache::builder()
-                .max_capacity(100_000)
+            known: moka::sync::Cache::builder()
+                .max_capacity(50_000)
                 .time_to_idle(std::time::Duration::from_secs(IDLE.whole_seconds() as u64))
                 .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
-    fn keys(&self, id: &Id) -> (String, String) {
-        self.cache.keys.session_entry(id)
-    }
-
-    fn remember_user(&self, record: &Record) {
-        if let Some(user_id) = record.data.get(USER_ID).and_then(|v| v.as_i64()) {
-            // an insert is a write to the memo (bookkeeping, eviction): only when it changes
-            if self.users.get(&record.id) != Some(user_id) {
-                self.users.insert(record.id, user_id);
-            }
+    /// The session's cache entry and version key.
+    fn entry(&self, id: &Id, known: Option<&Known>) -> (String, String) {
+        match known {
+            Some(k) => k.entry.clone(),
+            None => self.cache.keys.session_entry(id),
         }
     }
 
+    /// Remembers a member's session the first time it is read (and again should its user
+    /// ever differ).
+    fn remember_user(&self, record: &Record, known: Option<&Known>, entry: (String, String)) {
+        let Some(user_id) = record.data.get(USER_ID).and_then(|v| v.as_i64()) else {
+            return;
+        };
+        if known.is_some_and(|k| k.user_id == user_id) {
+            return;
+        }
+        let page_view = if self.cache.is_redis() {
+            self.cache.keys.page_view(&entry, user_id)
+        } else {
+            Vec::new()
+        };
+        let known = Known {
+            user_id,
+            entry,
+            page_view,
+        };
+        self.known.insert(record.id, Arc::new(known));
+    }
+
     async fn forget(&self, id: &Id) {
-        let (key, version) = self.keys(id);
+        let (key, version) = self.entry(id, self.known.get(id).as_deref());
         self.cache.invalidate(vec![key], vec![version]).await;
     }
 }
@@ -159,25 +190,24 @@ impl SessionStore for CachedStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let (key, version) = self.keys(id);
+        let known = self.known.get(id);
         // A member's session we have seen: the session and what the page will show of the
         // member, in one round trip (with Redis; the in-process cache needs none).
-        if let Some(user_id) = self.users.get(id) {
-            self.cache
-                .read_ahead(self.cache.keys.page_view(id, user_id))
-                .await;
+        if let Some(k) = known.as_deref().filter(|k| !k.page_view.is_empty()) {
+            self.cache.read_ahead(&k.page_view).await;
         }
-        let (cached, stamp) = self.cache.get::<Record>(&key, &version).await;
+        let entry = self.entry(id, known.as_deref());
+        let (cached, stamp) = self.cache.get::<Record>(&entry.0, &entry.1).await;
         if let Some(record) = cached.filter(|r| r.id == *id) {
             if record.expiry_date > OffsetDateTime::now_utc() {
-                self.remember_user(&record);
+                self.remember_user(&record, known.as_deref(), entry);
                 return Ok(Some(record));
             }
         }
         let record = self.db.load(id).await?;
         if let Some(r) = &record {
-            self.cache.set(&key, &stamp, r, CACHE_TTL).await;
-            self.remember_user(r);
+            self.cache.set(&entry.0, &stamp, r, CACHE_TTL).await;
+            self.remember_user(r, known.as_deref(), entry);
         }
         Ok(record)
     }
