@@ -78,16 +78,17 @@ impl Keys {
         (self.session(&digest), self.session_version(&digest))
     }
 
-    /// What a member's page view reads (entry, version key): the session, the member's
-    /// record, points summary and unread count, and the levels.
+    /// What a member's page view reads (entry, version key): the session (its
+    /// [`Self::session_entry`]), the member's record, points summary and unread count, and
+    /// the levels.
     pub fn page_view(
         &self,
-        session: &tower_sessions::session::Id,
+        session_entry: &(String, String),
         user_id: i64,
     ) -> Vec<(String, String)> {
         let version = self.member_version(user_id);
         vec![
-            self.session_entry(session),
+            session_entry.clone(),
             (self.profile(user_id), version.clone()),
             (self.points(user_id), version.clone()),
             (self.unread(user_id), version),
@@ -294,6 +295,39 @@ pub struct Cache {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp(Option<Arc<str>>);
 
+impl Stamp {
+    /// Whether this stamp vouches for something stored under `other`: both known and the
+    /// same (an unknown stamp, Redis having failed, vouches for nothing).
+    pub fn matches(&self, other: &Stamp) -> bool {
+        self.is_known() && self == other
+    }
+
+    /// Whether the version token could be read (not when Redis failed).
+    pub fn is_known(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// Pages this instance rendered lately, by member and page, each with what it was rendered
+/// from (the web layer checks that before serving one again). Seconds at most.
+pub type Rendered = moka::sync::Cache<
+    (i64, &'static str),
+    Arc<dyn std::any::Any + Send + Sync>,
+    foldhash::fast::RandomState,
+>;
+
+/// How long a rendered page is kept at most. Its entries' version tokens vouch for it, as
+/// for the entries themselves; this bounds what they do not cover, as the entries' own
+/// TTLs do (a rolling tier window moving on without a write).
+pub const RENDERED_TTL: Duration = Duration::from_secs(5);
+
+pub fn rendered() -> Rendered {
+    moka::sync::Cache::builder()
+        .max_capacity(5_000)
+        .time_to_live(RENDERED_TTL)
+        .build_with_hasher(foldhash::fast::RandomState::default())
+}
+
 #[derive(serde::Serialize)]
 struct EnvelopeOut<'a, T> {
     v: &'a str,
@@ -360,7 +394,7 @@ impl Cache {
     /// its version (the copy is served if the version still matches). Nothing with the
     /// in-process cache, outside a request, or when Redis fails (each `get` then asks for
     /// itself, as without it).
-    pub async fn read_ahead(&self, pairs: Vec<(String, String)>) {
+    pub async fn read_ahead(&self, pairs: &[(String, String)]) {
         let Backend::Redis(conn) = &self.backend else {
             return;
         };
@@ -369,10 +403,10 @@ impl Cache {
         }
         let mut keys: Vec<String> = Vec::with_capacity(pairs.len() * 2 + 1);
         for (k, v) in pairs {
-            let entry = (!self.copies.contains_key(&k)).then_some(k);
+            let entry = (!self.copies.contains_key(k)).then_some(k);
             for key in entry.into_iter().chain([v]) {
-                if !keys.contains(&key) {
-                    keys.push(key);
+                if !keys.contains(key) {
+                    keys.push(key.clone());
                 }
             }
         }
@@ -492,6 +526,41 @@ impl Cache {
                 (Some(v), stamp)
             }
             None => self.miss(stamp),
+        }
+    }
+
+    /// The stamp an entry checked against `version_key` is served and stored with now,
+    /// without reading any entry: what something worked out from cached entries (a page
+    /// rendered from them) is checked against. With Redis, from what the request read ahead
+    /// when it has it (no round trip), else one `MGET`; unknown when Redis fails.
+    pub async fn stamp(&self, version_key: &str) -> Stamp {
+        match &self.backend {
+            Backend::Local(store) => {
+                let now = Instant::now();
+                match store.get(version_key) {
+                    Some((Local::Token(t), deadline)) if deadline > now => Stamp(Some(t)),
+                    _ => Stamp(Some(Arc::from(""))),
+                }
+            }
+            Backend::Redis(conn) => {
+                if !self.fenced(conn).await {
+                    return Stamp(None);
+                }
+                let epoch_key = self.keys.epoch();
+                if let Some((_, stamp)) = ahead_entry(version_key, version_key, &epoch_key) {
+                    return stamp;
+                }
+                match conn.mget(&[version_key.to_owned(), epoch_key]).await {
+                    Ok(v) => {
+                        let mut v = v.into_iter();
+                        stamp_of(v.next().flatten(), v.next().flatten())
+                    }
+                    Err(e) => {
+                        self.fallback("get", &e);
+                        Stamp(None)
+                    }
+                }
+            }
         }
     }
 

@@ -48,6 +48,8 @@ pub struct Ctx {
     pub display_offset: time::UtcOffset,
     /// this process's copy of the campaigns not ended (see `campaigns::CACHE_FOR`)
     pub campaign_cache: campaigns::CampaignCache,
+    /// pages rendered lately, served again while what they show is unchanged
+    pub rendered: crate::cache::Rendered,
 }
 
 /// What `/readyz` reports: PostgreSQL must answer; Redis is optional.
@@ -118,6 +120,7 @@ impl Ctx {
             config: Arc::new(config),
             display_offset,
             campaign_cache: campaigns::CampaignCache::default(),
+            rendered: crate::cache::rendered(),
         })
     }
 

@@ -6,7 +6,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::i18n::{Lang, Text};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NavUser {
     pub display_name: String,
     pub is_staff: bool,
@@ -15,7 +15,7 @@ pub struct NavUser {
     pub unread: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCtx {
     pub lang: Lang,
     pub csrf: String,

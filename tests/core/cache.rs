@@ -424,8 +424,9 @@ async fn a_warm_page_view_with_redis_parses_nothing_yet_shows_what_another_insta
     assert_eq!(conn.round_trips() - trips, 1, "one MGET of the versions");
     assert_eq!(
         stats.copy_hits.load(Ordering::Relaxed) - copies,
-        5,
-        "session, member record, points, unread count and levels from the parsed copies"
+        2,
+        "the session and the unread count from the parsed copies; the page itself kept as \
+         rendered (member record, points and levels not read)"
     );
 
     // a second instance on the same Redis and database: its write reaches this one only
@@ -448,4 +449,82 @@ async fn a_warm_page_view_with_redis_parses_nothing_yet_shows_what_another_insta
         page.contains("1,234"),
         "the other instance's earn shows: {page}"
     );
+}
+
+/// The profile page is kept as rendered and served again, but never once anything it
+/// shows has changed: the member's points, the levels, the session (its CSRF token, its
+/// language), or the time its points summary stops being true.
+#[tokio::test]
+async fn a_rendered_profile_is_served_again_only_while_all_it_shows_is_unchanged() {
+    use crate::web_harness::{spawn_app, token_in};
+    let app = spawn_app().await;
+    let user = app.member("ann@example.com").await;
+    app.login("ann@example.com", PASSWORD).await;
+    let first = app.text("/profile").await;
+    let stats = &app.s.ctx.cache.stats;
+    let hits = stats.hits.load(Ordering::Relaxed);
+    assert_eq!(app.text("/profile").await, first);
+    assert_eq!(
+        stats.hits.load(Ordering::Relaxed) - hits,
+        2,
+        "the session and the unread count read; the member's record, points and the levels \
+         not: the page was kept"
+    );
+
+    // a points change shows at once
+    app.s
+        .points
+        .earn_points(earn_req(user, 1234, "O1", None))
+        .await
+        .unwrap();
+    let page = app.text("/profile").await;
+    assert!(page.contains(r#"id="points-available">1,234<"#), "{page}");
+
+    // a level edit too
+    let base = app.s.levels.list().await.unwrap()[0].clone();
+    let input = member_portal::service::levels::LevelInput::parse(
+        "Basic",
+        1,
+        0,
+        dec("1.000"),
+        dec("1.00"),
+        vec![],
+        true,
+    )
+    .unwrap();
+    app.s.levels.update(base.id, input, None).await.unwrap();
+    let page = app.text("/profile").await;
+    assert!(page.contains(r#"id="level-name">Basic<"#), "{page}");
+
+    // another browser of the same member gets its own session's token, never this one's
+    let other = app.another_browser();
+    other.login("ann@example.com", PASSWORD).await;
+    let theirs = other.text("/profile").await;
+    let mine = app.text("/profile").await;
+    let (their_token, my_token) = (token_in(&theirs).unwrap(), token_in(&mine).unwrap());
+    assert_ne!(their_token, my_token);
+    assert_eq!(their_token, other.csrf().await);
+    assert_eq!(my_token, app.csrf().await);
+    assert_eq!(token_in(&app.text("/profile").await).unwrap(), my_token);
+
+    // the reader's language
+    assert!(app.text_in("en", "/profile").await.contains(r#"<html lang="en""#));
+    assert!(app.text_in("zh-CN", "/profile").await.contains(r#"<html lang="zh-CN""#));
+
+    // and the time: the page is not served once its points summary stops being true
+    use member_portal::clock::Clock;
+    sqlx::query("update point_batches set expires_at = $2 where user_id = $1")
+        .bind(user)
+        .bind(app.clock.now() + time::Duration::hours(1))
+        .execute(&app.s.ctx.pool)
+        .await
+        .unwrap();
+    app.s.ctx.cache.invalidate_members(&[user]).await;
+    for _ in 0..2 {
+        let page = app.text("/profile").await;
+        assert!(page.contains(r#"id="points-available">1,234<"#), "{page}");
+    }
+    app.clock.advance(time::Duration::hours(2));
+    let page = app.text("/profile").await;
+    assert!(page.contains(r#"id="points-available">0<"#), "{page}");
 }

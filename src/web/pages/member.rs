@@ -3,10 +3,16 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use axum::extract::Path;
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use time::OffsetDateTime;
 
+use crate::cache::Stamp;
 use crate::config::TierWindow;
 use crate::domain::{Batch, Level, Profile, Transaction, TransactionType};
 use crate::error::Error;
@@ -41,17 +47,68 @@ fn to_dashboard() -> Result<Response, PageError> {
     Ok(Redirect::to("/admin").into_response())
 }
 
+/// A profile page as rendered, with what it was rendered from.
+struct RenderedProfile {
+    ctx: PageCtx,
+    /// the member's and the levels' stamps, read before the entries the page shows
+    member: Stamp,
+    levels: Stamp,
+    /// when the points summary it shows stops being true (a batch expires, one comes
+    /// within the reminder window, pending points are released)
+    valid_until: Option<OffsetDateTime>,
+    body: Bytes,
+}
+
 pub async fn profile(page: UserPage) -> Result<Response, PageError> {
-    let p = match page
-        .services
-        .members
-        .get_member_profile(page.user.user_id)
-        .await
-    {
+    let user_id = page.user.user_id;
+    let ctx = &page.services.ctx;
+    let cache = &ctx.cache;
+    // A page rendered here from entries still current is served as it is: the stamps are
+    // those the entries would be served with now (read ahead with the session, through
+    // Redis), and each write to the member or the levels replaces them.
+    let member = cache.stamp(&cache.keys.member_version(user_id)).await;
+    let levels = cache.stamp(&cache.keys.levels_version()).await;
+    let now = ctx.clock.now();
+    let memo = ctx
+        .rendered
+        .get(&(user_id, "profile"))
+        .and_then(|r| r.downcast::<RenderedProfile>().ok());
+    if let Some(r) = memo.filter(|r| {
+        r.member.matches(&member)
+            && r.levels.matches(&levels)
+            && r.valid_until.is_none_or(|t| t > now)
+            && r.ctx == page.ctx
+    }) {
+        return Ok(html(r.body.clone()));
+    }
+    let p = match page.services.members.get_member_profile(user_id).await {
         Err(e) if staff_without_profile(&page, &e) => return to_dashboard(),
         r => r?,
     };
-    Ok(ProfilePage { ctx: page.ctx, p }.into_response())
+    let valid_until = p.points.valid_until;
+    let rendered = ProfilePage {
+        ctx: page.ctx.clone(),
+        p,
+    }
+    .render()
+    .map_err(|e| PageError::internal(format_args!("profile page: {e}")))?;
+    let body = Bytes::from(rendered);
+    if member.is_known() && levels.is_known() {
+        let r = RenderedProfile {
+            ctx: page.ctx,
+            member,
+            levels,
+            valid_until,
+            body: body.clone(),
+        };
+        ctx.rendered.insert((user_id, "profile"), Arc::new(r));
+    }
+    Ok(html(body))
+}
+
+/// A page as askama_web answers it.
+fn html(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 const PAGE_SIZE: i64 = 20;
