@@ -225,8 +225,10 @@ enum Backend {
     /// Values with their own deadline (entries of different kinds have different TTLs).
     /// The synchronous cache: a read neither waits nor yields, so it needs no future of its
     /// own (each read of the `future` cache was a state machine to build and poll).
-    Local(moka::sync::Cache<String, (Local, Instant), foldhash::fast::RandomState>),
+    Local(LocalStore),
 }
+
+type LocalStore = moka::sync::Cache<String, (Local, Instant), foldhash::fast::RandomState>;
 
 /// What the in-process cache holds: version tokens, and values as they are (no JSON: a
 /// hit clones the value instead of parsing text, the biggest item a cached page paid).
@@ -350,6 +352,14 @@ tokio::task_local! {
 /// layer wraps every request).
 pub async fn with_read_ahead<F: Future>(f: F) -> F::Output {
     AHEAD.scope(RefCell::new(HashMap::new()), f).await
+}
+
+/// The in-process version token under `version_key` (empty when there is none yet).
+fn local_token(store: &LocalStore, version_key: &str, now: Instant) -> Arc<str> {
+    match store.get(version_key) {
+        Some((Local::Token(t), deadline)) if deadline > now => t,
+        _ => Arc::from(""),
+    }
 }
 
 /// The stamp of a version token and epoch as Redis answered them.
@@ -476,10 +486,7 @@ impl Cache {
                 let now = Instant::now();
                 let live =
                     |e: Option<(Local, Instant)>| e.filter(|(_, d)| *d > now).map(|(v, _)| v);
-                let version = match live(store.get(version_key)) {
-                    Some(Local::Token(t)) => t,
-                    _ => Arc::from(""),
-                };
+                let version = local_token(store, version_key, now);
                 let value = match live(store.get(key)) {
                     Some(Local::Value { version: v, data }) if v == version => {
                         data.downcast_ref::<T>().cloned()
@@ -535,13 +542,7 @@ impl Cache {
     /// when it has it (no round trip), else one `MGET`; unknown when Redis fails.
     pub async fn stamp(&self, version_key: &str) -> Stamp {
         match &self.backend {
-            Backend::Local(store) => {
-                let now = Instant::now();
-                match store.get(version_key) {
-                    Some((Local::Token(t), deadline)) if deadline > now => Stamp(Some(t)),
-                    _ => Stamp(Some(Arc::from(""))),
-                }
-            }
+            Backend::Local(store) => Stamp(Some(local_token(store, version_key, Instant::now()))),
             Backend::Redis(conn) => {
                 if !self.fenced(conn).await {
                     return Stamp(None);

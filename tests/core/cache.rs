@@ -508,8 +508,16 @@ async fn a_rendered_profile_is_served_again_only_while_all_it_shows_is_unchanged
     assert_eq!(token_in(&app.text("/profile").await).unwrap(), my_token);
 
     // the reader's language
-    assert!(app.text_in("en", "/profile").await.contains(r#"<html lang="en""#));
-    assert!(app.text_in("zh-CN", "/profile").await.contains(r#"<html lang="zh-CN""#));
+    assert!(
+        app.text_in("en", "/profile")
+            .await
+            .contains(r#"<html lang="en""#)
+    );
+    assert!(
+        app.text_in("zh-CN", "/profile")
+            .await
+            .contains(r#"<html lang="zh-CN""#)
+    );
 
     // and the time: the page is not served once its points summary stops being true
     use member_portal::clock::Clock;

@@ -1,10 +1,10 @@
 //! The member's own pages: profile, points, upgrade progress, notifications. Every page
 //! shows the logged-in user's data only; no user id is taken from the URL.
 
-use askama::Template;
-use askama_web::WebTemplate;
 use std::sync::Arc;
 
+use askama::Template;
+use askama_web::WebTemplate;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::header;
