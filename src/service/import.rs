@@ -248,7 +248,7 @@ pub async fn get(ctx: &Ctx, id: i64) -> Result<ImportView> {
         .ok_or(Error::NotFound { what: "import" })?;
     if view.interrupted {
         let why = "the portal stopped while the import ran; nothing was imported: start it again";
-        mark_failed(ctx, id, why).await?;
+        mark_failed(&ctx.pool, ctx.clock.now(), id, why).await?;
         view.status = "failed".into();
         view.failure = Some(why.into());
         view.interrupted = false;
@@ -266,7 +266,12 @@ pub async fn recent(ctx: &Ctx, limit: i64) -> Result<Vec<ImportView>> {
         .await?)
 }
 
-async fn mark_failed(ctx: &Ctx, id: i64, why: &str) -> Result<()> {
+async fn mark_failed<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    now: time::OffsetDateTime,
+    id: i64,
+    why: &str,
+) -> Result<()> {
     sqlx::query(
         "with d as (delete from member_import_rows where import_id = $1)
          update member_imports set status = 'failed', failure = $2, finished_at = $3
@@ -274,11 +279,14 @@ async fn mark_failed(ctx: &Ctx, id: i64, why: &str) -> Result<()> {
     )
     .bind(id)
     .bind(why)
-    .bind(ctx.clock.now())
-    .execute(&ctx.pool)
+    .bind(now)
+    .execute(db)
     .await?;
     Ok(())
 }
+
+/// How long a failed import waits on its own connection to be marked failed.
+const MARK_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn progress(
     ctx: &Ctx,
@@ -353,7 +361,14 @@ pub async fn import_members(
         metrics::counter!("member_system_members_imported_total").increment(r.imported);
     }
     if let Err(e) = &result {
-        mark_failed(ctx, import_id, &reason(e)).await.ok();
+        // Marked on the import's own connection, which still holds the lock, so that no
+        // page sees the import unlocked before it is marked (and calls it interrupted); a
+        // connection broken mid-COPY answers with an error, and the pool marks it instead.
+        let (why, now) = (reason(e), ctx.clock.now());
+        let own = tokio::time::timeout(MARK_WITHIN, mark_failed(&mut *conn, now, import_id, &why));
+        if !matches!(own.await, Ok(Ok(()))) {
+            mark_failed(&ctx.pool, now, import_id, &why).await.ok();
+        }
         // a connection that failed mid-COPY is not given back; closing it ends the lock
         conn.close().await.ok();
     } else {

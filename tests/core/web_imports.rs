@@ -205,7 +205,10 @@ async fn a_bad_file_is_refused_with_its_lines_or_fails_saying_why() {
     )
     .await;
     assert!(failed.contains("The import failed"), "{failed}");
-    assert!(failed.contains("id=\"import-failure\"") && failed.contains("is not one of"));
+    assert!(
+        failed.contains("id=\"import-failure\"") && failed.contains("is not one of"),
+        "{failed}"
+    );
     assert_eq!(users(&app).await, 2);
 
     // no file at all: the form again, saying so, as a 422 (the layout tells htmx to swap
@@ -341,5 +344,57 @@ async fn an_import_whose_process_stopped_is_shown_failed_with_nothing_imported()
         app.get("/admin/imports/999999").await.status(),
         404,
         "an import that does not exist"
+    );
+}
+
+#[tokio::test]
+async fn an_import_that_fails_while_the_pool_is_busy_still_says_why() {
+    // every pooled connection but one is busy: the import takes that one, and its failure
+    // is written on it rather than on a second one it would wait for in vain (the page
+    // would then find the import unlocked and unmarked, and call it interrupted)
+    let app = staff_app_with(|_| {}).await;
+    let token = app.csrf().await;
+    let pool = &app.s.ctx.pool;
+    let mut held = Vec::new();
+    while held.len() + 1 < pool.options().get_max_connections() as usize {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let part = reqwest::multipart::Part::bytes(b"mail,name\nx@example.com,X\n".to_vec())
+        .file_name("b.csv")
+        .mime_str("text/csv")
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url("/admin/imports"))
+        .header("x-csrf-token", token)
+        .header("hx-request", "true")
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let path = import_path(&r);
+    // the failure is written before the import lets its connection go
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = sqlx::query_scalar::<_, String>(
+            "select status || ': ' || coalesce(failure, '') from member_imports",
+        )
+        .fetch_one(&mut *held[0])
+        .await
+        .unwrap();
+        if !status.starts_with("reading") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        status.starts_with("failed: file: the first line"),
+        "{status}"
+    );
+    drop(held);
+    let failed = finished(&app, &path).await;
+    assert!(
+        failed.contains("id=\"import-failure\"") && failed.contains("is not one of"),
+        "{failed}"
     );
 }
