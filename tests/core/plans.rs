@@ -84,3 +84,49 @@ async fn history_and_notifications_read_the_members_index_when_one_member_holds_
         "{read} index entries read for one notification page"
     );
 }
+
+#[tokio::test]
+async fn an_earn_updates_the_members_profile_in_place_without_new_index_entries() {
+    // Every earn updates the profile row; an index on a column it changes would make that
+    // update write an entry in each of the table's indexes (migration 0027).
+    let h = Harness::new().await;
+    let member = h.member().await;
+    let now = time::OffsetDateTime::now_utc();
+    let mut conn = h.pool.acquire().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    for n in 0..3 {
+        let id = format!("hot-{n}");
+        let earned = db::points::earn(
+            &mut tx,
+            &db::points::EarnCall {
+                user_id: member,
+                base_points: 10,
+                amount: Some(rust_decimal::Decimal::new(1999, 2)),
+                source_type: "order",
+                source_id: &id,
+                now,
+                tz: "UTC",
+                expires_at: now + time::Duration::days(365),
+                pending_until: None,
+                max_per_transaction: 1_000_000,
+                daily_limit: 1_000_000,
+                check_upgrade: false,
+                key_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(earned, db::points::Earned::Created(_)),
+            "{earned:?}"
+        );
+    }
+    let (updated, hot): (i64, i64) = sqlx::query_as(
+        "select pg_stat_get_xact_tuples_updated('member_profiles'::regclass),
+                pg_stat_get_xact_tuples_hot_updated('member_profiles'::regclass)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((updated, hot), (3, 3));
+}
