@@ -5,9 +5,9 @@
 -- update changes no indexed column, so PostgreSQL keeps it on the same page (HOT) when
 -- there is room, which the lower fillfactor leaves.
 --
--- The member list's points filter does not need it: its conditions are written
--- "$3 is null or available_points >= $3" for one prepared statement, which PostgreSQL's
--- generic plan cannot serve from an index anyway, and the list is read newest first by
--- user_id (keyset) with the count beside it.
+-- What loses it is the staff member list's points filter, written
+-- "$3 is null or available_points >= $3" for one prepared statement: it could use the
+-- index only while PostgreSQL planned for the values given, never under the generic plan;
+-- a narrow points range over many members now reads the table, on a staff page.
 drop index member_profiles_available_idx;
 alter table member_profiles set (fillfactor = 90);
