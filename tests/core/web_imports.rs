@@ -23,6 +23,17 @@ async fn staff_app_with(tweak: impl FnOnce(&mut member_portal::config::Config)) 
 /// Uploads `csv` as the import form does (htmx, the CSRF token in its header).
 async fn upload(app: &TestApp, name: &str, csv: &str, skip: bool) -> reqwest::Response {
     let token = app.csrf().await;
+    upload_with(app, &token, name, csv, skip).await
+}
+
+/// [`upload`] with a CSRF token already read.
+async fn upload_with(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    csv: &str,
+    skip: bool,
+) -> reqwest::Response {
     let mut form = reqwest::multipart::Form::new();
     if skip {
         form = form.text("skip_bad_rows", "yes");
@@ -367,19 +378,7 @@ async fn an_import_that_fails_while_the_pool_is_busy_still_says_why() {
             }
         }
     }
-    let part = reqwest::multipart::Part::bytes(b"mail,name\nx@example.com,X\n".to_vec())
-        .file_name("b.csv")
-        .mime_str("text/csv")
-        .unwrap();
-    let r = app
-        .client
-        .post(app.url("/admin/imports"))
-        .header("x-csrf-token", token)
-        .header("hx-request", "true")
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
+    let r = upload_with(&app, &token, "b.csv", "mail,name\nx@example.com,X\n", false).await;
     let path = import_path(&r);
     // the failure is written before the import lets its connection go
     let mut status = String::new();
