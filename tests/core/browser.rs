@@ -103,11 +103,26 @@ async fn shot(c: &Client, name: &str) {
 }
 
 async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
-    c.wait()
+    match c
+        .wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css(css))
         .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+    {
+        Ok(element) => element,
+        Err(e) => panic!("{css} never appeared: {e}\n{}", where_it_was(c).await),
+    }
+}
+
+/// Where the browser is and what its page says: for a failure the test could not foresee.
+async fn where_it_was(c: &Client) -> String {
+    let url = c.current_url().await.map(|u| u.to_string());
+    let text = match c.find(Locator::Css("body")).await {
+        Ok(body) => body.text().await.unwrap_or_default(),
+        Err(e) => format!("(no body: {e})"),
+    };
+    let text: String = text.chars().take(600).collect();
+    format!("at {url:?}, showing: {text}")
 }
 
 async fn count(c: &Client, css: &str) -> usize {
@@ -1025,9 +1040,11 @@ async fn staff_upload_a_member_file_see_its_bad_lines_then_import_the_good_ones(
     phone.client.goto(&app.url("/admin/imports")).await.unwrap();
     wait_css(&phone.client, "#imports").await;
     shot(&phone.client, "admin-imports-phone").await;
+    // followed rather than clicked: with mobile emulation a click is a touch, and on a
+    // loaded machine a touch held past the long-press threshold opens no link
     wait_css(&phone.client, "#imports tbody tr:first-child a")
         .await
-        .click()
+        .follow()
         .await
         .unwrap();
     wait_css(&phone.client, "#import-status.notice").await;
