@@ -176,10 +176,31 @@ pub struct EarnCall<'a> {
     pub key_hash: Option<&'a str>,
 }
 
+/// A row of `earn_points`' result table (migration 0026).
+pub struct EarnRow {
+    outcome: String,
+    id: Option<i64>,
+    user_id: Option<i64>,
+    transaction_type: Option<TransactionType>,
+    points_change: Option<i64>,
+    balance_after: Option<i64>,
+    reference_type: Option<String>,
+    reference_id: Option<String>,
+    description: Option<String>,
+    status: Option<String>,
+    unrecovered: Option<i64>,
+    created_at: Option<OffsetDateTime>,
+    requested_points: Option<i64>,
+    amount: Option<Decimal>,
+    actual: Option<i64>,
+    earned_today: Option<i64>,
+}
+
 /// The earn: one statement (`earn_points_for_key`, migration 0026), committing on its
 /// own outside a transaction, or as part of the caller's.
 pub async fn earn(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Result<Earned> {
-    let r = sqlx::query!(
+    sqlx::query_as!(
+        EarnRow,
         r#"select outcome as "outcome!", id, user_id, transaction_type as "transaction_type: TransactionType", points_change,
                   balance_after, reference_type, reference_id, description, status,
                   unrecovered, created_at, requested_points, amount, actual, earned_today
@@ -199,55 +220,116 @@ pub async fn earn(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Result<Ear
         c.check_upgrade,
     )
     .fetch_one(conn)
-    .await?;
-    let tx = || -> Option<Transaction> {
-        Some(Transaction {
-            id: r.id?,
-            user_id: r.user_id?,
-            transaction_type: r.transaction_type?,
-            points_change: r.points_change?,
-            balance_after: r.balance_after?,
-            reference_type: r.reference_type.clone(),
-            reference_id: r.reference_id.clone(),
-            description: r.description.clone()?,
-            status: r.status.clone()?,
-            unrecovered: r.unrecovered?,
-            created_at: r.created_at?,
-        })
+    .await?
+    .earned()
+}
+
+/// Earns of one member (`calls`, all with its `user_id`, the same time zone and limits) in
+/// one statement, in order, each as [`earn`] would run it (`earn_points_many`, migration
+/// 0028): one transaction and one round trip for all. One answer per call, in order; on
+/// an error nothing of them was written.
+pub async fn earn_many(
+    conn: &mut PgConnection,
+    calls: &[EarnCall<'_>],
+) -> sqlx::Result<Vec<Earned>> {
+    let Some(first) = calls.first() else {
+        return Ok(Vec::new());
     };
-    let missing =
-        || sqlx::Error::Protocol(format!("earn_points: {} without a transaction", r.outcome));
-    Ok(match r.outcome.as_str() {
-        "created" => Earned::Created(tx().ok_or_else(missing)?),
-        "replay" => Earned::Replay(Keyed {
-            tx: tx().ok_or_else(missing)?,
-            requested_points: r.requested_points,
-            amount: r.amount,
-            reversed_points: 0,
-            reversed_amount: Decimal::ZERO,
-            refunded: false,
-            batch_id: None,
-            // not returned by earn_points(): read by [`earn_upgrade`] when needed
-            upgrade: None,
-            bonus_points: 0,
-        }),
-        "not_found" => Earned::NotFound,
-        "unauthorized" => Earned::Unauthorized,
-        "forbidden" => Earned::Forbidden,
-        "per_tx" => Earned::PerTransaction {
-            actual: r.actual.unwrap_or(i64::MAX),
-        },
-        "daily" => Earned::Daily {
-            actual: r.actual.unwrap_or_default(),
-            earned_today: r.earned_today.unwrap_or_default(),
-        },
-        "upgrade" => Earned::UpgradeDue,
-        other => {
-            return Err(sqlx::Error::Protocol(format!(
-                "earn_points returned an unknown outcome {other}"
-            )));
-        }
-    })
+    let keys: Vec<Option<&str>> = calls.iter().map(|c| c.key_hash).collect();
+    let base: Vec<i64> = calls.iter().map(|c| c.base_points).collect();
+    let amount: Vec<Option<Decimal>> = calls.iter().map(|c| c.amount).collect();
+    let source_type: Vec<&str> = calls.iter().map(|c| c.source_type).collect();
+    let source_id: Vec<&str> = calls.iter().map(|c| c.source_id).collect();
+    let now: Vec<OffsetDateTime> = calls.iter().map(|c| c.now).collect();
+    let expires_at: Vec<OffsetDateTime> = calls.iter().map(|c| c.expires_at).collect();
+    let pending_until: Vec<Option<OffsetDateTime>> =
+        calls.iter().map(|c| c.pending_until).collect();
+    let check_upgrade: Vec<bool> = calls.iter().map(|c| c.check_upgrade).collect();
+    let rows = sqlx::query_as!(
+        EarnRow,
+        r#"select outcome as "outcome!", id, user_id, transaction_type as "transaction_type: TransactionType", points_change,
+                  balance_after, reference_type, reference_id, description, status,
+                  unrecovered, created_at, requested_points, amount, actual, earned_today
+             from earn_points_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            order by item"#,
+        &keys as &[Option<&str>],
+        first.user_id,
+        &base,
+        &amount as &[Option<Decimal>],
+        &source_type as &[&str],
+        &source_id as &[&str],
+        &now,
+        first.tz,
+        &expires_at,
+        &pending_until as &[Option<OffsetDateTime>],
+        first.max_per_transaction,
+        first.daily_limit,
+        &check_upgrade,
+    )
+    .fetch_all(conn)
+    .await?;
+    if rows.len() != calls.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "earn_points_many answered {} rows for {} earns",
+            rows.len(),
+            calls.len()
+        )));
+    }
+    rows.into_iter().map(EarnRow::earned).collect()
+}
+
+impl EarnRow {
+    fn earned(self) -> sqlx::Result<Earned> {
+        let r = self;
+        let tx = || -> Option<Transaction> {
+            Some(Transaction {
+                id: r.id?,
+                user_id: r.user_id?,
+                transaction_type: r.transaction_type?,
+                points_change: r.points_change?,
+                balance_after: r.balance_after?,
+                reference_type: r.reference_type.clone(),
+                reference_id: r.reference_id.clone(),
+                description: r.description.clone()?,
+                status: r.status.clone()?,
+                unrecovered: r.unrecovered?,
+                created_at: r.created_at?,
+            })
+        };
+        let missing =
+            || sqlx::Error::Protocol(format!("earn_points: {} without a transaction", r.outcome));
+        Ok(match r.outcome.as_str() {
+            "created" => Earned::Created(tx().ok_or_else(missing)?),
+            "replay" => Earned::Replay(Keyed {
+                tx: tx().ok_or_else(missing)?,
+                requested_points: r.requested_points,
+                amount: r.amount,
+                reversed_points: 0,
+                reversed_amount: Decimal::ZERO,
+                refunded: false,
+                batch_id: None,
+                // not returned by earn_points(): read by [`earn_upgrade`] when needed
+                upgrade: None,
+                bonus_points: 0,
+            }),
+            "not_found" => Earned::NotFound,
+            "unauthorized" => Earned::Unauthorized,
+            "forbidden" => Earned::Forbidden,
+            "per_tx" => Earned::PerTransaction {
+                actual: r.actual.unwrap_or(i64::MAX),
+            },
+            "daily" => Earned::Daily {
+                actual: r.actual.unwrap_or_default(),
+                earned_today: r.earned_today.unwrap_or_default(),
+            },
+            "upgrade" => Earned::UpgradeDue,
+            other => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "earn_points returned an unknown outcome {other}"
+                )));
+            }
+        })
+    }
 }
 
 /// Takes `points` of a pending earn back from the pending batches of the order (the earn's

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod campaigns;
 pub mod demo;
+pub mod earn_queue;
 pub mod email;
 pub mod finance;
 pub mod grants;
@@ -50,6 +51,8 @@ pub struct Ctx {
     pub campaign_cache: campaigns::CampaignCache,
     /// pages rendered lately, served again while what they show is unchanged
     pub rendered: crate::cache::Rendered,
+    /// earns waiting for a member whose earn is running on this instance (group commit)
+    pub earn_queue: Arc<earn_queue::EarnQueue>,
 }
 
 /// What `/readyz` reports: PostgreSQL must answer; Redis is optional.
@@ -121,6 +124,7 @@ impl Ctx {
             display_offset,
             campaign_cache: campaigns::CampaignCache::default(),
             rendered: crate::cache::rendered(),
+            earn_queue: Arc::default(),
         })
     }
 

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 
 use super::campaigns::{pay_bonuses, record_bonuses};
+use super::earn_queue::{Turn, Waiting};
 use super::{Ctx, accounts, members, run_to_completion};
 use crate::db::campaigns as campaign_db;
 use crate::db::members as member_db;
@@ -23,6 +24,39 @@ use crate::error::{Error, Result, on_constraint};
 pub use crate::db::points::BatchRow;
 
 const IDEMPOTENCY_KEY: &str = "point_transactions_idempotency_key";
+
+/// The most queued earns of one member run in one statement (each is a few writes in the
+/// batch's one transaction).
+const EARN_BATCH: usize = 32;
+
+/// The campaigns among `campaigns` that pay a bonus on `req` at `now`.
+fn in_play<'c>(
+    campaigns: &'c [Campaign],
+    req: &EarnRequest,
+    now: OffsetDateTime,
+) -> Vec<&'c Campaign> {
+    campaigns
+        .iter()
+        .filter(|c| {
+            c.applies_to(
+                req.source_type.as_str(),
+                category(req),
+                req.amount.map(Money::get),
+                now,
+            )
+        })
+        .collect()
+}
+
+/// The outcome of a new earn the statement made alone (no bonuses, no upgrade).
+fn created(transaction: Transaction) -> Outcome {
+    Outcome {
+        transaction,
+        replayed: false,
+        upgrade: None,
+        bonuses: Vec::new(),
+    }
+}
 
 /// The usage type of reward redemptions (see `service::rewards`): their points are spent
 /// and given back with the coupon, never through a plain use or refund.
@@ -155,8 +189,7 @@ impl PointService {
     ) -> Result<Outcome> {
         let this = self.clone();
         run_to_completion(async move {
-            let earn = || this.earn_one(&req, key_hash.as_deref());
-            let outcome = match this.ctx.guarded(req.user_id, earn).await {
+            let outcome = match this.earn_in_turn(&req, key_hash.as_deref()).await {
                 Err(e) if e.is_key_race() => {
                     // Another member's earn with this key committed first.
                     this.replay_after_race("earn", &req.source_type, &req.source_id, "", |k| {
@@ -186,34 +219,150 @@ impl PointService {
     async fn earn_one(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
         let now = self.now();
         let campaigns = self.ctx.campaigns().await?;
-        let in_play: Vec<&Campaign> = campaigns
-            .iter()
-            .filter(|c| {
-                c.applies_to(
-                    req.source_type.as_str(),
-                    category(req),
-                    req.amount.map(Money::get),
-                    now,
-                )
-            })
-            .collect();
+        let in_play = in_play(&campaigns, req, now);
         if in_play.is_empty() {
             let mut conn = self.ctx.pool.acquire().await?;
             let call = self.earn_call(req, key_hash, true, now);
             match self.settle(&mut conn, req, &call).await? {
                 Settled::Done(outcome) => return Ok(outcome),
-                Settled::Created(transaction) => {
-                    return Ok(Outcome {
-                        transaction,
-                        replayed: false,
-                        upgrade: None,
-                        bonuses: Vec::new(),
-                    });
-                }
+                Settled::Created(transaction) => return Ok(created(transaction)),
                 Settled::UpgradeDue => {}
             }
         }
         self.earn_tx(req, key_hash, &in_play, now).await
+    }
+
+    /// The earn under the member's lock, as [`Self::earn_one`] runs it, unless another earn
+    /// of the member is running on this instance: then it waits in the member's queue, and
+    /// whoever takes the lock next runs everything queued in one statement (group commit,
+    /// see `earn_queue`). The same answers either way; the lock's wait bounds the queue's.
+    async fn earn_in_turn(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
+        let user_id = req.user_id;
+        let alone = || self.ctx.guarded(user_id, || self.earn_one(req, key_hash));
+        let (id, rx) = match self.ctx.earn_queue.join(req, key_hash) {
+            Turn::Run => {
+                let result = alone().await;
+                self.run_queue(user_id);
+                return result;
+            }
+            Turn::Queued(id, rx) => (id, rx),
+        };
+        let mut rx = rx;
+        let answer = match tokio::time::timeout(self.ctx.config.lock_wait, &mut rx).await {
+            Ok(answer) => answer,
+            Err(_) if self.ctx.earn_queue.withdraw(user_id, id) => {
+                return Err(Error::ConcurrentOperation);
+            }
+            // taken to be run just now: its answer is coming
+            Err(_) => rx.await,
+        };
+        match answer {
+            Ok(Some(result)) => result,
+            // not run (its runner stopped): it runs alone, its key keeps that from crediting twice
+            Ok(None) | Err(_) => alone().await,
+        }
+    }
+
+    /// Runs the member's queued earns, on a task of its own, once the earn that ran has
+    /// finished: batch after batch under the member's lock until none is left.
+    fn run_queue(&self, user_id: i64) {
+        if self.ctx.earn_queue.finish(user_id) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = || async {
+                    let batch = this.ctx.earn_queue.take(user_id, EARN_BATCH);
+                    this.run_batch(batch).await;
+                    Ok(())
+                };
+                if let Err(e) = this.ctx.guarded(user_id, batch).await {
+                    // the lock was not had: the queued earns get what they would have got
+                    // waiting for it (CONCURRENT_OPERATION), or run alone
+                    let busy = matches!(e, Error::ConcurrentOperation);
+                    for w in this.ctx.earn_queue.take(user_id, usize::MAX) {
+                        let answer = busy.then(|| Err(Error::ConcurrentOperation));
+                        let _ = w.answer.send(answer);
+                    }
+                }
+                if this.ctx.earn_queue.finish(user_id) {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Queued earns of one member, under its lock: those campaigns pay on (and a lone one)
+    /// as [`Self::earn_one`] runs them, the rest in one statement. If that statement fails
+    /// (another member's earn with the same key committed first, say), nothing of it was
+    /// written and each earn runs alone, as it would have without the queue.
+    async fn run_batch(&self, batch: Vec<Waiting>) {
+        let now = self.now();
+        let campaigns = match self.ctx.campaigns().await {
+            Ok(c) => c,
+            Err(_) => {
+                for w in batch {
+                    let _ = w.answer.send(None);
+                }
+                return;
+            }
+        };
+        let (mut alone, together): (Vec<Waiting>, Vec<Waiting>) = batch
+            .into_iter()
+            .partition(|w| !in_play(&campaigns, &w.req, now).is_empty());
+        let together = if together.len() > 1 {
+            together
+        } else {
+            alone.extend(together);
+            Vec::new()
+        };
+        for w in alone {
+            let result = self.earn_one(&w.req, w.key_hash.as_deref()).await;
+            let _ = w.answer.send(Some(result));
+        }
+        if together.is_empty() {
+            return;
+        }
+        let ran = {
+            let calls: Vec<db::EarnCall> = together
+                .iter()
+                .map(|w| self.earn_call(&w.req, w.key_hash.as_deref(), true, now))
+                .collect();
+            match self.ctx.pool.acquire().await {
+                Ok(mut conn) => match db::earn_many(&mut conn, &calls).await {
+                    Ok(earned) => Some((conn, earned)),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            }
+        };
+        let Some((mut conn, earned)) = ran else {
+            for w in together {
+                let result = self.earn_one(&w.req, w.key_hash.as_deref()).await;
+                let _ = w.answer.send(Some(result));
+            }
+            return;
+        };
+        let mut upgrades = Vec::new();
+        for (w, e) in together.into_iter().zip(earned) {
+            let result = match self.settled(&mut conn, &w.req, Ok(e)).await {
+                Ok(Settled::Created(transaction)) => Ok(created(transaction)),
+                Ok(Settled::Done(outcome)) => Ok(outcome),
+                Ok(Settled::UpgradeDue) => {
+                    upgrades.push(w);
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            let _ = w.answer.send(Some(result));
+        }
+        drop(conn);
+        // nothing was written for these: each goes on as earn_one would, with the upgrade
+        for w in upgrades {
+            let result = self.earn_tx(&w.req, w.key_hash.as_deref(), &[], now).await;
+            let _ = w.answer.send(Some(result));
+        }
     }
 
     /// The earn statement's arguments for `req`.
@@ -254,8 +403,19 @@ impl PointService {
         req: &EarnRequest,
         call: &db::EarnCall<'_>,
     ) -> Result<Settled> {
+        let earned = db::earn(conn, call).await;
+        self.settled(conn, req, earned).await
+    }
+
+    /// The earn statement's answer for `req`, read (see [`Self::settle`]).
+    async fn settled(
+        &self,
+        conn: &mut PgConnection,
+        req: &EarnRequest,
+        earned: sqlx::Result<Earned>,
+    ) -> Result<Settled> {
         let cfg = &self.ctx.config;
-        match db::earn(conn, call).await {
+        match earned {
             Ok(Earned::Created(transaction)) => Ok(Settled::Created(transaction)),
             Ok(Earned::UpgradeDue) => Ok(Settled::UpgradeDue),
             Ok(Earned::Replay(mut k)) => {

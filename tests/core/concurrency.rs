@@ -104,3 +104,63 @@ async fn concurrent_duplicate_earns_for_two_members_credit_one_and_conflict_the_
     assert_eq!(h.available(a).await + h.available(b).await, 100);
     h.assert_ledger_clean().await;
 }
+
+/// Earns racing on one member queue behind the one that runs and go to PostgreSQL
+/// together (group commit): each is answered as if it had run alone, in some order.
+#[tokio::test]
+async fn concurrent_earns_of_one_member_are_committed_together_and_each_answered_as_alone() {
+    for backend in [Backend::Local, Backend::Redis] {
+        let h = Harness::with_pool_size(backend, 20, |_| {}).await;
+        let user = h.member().await;
+        let mut tasks = Vec::new();
+        // thirty orders, and ten of them sent a second time
+        for i in 0..40 {
+            let s = h.s.clone();
+            let order = format!("ORDER{}", i % 30);
+            tasks.push(tokio::spawn(async move {
+                s.points.earn_points(earn_req(user, 10, &order, None)).await
+            }));
+        }
+        let mut fresh = Vec::new();
+        let mut replays = Vec::new();
+        for t in tasks {
+            let out = t.await.unwrap().unwrap();
+            assert_eq!(out.transaction.points_change, 10, "{backend:?}");
+            if out.replayed {
+                replays.push(out.transaction);
+            } else {
+                fresh.push(out.transaction);
+            }
+        }
+        assert_eq!((fresh.len(), replays.len()), (30, 10), "{backend:?}");
+        // each new earn saw every one before it: balances 10, 20, … 300, each once
+        let mut balances: Vec<i64> = fresh.iter().map(|t| t.balance_after).collect();
+        balances.sort_unstable();
+        assert_eq!(
+            balances,
+            (1..=30).map(|n| n * 10).collect::<Vec<_>>(),
+            "{backend:?}"
+        );
+        for r in &replays {
+            assert!(
+                fresh
+                    .iter()
+                    .any(|t| t.id == r.id && t.reference_id == r.reference_id),
+                "{backend:?}: a replay answers with its order's earn"
+            );
+        }
+        assert_eq!(h.available(user).await, 300, "{backend:?}");
+        let sql = format!("select count(*) from point_transactions where user_id = {user}");
+        assert_eq!(h.count(&sql).await, 30, "{backend:?}");
+        // fewer transactions than earns: some of them were committed together
+        let sql = format!(
+            "select count(distinct xmin::text)::bigint from point_transactions where user_id = {user}"
+        );
+        let commits = h.count(&sql).await;
+        assert!(
+            commits < 30,
+            "{backend:?}: {commits} transactions for 30 earns"
+        );
+        h.assert_ledger_clean().await;
+    }
+}

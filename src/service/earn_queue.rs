@@ -1,0 +1,108 @@
+//! Group commit of a hot member's earns on this instance. While one earn of a member runs
+//! under the member's lock, the earns that arrive for the same member wait here instead of
+//! each waiting for the lock; the next to take the lock runs all of them in one statement
+//! and one transaction (`earn_points_many`, migration 0028): one WAL flush and one round
+//! trip for the batch, where the member's turn is what limits a hot member's earns.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+
+use super::points::EarnRequest;
+use crate::domain::Outcome;
+use crate::error::Result;
+
+/// What a queued earn gets back: its answer, or `None` when it was not run and its caller
+/// runs it alone.
+pub type Answer = Option<Result<Outcome>>;
+
+/// An earn waiting for its member's turn.
+pub struct Waiting {
+    id: u64,
+    pub req: EarnRequest,
+    pub key_hash: Option<String>,
+    pub answer: oneshot::Sender<Answer>,
+}
+
+#[derive(Default)]
+struct Member {
+    /// an earn of this member is running (or the queue is being run)
+    running: bool,
+    waiting: Vec<Waiting>,
+}
+
+#[derive(Default)]
+pub struct EarnQueue {
+    members: Mutex<HashMap<i64, Member>>,
+    next_id: AtomicU64,
+}
+
+/// The caller's part: run its earn now, or wait for the answer under this id.
+pub enum Turn {
+    Run,
+    Queued(u64, oneshot::Receiver<Answer>),
+}
+
+impl EarnQueue {
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Member>> {
+        // a panic elsewhere while holding it leaves plain data behind; keep going with it
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The caller runs its earn now if no earn of this member is running on this instance;
+    /// otherwise it is queued behind the one that is.
+    pub fn join(&self, req: &EarnRequest, key_hash: Option<&str>) -> Turn {
+        let mut members = self.members();
+        let member = members.entry(req.user_id).or_default();
+        if !member.running {
+            member.running = true;
+            return Turn::Run;
+        }
+        let (answer, rx) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        member.waiting.push(Waiting {
+            id,
+            req: req.clone(),
+            key_hash: key_hash.map(str::to_owned),
+            answer,
+        });
+        Turn::Queued(id, rx)
+    }
+
+    /// Up to `max` of the member's queued earns, oldest first.
+    pub fn take(&self, user_id: i64, max: usize) -> Vec<Waiting> {
+        let mut members = self.members();
+        let Some(member) = members.get_mut(&user_id) else {
+            return Vec::new();
+        };
+        let n = member.waiting.len().min(max);
+        member.waiting.drain(..n).collect()
+    }
+
+    /// Takes a queued earn back (its caller stopped waiting); false when it was already
+    /// taken to be run, and its answer will come.
+    pub fn withdraw(&self, user_id: i64, id: u64) -> bool {
+        let mut members = self.members();
+        let Some(member) = members.get_mut(&user_id) else {
+            return false;
+        };
+        let before = member.waiting.len();
+        member.waiting.retain(|w| w.id != id);
+        member.waiting.len() < before
+    }
+
+    /// Called by whoever ran the member's earns when it has finished: true when nothing is
+    /// queued (the member is free again), false when the queue is still to be run.
+    pub fn finish(&self, user_id: i64) -> bool {
+        let mut members = self.members();
+        match members.get(&user_id) {
+            Some(member) if !member.waiting.is_empty() => false,
+            _ => {
+                members.remove(&user_id);
+                true
+            }
+        }
+    }
+}
