@@ -93,6 +93,15 @@ impl EarnQueue {
         member.waiting.len() < before
     }
 
+    /// Gives up the member's queue (its runner stopped without finishing): every queued earn
+    /// is answered `None`, so that its caller runs it alone, and the member is free again.
+    pub fn abandon(&self, user_id: i64) {
+        let member = self.members().remove(&user_id);
+        for w in member.map(|m| m.waiting).unwrap_or_default() {
+            let _ = w.answer.send(None);
+        }
+    }
+
     /// Called by whoever ran the member's earns when it has finished: true when nothing is
     /// queued (the member is free again), false when the queue is still to be run.
     pub fn finish(&self, user_id: i64) -> bool {

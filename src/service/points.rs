@@ -48,6 +48,33 @@ fn in_play<'c>(
         .collect()
 }
 
+/// Starts the member's queued earns when dropped: after the earn that ran, however it ended.
+struct QueueNext<'a> {
+    points: &'a PointService,
+    user_id: i64,
+}
+
+impl Drop for QueueNext<'_> {
+    fn drop(&mut self) {
+        self.points.run_queue(self.user_id);
+    }
+}
+
+/// Frees a member's queue whose runner stops before it is empty.
+struct Abandon {
+    queue: std::sync::Arc<super::earn_queue::EarnQueue>,
+    user_id: i64,
+    armed: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.armed {
+            self.queue.abandon(self.user_id);
+        }
+    }
+}
+
 /// The outcome of a new earn the statement made alone (no bonuses, no upgrade).
 fn created(transaction: Transaction) -> Outcome {
     Outcome {
@@ -241,9 +268,12 @@ impl PointService {
         let alone = || self.ctx.guarded(user_id, || self.earn_one(req, key_hash));
         let (id, rx) = match self.ctx.earn_queue.join(req, key_hash) {
             Turn::Run => {
-                let result = alone().await;
-                self.run_queue(user_id);
-                return result;
+                // the queue's turn comes after this earn, even if it panicked
+                let _next = QueueNext {
+                    points: self,
+                    user_id,
+                };
+                return alone().await;
             }
             Turn::Queued(id, rx) => (id, rx),
         };
@@ -271,6 +301,12 @@ impl PointService {
         }
         let this = self.clone();
         tokio::spawn(async move {
+            // should this task stop early (a panic), the queued earns run alone
+            let mut abandon = Abandon {
+                queue: this.ctx.earn_queue.clone(),
+                user_id,
+                armed: true,
+            };
             loop {
                 let batch = || async {
                     let batch = this.ctx.earn_queue.take(user_id, EARN_BATCH);
@@ -287,6 +323,7 @@ impl PointService {
                     }
                 }
                 if this.ctx.earn_queue.finish(user_id) {
+                    abandon.armed = false;
                     break;
                 }
             }

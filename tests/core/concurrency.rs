@@ -164,3 +164,38 @@ async fn concurrent_earns_of_one_member_are_committed_together_and_each_answered
         h.assert_ledger_clean().await;
     }
 }
+
+/// Earns queued behind a member whose lock is held elsewhere wait no longer than the lock's
+/// wait, write nothing, and leave the member's queue free for the earns after them.
+#[tokio::test]
+async fn queued_earns_of_a_member_whose_lock_is_held_answer_concurrent_operation_in_time() {
+    let wait = std::time::Duration::from_secs(1);
+    let h = Harness::with_pool_size(Backend::Local, 20, |c| c.lock_wait = wait).await;
+    let user = h.member().await;
+    let held = h.s.ctx.locker.acquire(user).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let s = h.s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.points
+                .earn_points(earn_req(user, 10, &format!("HELD{i}"), None))
+                .await
+        }));
+    }
+    for t in tasks {
+        let e = t.await.unwrap().unwrap_err();
+        assert_eq!(e.code(), "CONCURRENT_OPERATION");
+    }
+    // the first waits for the lock, the queued ones for as long: none twice as long
+    assert!(
+        started.elapsed() < wait * 19 / 10,
+        "{:?}",
+        started.elapsed()
+    );
+    let sql = format!("select count(*) from point_transactions where user_id = {user}");
+    assert_eq!(h.count(&sql).await, 0);
+    h.s.ctx.locker.release(held).await;
+    let out = h.earn(user, 10, "AFTER").await.unwrap();
+    assert_eq!(out.transaction.balance_after, 10);
+}
