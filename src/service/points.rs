@@ -266,7 +266,7 @@ impl PointService {
     async fn earn_in_turn(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
         let user_id = req.user_id;
         let alone = || self.ctx.guarded(user_id, || self.earn_one(req, key_hash));
-        let (id, rx) = match self.ctx.earn_queue.join(req, key_hash) {
+        let (id, mut rx) = match self.ctx.earn_queue.join(req, key_hash) {
             Turn::Run => {
                 // the queue's turn comes after this earn, even if it panicked
                 let _next = QueueNext {
@@ -277,7 +277,6 @@ impl PointService {
             }
             Turn::Queued(id, rx) => (id, rx),
         };
-        let mut rx = rx;
         let answer = match tokio::time::timeout(self.ctx.config.lock_wait, &mut rx).await {
             Ok(answer) => answer,
             Err(_) if self.ctx.earn_queue.withdraw(user_id, id) => {
@@ -354,10 +353,7 @@ impl PointService {
             alone.extend(together);
             Vec::new()
         };
-        for w in alone {
-            let result = self.earn_one(&w.req, w.key_hash.as_deref()).await;
-            let _ = w.answer.send(Some(result));
-        }
+        self.run_each_alone(alone).await;
         if together.is_empty() {
             return;
         }
@@ -375,10 +371,7 @@ impl PointService {
             }
         };
         let Some((mut conn, earned)) = ran else {
-            for w in together {
-                let result = self.earn_one(&w.req, w.key_hash.as_deref()).await;
-                let _ = w.answer.send(Some(result));
-            }
+            self.run_each_alone(together).await;
             return;
         };
         let mut upgrades = Vec::new();
@@ -398,6 +391,14 @@ impl PointService {
         // nothing was written for these: each goes on as earn_one would, with the upgrade
         for w in upgrades {
             let result = self.earn_tx(&w.req, w.key_hash.as_deref(), &[], now).await;
+            let _ = w.answer.send(Some(result));
+        }
+    }
+
+    /// Queued earns run one by one as [`Self::earn_one`] runs them, each answered.
+    async fn run_each_alone(&self, earns: Vec<Waiting>) {
+        for w in earns {
+            let result = self.earn_one(&w.req, w.key_hash.as_deref()).await;
             let _ = w.answer.send(Some(result));
         }
     }
