@@ -48,6 +48,10 @@ pub struct Config {
     /// is what keeps the ledger right either way; an instance's own operations still queue
     /// on its in-process mutex.
     pub redis_points_lock: bool,
+    /// Earns of different members that run at once on an instance before one that arrives
+    /// waits to run with the others waiting, in one statement (group commit across
+    /// members; see `service::earn_queue`).
+    pub earn_group_runners: usize,
     /// Proxies whose `X-Forwarded-For` names the client (login throttling counts per
     /// client address). Empty: the socket's peer is the client.
     pub trusted_proxies: Vec<crate::client_ip::IpRange>,
@@ -487,6 +491,7 @@ impl Config {
             lock_wait: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(30),
             redis_points_lock: boolean("REDIS_POINTS_LOCK", true)?,
+            earn_group_runners: int("EARN_GROUP_RUNNERS", 2, 1, 1_000)? as usize,
             trusted_proxies,
             max_connections: int("MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
             header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 10, 1)?,
@@ -600,6 +605,7 @@ mod tests {
             ("MEMBER_DAILY_POINTS_LIMIT", "-5"),
             ("MEMBER_AUTO_UPGRADE", "maybe"),
             ("REDIS_POINTS_LOCK", "sometimes"),
+            ("EARN_GROUP_RUNNERS", "0"),
             ("BIND_ADDR", "localhost"),
             ("MEMBER_TIMEZONE", "Asia Shanghai"),
             ("DATABASE_URL", "mysql://x"),
@@ -643,11 +649,13 @@ mod tests {
             ("REDIS_URL", "redis://127.0.0.1:6379"),
             ("REDIS_POINTS_LOCK", "false"),
             ("MEMBER_TIMEZONE", "UTC"),
+            ("EARN_GROUP_RUNNERS", "4"),
         ]))
         .unwrap();
         assert_eq!(c.daily_points_limit, 7000);
         assert!(!c.auto_upgrade);
         assert!(!c.redis_points_lock);
+        assert_eq!(c.earn_group_runners, 4);
         assert!(
             Config::default().redis_points_lock,
             "the spec's lock by default"

@@ -205,11 +205,7 @@ impl Locker {
         user_id: i64,
         deadline: Instant,
     ) -> Result<Held, Error> {
-        let down = *self
-            .redis_down_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if down.is_some_and(|until| Instant::now() < until) {
+        if self.redis_is_down() {
             return Ok(Held::Nothing);
         }
         let key = self.keys.points_lock(user_id);
@@ -240,11 +236,7 @@ impl Locker {
                 Ok(None) => {}
                 Err(e) => {
                     warn_fallback(&e);
-                    *self
-                        .redis_down_until
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) =
-                        Some(Instant::now() + REDIS_RETRY_AFTER);
+                    self.mark_redis_down();
                     return Ok(Held::Nothing);
                 }
             }
@@ -289,13 +281,10 @@ impl Locker {
                 }
             }
             Held::Redis(lease) => {
-                let mut release = redis::cmd("EVAL");
-                release
-                    .arg(RELEASE_SCRIPT)
-                    .arg(1)
-                    .arg(&lease.key)
-                    .arg(&lease.token);
-                if !cache.invalidate_members_then(user_ids, Some(release)).await {
+                if !cache
+                    .invalidate_members_then(user_ids, vec![release_cmd(&lease)])
+                    .await
+                {
                     self.give_back(lease).await;
                 }
                 self.forget_local(user_id, local);
@@ -306,6 +295,173 @@ impl Locker {
                 self.forget_local(user_id, local);
                 cache.invalidate_members(user_ids).await;
             }
+        }
+    }
+
+    /// The locks of several members (a batch of their earns), each taken at once or not at
+    /// all: with Redis, one round trip for all of them. One answer per member, in order;
+    /// `None` for a member another operation holds (its earn then waits for the lock as it
+    /// would alone), and for a member named twice.
+    pub async fn try_acquire_many(&self, user_ids: &[i64]) -> Vec<Option<LockGuard>> {
+        let mut locals: Vec<Option<OwnedMutexGuard<Option<Lease>>>> = user_ids
+            .iter()
+            .map(|&user_id| {
+                let mutex = {
+                    let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
+                    map.entry(user_id).or_default().clone()
+                };
+                mutex.try_lock_owned().ok()
+            })
+            .collect();
+        let conn = match &self.backend {
+            Backend::Redis(conn) if !self.redis_is_down() => conn,
+            _ => {
+                return self.guards(user_ids, locals, |_| Some(Held::Nothing));
+            }
+        };
+        // leases handed over with time left are kept; stale ones given back
+        let mut handed: Vec<Option<Lease>> = Vec::with_capacity(user_ids.len());
+        for local in &mut locals {
+            match local.as_mut().and_then(|g| g.take()) {
+                Some(lease) if lease.taken.elapsed() < self.ttl / 2 => handed.push(Some(lease)),
+                Some(stale) => {
+                    self.give_back(stale).await;
+                    handed.push(None);
+                }
+                None => handed.push(None),
+            }
+        }
+        let asks: Vec<(usize, String, String)> = locals
+            .iter()
+            .zip(&handed)
+            .enumerate()
+            .filter(|(_, (local, lease))| local.is_some() && lease.is_none())
+            .map(|(i, _)| {
+                let key = self.keys.points_lock(user_ids[i]);
+                (i, key, crate::random_uuid().to_string())
+            })
+            .collect();
+        let ttl = self.ttl.as_secs().max(1);
+        let pairs: Vec<(String, String)> = asks
+            .iter()
+            .map(|(_, k, t)| (k.clone(), t.clone()))
+            .collect();
+        let taken = if pairs.is_empty() {
+            Ok(Vec::new())
+        } else {
+            conn.run(|mut c| async move {
+                let mut pipe = redis::pipe();
+                for (key, token) in &pairs {
+                    pipe.cmd("SET")
+                        .arg(key)
+                        .arg(token)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(ttl);
+                }
+                pipe.query_async::<Vec<Option<String>>>(&mut c).await
+            })
+            .await
+        };
+        let taken = match taken {
+            Ok(taken) if taken.len() == asks.len() => taken,
+            Ok(_) => {
+                for lease in handed.into_iter().flatten() {
+                    self.give_back(lease).await;
+                }
+                return self.guards(user_ids, locals, |_| None);
+            }
+            Err(e) => {
+                warn_fallback(&e);
+                self.mark_redis_down();
+                return self.guards(user_ids, locals, |_| Some(Held::Nothing));
+            }
+        };
+        let now = Instant::now();
+        let mut held: Vec<Option<Held>> = handed
+            .into_iter()
+            .map(|lease| lease.map(Held::Redis))
+            .collect();
+        for ((i, key, token), got) in asks.into_iter().zip(taken) {
+            if got.is_some() {
+                held[i] = Some(Held::Redis(Lease {
+                    key,
+                    token,
+                    taken: now,
+                }));
+            }
+        }
+        self.guards(user_ids, locals, |i| held[i].take())
+    }
+
+    /// The guards of [`Self::try_acquire_many`]: a member whose instance mutex or lock was
+    /// not had gets `None`, and its mutex is let go.
+    fn guards(
+        &self,
+        user_ids: &[i64],
+        locals: Vec<Option<OwnedMutexGuard<Option<Lease>>>>,
+        mut held: impl FnMut(usize) -> Option<Held>,
+    ) -> Vec<Option<LockGuard>> {
+        locals
+            .into_iter()
+            .enumerate()
+            .map(|(i, local)| {
+                let local = local?;
+                match held(i) {
+                    Some(redis) => Some(LockGuard {
+                        user_id: user_ids[i],
+                        local,
+                        redis,
+                    }),
+                    None => {
+                        self.forget_local(user_ids[i], local);
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn redis_is_down(&self) -> bool {
+        let down = *self
+            .redis_down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        down.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn mark_redis_down(&self) {
+        *self
+            .redis_down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + REDIS_RETRY_AFTER);
+    }
+
+    /// After a batch of changes to these members: drops their cache entries and gives all
+    /// their locks back, with Redis in one round trip.
+    pub async fn release_many_after_invalidating(&self, guards: Vec<LockGuard>, cache: &Cache) {
+        let user_ids: Vec<i64> = guards.iter().map(|g| g.user_id).collect();
+        let mut leases = Vec::new();
+        let mut locals = Vec::new();
+        for LockGuard {
+            user_id,
+            local,
+            redis,
+        } in guards
+        {
+            if let Held::Redis(lease) = redis {
+                leases.push(lease);
+            }
+            locals.push((user_id, local));
+        }
+        let releases = leases.iter().map(release_cmd).collect();
+        if !cache.invalidate_members_then(&user_ids, releases).await {
+            for lease in leases {
+                self.give_back(lease).await;
+            }
+        }
+        for (user_id, local) in locals {
+            self.forget_local(user_id, local);
         }
     }
 
@@ -322,6 +478,17 @@ impl Locker {
         }
         self.forget_local(user_id, local);
     }
+}
+
+/// The compare-and-delete of a lease, to ride in a pipeline.
+fn release_cmd(lease: &Lease) -> redis::Cmd {
+    let mut release = redis::cmd("EVAL");
+    release
+        .arg(RELEASE_SCRIPT)
+        .arg(1)
+        .arg(&lease.key)
+        .arg(&lease.token);
+    release
 }
 
 fn warn_fallback(e: &RedisFailure) {

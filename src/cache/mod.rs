@@ -709,7 +709,7 @@ impl Cache {
     /// Deletes entries and replaces version tokens, in one pipeline (one round trip
     /// however many members).
     pub async fn invalidate(&self, keys: Vec<String>, version_keys: Vec<String>) {
-        self.invalidate_then(keys, version_keys, None).await;
+        self.invalidate_then(keys, version_keys, Vec::new()).await;
     }
 
     /// As [`Self::invalidate`], with Redis running `then` last in the same pipeline;
@@ -718,9 +718,9 @@ impl Cache {
         &self,
         keys: Vec<String>,
         version_keys: Vec<String>,
-        then: Option<redis::Cmd>,
+        then: Vec<redis::Cmd>,
     ) -> bool {
-        if keys.is_empty() && version_keys.is_empty() && then.is_none() {
+        if keys.is_empty() && version_keys.is_empty() && then.is_empty() {
             return false;
         }
         forget_ahead(keys.iter().chain(&version_keys));
@@ -758,7 +758,7 @@ impl Cache {
                         for k in &keys {
                             pipe.del(k).ignore();
                         }
-                        if let Some(cmd) = &then {
+                        for cmd in &then {
                             pipe.add_command(cmd.clone()).ignore();
                         }
                         pipe.query_async::<()>(&mut c).await
@@ -775,15 +775,15 @@ impl Cache {
 
     /// Drops the profile, points and unread-count entries of these members.
     pub async fn invalidate_members(&self, user_ids: &[i64]) {
-        self.invalidate_members_then(user_ids, None).await;
+        self.invalidate_members_then(user_ids, Vec::new()).await;
     }
 
     /// As [`Self::invalidate_members`], with Redis running `then` in the same round trip
-    /// (the points lock's release); whether it was sent.
+    /// (the points locks' release); whether it was sent.
     pub(crate) async fn invalidate_members_then(
         &self,
         user_ids: &[i64],
-        then: Option<redis::Cmd>,
+        then: Vec<redis::Cmd>,
     ) -> bool {
         let keys = user_ids
             .iter()

@@ -7,7 +7,7 @@
 //! `qualifying_months`, `window_spend`, `retention_end`, `review_levels`,
 //! `recalculation_candidates` (0018); `bulk_grant_batch` (0019); `api_key_check` (0021);
 //! `import_members_check`, `import_members_finish` (0022); `earn_points`,
-//! `earn_points_for_key` (0026); `earn_points_many` (0028). A test holds this list to the
+//! `earn_points_for_key` (0026); `earn_points_many` (0029). A test holds this list to the
 //! migrations.
 
 pub mod accounts;

@@ -224,10 +224,11 @@ pub async fn earn(conn: &mut PgConnection, c: &EarnCall<'_>) -> sqlx::Result<Ear
     .earned()
 }
 
-/// Earns of one member (`calls`, all with its `user_id`, the same time zone and limits) in
-/// one statement, in order, each as [`earn`] would run it (`earn_points_many`, migration
-/// 0028): one transaction and one round trip for all. One answer per call, in order; on
-/// an error nothing of them was written.
+/// Earns (`calls`, with the same time zone and limits; the caller orders them by member, so
+/// every batch locks member rows in the same order) in one statement, in order, each as
+/// [`earn`] would run it (`earn_points_many`, migrations 0028 and 0029): one transaction
+/// and one round trip for all. One answer per call, in order; on an error nothing of them
+/// was written.
 pub async fn earn_many(
     conn: &mut PgConnection,
     calls: &[EarnCall<'_>],
@@ -236,6 +237,7 @@ pub async fn earn_many(
         return Ok(Vec::new());
     };
     let keys: Vec<Option<&str>> = calls.iter().map(|c| c.key_hash).collect();
+    let users: Vec<i64> = calls.iter().map(|c| c.user_id).collect();
     let base: Vec<i64> = calls.iter().map(|c| c.base_points).collect();
     let amount: Vec<Option<Decimal>> = calls.iter().map(|c| c.amount).collect();
     let source_type: Vec<&str> = calls.iter().map(|c| c.source_type).collect();
@@ -253,7 +255,7 @@ pub async fn earn_many(
              from earn_points_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
             order by item"#,
         &keys as &[Option<&str>],
-        first.user_id,
+        &users,
         &base,
         &amount as &[Option<Decimal>],
         &source_type as &[&str],

@@ -3,6 +3,11 @@
 //! each waiting for the lock; the next to take the lock runs all of them in one statement
 //! and one transaction (`earn_points_many`, migration 0028): one WAL flush and one round
 //! trip for the batch, where the member's turn is what limits a hot member's earns.
+//!
+//! Earns of different members keep company the same way: at most a few earns (the
+//! runners, `EARN_GROUP_RUNNERS`) run at once on an instance; one that arrives while they
+//! all run waits, and the next runner to finish takes every earn waiting and runs them in
+//! one statement, each member's lock held. A lone earn at a quiet time runs at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,9 +38,17 @@ struct Member {
     waiting: Vec<Waiting>,
 }
 
+/// Earns of any members waiting for a runner, and how many runners there are.
+#[derive(Default)]
+struct Company {
+    running: usize,
+    waiting: Vec<Waiting>,
+}
+
 #[derive(Default)]
 pub struct EarnQueue {
     members: Mutex<HashMap<i64, Member>>,
+    company: Mutex<Company>,
     next_id: AtomicU64,
 }
 
@@ -51,6 +64,80 @@ impl EarnQueue {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn company(&self) -> std::sync::MutexGuard<'_, Company> {
+        self.company.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn waiting(&self, req: &EarnRequest, key_hash: Option<&str>) -> (Waiting, Turn) {
+        let (answer, rx) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let w = Waiting {
+            id,
+            req: req.clone(),
+            key_hash: key_hash.map(str::to_owned),
+            answer,
+        };
+        (w, Turn::Queued(id, rx))
+    }
+
+    /// The caller (its member's turn already had) becomes a runner and runs its earn now if
+    /// fewer than `runners` run; otherwise it waits for one to take it, with the others
+    /// waiting, into one statement.
+    pub fn keep_company(&self, runners: usize, req: &EarnRequest, key_hash: Option<&str>) -> Turn {
+        let mut company = self.company();
+        if company.running < runners {
+            company.running += 1;
+            return Turn::Run;
+        }
+        let (w, turn) = self.waiting(req, key_hash);
+        company.waiting.push(w);
+        turn
+    }
+
+    /// Up to `max` earns waiting for a runner, oldest first.
+    pub fn take_company(&self, max: usize) -> Vec<Waiting> {
+        let mut company = self.company();
+        let n = company.waiting.len().min(max);
+        company.waiting.drain(..n).collect()
+    }
+
+    /// Takes an earn back from waiting for a runner; false when a runner took it already,
+    /// and its answer will come.
+    pub fn withdraw_company(&self, id: u64) -> bool {
+        let mut company = self.company();
+        let before = company.waiting.len();
+        company.waiting.retain(|w| w.id != id);
+        company.waiting.len() < before
+    }
+
+    /// Called by a runner that has finished: true when nothing waits (it stops being a
+    /// runner), false when it is to take what waits.
+    pub fn runner_done(&self) -> bool {
+        let mut company = self.company();
+        if company.waiting.is_empty() {
+            company.running = company.running.saturating_sub(1);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A runner stopped without finishing (a panic): it stops being a runner, and if no
+    /// runner is left, what waits is answered `None` to run alone.
+    pub fn runner_lost(&self) {
+        let orphans = {
+            let mut company = self.company();
+            company.running = company.running.saturating_sub(1);
+            if company.running > 0 {
+                return;
+            }
+            std::mem::take(&mut company.waiting)
+        };
+        for w in orphans {
+            let _ = w.answer.send(None);
+        }
+    }
+
     /// The caller runs its earn now if no earn of this member is running on this instance;
     /// otherwise it is queued behind the one that is.
     pub fn join(&self, req: &EarnRequest, key_hash: Option<&str>) -> Turn {
@@ -60,15 +147,9 @@ impl EarnQueue {
             member.running = true;
             return Turn::Run;
         }
-        let (answer, rx) = oneshot::channel();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        member.waiting.push(Waiting {
-            id,
-            req: req.clone(),
-            key_hash: key_hash.map(str::to_owned),
-            answer,
-        });
-        Turn::Queued(id, rx)
+        let (w, turn) = self.waiting(req, key_hash);
+        member.waiting.push(w);
+        turn
     }
 
     /// Up to `max` of the member's queued earns, oldest first.

@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 
 use super::campaigns::{pay_bonuses, record_bonuses};
-use super::earn_queue::{Turn, Waiting};
+use super::earn_queue::{Answer, Turn, Waiting};
 use super::{Ctx, accounts, members, run_to_completion};
 use crate::db::campaigns as campaign_db;
 use crate::db::members as member_db;
@@ -57,6 +57,41 @@ struct QueueNext<'a> {
 impl Drop for QueueNext<'_> {
     fn drop(&mut self) {
         self.points.run_queue(self.user_id);
+    }
+}
+
+/// Makes the runner that ran an earn take the earns waiting for company, when dropped.
+struct CompanyNext<'a> {
+    points: &'a PointService,
+}
+
+impl Drop for CompanyNext<'_> {
+    fn drop(&mut self) {
+        self.points.run_company();
+    }
+}
+
+/// A runner of the company that stops before it has finished.
+struct RunnerLost {
+    queue: std::sync::Arc<super::earn_queue::EarnQueue>,
+    armed: bool,
+}
+
+impl Drop for RunnerLost {
+    fn drop(&mut self) {
+        if self.armed {
+            self.queue.runner_lost();
+        }
+    }
+}
+
+/// A queued earn's answer, sent once the locks it ran under are given back (and the
+/// members' cache entries dropped), so its caller reads what it wrote.
+type Reply = (tokio::sync::oneshot::Sender<Answer>, Answer);
+
+fn send_all(replies: Vec<Reply>) {
+    for (to, answer) in replies {
+        let _ = to.send(answer);
     }
 }
 
@@ -273,7 +308,7 @@ impl PointService {
                     points: self,
                     user_id,
                 };
-                return alone().await;
+                return self.earn_in_company(req, key_hash).await;
             }
             Turn::Queued(id, rx) => (id, rx),
         };
@@ -290,6 +325,90 @@ impl PointService {
             // not run (its runner stopped): it runs alone, its key keeps that from crediting twice
             Ok(None) | Err(_) => alone().await,
         }
+    }
+
+    /// The earn of a member whose turn it is on this instance: it runs at once if fewer
+    /// than `EARN_GROUP_RUNNERS` earns run, otherwise it waits for the next runner to
+    /// finish and take it, with every other earn waiting, into one statement
+    /// ([`Self::run_together`]). Not taken within the lock's wait, it runs alone.
+    async fn earn_in_company(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
+        let alone = || {
+            self.ctx
+                .guarded(req.user_id, || self.earn_one(req, key_hash))
+        };
+        let runners = self.ctx.config.earn_group_runners;
+        let (id, mut rx) = match self.ctx.earn_queue.keep_company(runners, req, key_hash) {
+            Turn::Run => {
+                // what waits meanwhile is this runner's to take next, even if it panicked
+                let _next = CompanyNext { points: self };
+                return alone().await;
+            }
+            Turn::Queued(id, rx) => (id, rx),
+        };
+        let answer = match tokio::time::timeout(self.ctx.config.lock_wait, &mut rx).await {
+            Ok(answer) => answer,
+            Err(_) if self.ctx.earn_queue.withdraw_company(id) => return alone().await,
+            // taken to be run just now: its answer is coming
+            Err(_) => rx.await,
+        };
+        match answer {
+            Ok(Some(result)) => result,
+            // not run (its member's lock was held, or its runner stopped): it runs alone
+            Ok(None) | Err(_) => alone().await,
+        }
+    }
+
+    /// A runner that has run its earn takes the earns waiting for company, on a task of its
+    /// own, batch after batch until none waits.
+    fn run_company(&self) {
+        if self.ctx.earn_queue.runner_done() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            // should this task stop early (a panic), what waits runs alone
+            let mut lost = RunnerLost {
+                queue: this.ctx.earn_queue.clone(),
+                armed: true,
+            };
+            loop {
+                let batch = this.ctx.earn_queue.take_company(EARN_BATCH);
+                this.run_together(batch).await;
+                if this.ctx.earn_queue.runner_done() {
+                    lost.armed = false;
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Earns of different members, in one statement under all their locks, taken in one
+    /// go (one Redis round trip) and in member order, the order every batch locks their
+    /// rows in. An earn whose member's lock another operation holds is answered `None`: its
+    /// caller waits for the lock and runs it alone.
+    async fn run_together(&self, mut batch: Vec<Waiting>) {
+        batch.sort_by_key(|w| w.req.user_id);
+        let users: Vec<i64> = batch.iter().map(|w| w.req.user_id).collect();
+        let guards = self.ctx.locker.try_acquire_many(&users).await;
+        let mut held = Vec::with_capacity(guards.len());
+        let mut locked = Vec::with_capacity(batch.len());
+        for (w, guard) in batch.into_iter().zip(guards) {
+            match guard {
+                Some(g) => {
+                    held.push(g);
+                    locked.push(w);
+                }
+                None => {
+                    let _ = w.answer.send(None);
+                }
+            }
+        }
+        let replies = self.run_batch(locked).await;
+        self.ctx
+            .locker
+            .release_many_after_invalidating(held, &self.ctx.cache)
+            .await;
+        send_all(replies);
     }
 
     /// Runs the member's queued earns, on a task of its own, once the earn that ran has
@@ -309,16 +428,18 @@ impl PointService {
             loop {
                 let batch = || async {
                     let batch = this.ctx.earn_queue.take(user_id, EARN_BATCH);
-                    this.run_batch(batch).await;
-                    Ok(())
+                    Ok(this.run_batch(batch).await)
                 };
-                if let Err(e) = this.ctx.guarded(user_id, batch).await {
-                    // the lock was not had: the queued earns get what they would have got
-                    // waiting for it (CONCURRENT_OPERATION), or run alone
-                    let busy = matches!(e, Error::ConcurrentOperation);
-                    for w in this.ctx.earn_queue.take(user_id, usize::MAX) {
-                        let answer = busy.then(|| Err(Error::ConcurrentOperation));
-                        let _ = w.answer.send(answer);
+                match this.ctx.guarded(user_id, batch).await {
+                    Ok(replies) => send_all(replies),
+                    Err(e) => {
+                        // the lock was not had: the queued earns get what they would have got
+                        // waiting for it (CONCURRENT_OPERATION), or run alone
+                        let busy = matches!(e, Error::ConcurrentOperation);
+                        for w in this.ctx.earn_queue.take(user_id, usize::MAX) {
+                            let answer = busy.then(|| Err(Error::ConcurrentOperation));
+                            let _ = w.answer.send(answer);
+                        }
                     }
                 }
                 if this.ctx.earn_queue.finish(user_id) {
@@ -329,20 +450,17 @@ impl PointService {
         });
     }
 
-    /// Queued earns of one member, under its lock: those campaigns pay on (and a lone one)
-    /// as [`Self::earn_one`] runs them, the rest in one statement. If that statement fails
+    /// Queued earns, under their members' locks (one member's queue, or the company of
+    /// several, in member order): those campaigns pay on (and a lone one) as
+    /// [`Self::earn_one`] runs them, the rest in one statement. If that statement fails
     /// (another member's earn with the same key committed first, say), nothing of it was
-    /// written and each earn runs alone, as it would have without the queue.
-    async fn run_batch(&self, batch: Vec<Waiting>) {
+    /// written and each earn runs alone, as it would have without the queue. The answers
+    /// are sent by the caller once it has given the locks back.
+    async fn run_batch(&self, batch: Vec<Waiting>) -> Vec<Reply> {
         let now = self.now();
         let campaigns = match self.ctx.campaigns().await {
             Ok(c) => c,
-            Err(_) => {
-                for w in batch {
-                    let _ = w.answer.send(None);
-                }
-                return;
-            }
+            Err(_) => return batch.into_iter().map(|w| (w.answer, None)).collect(),
         };
         let (mut alone, together): (Vec<Waiting>, Vec<Waiting>) = batch
             .into_iter()
@@ -353,9 +471,9 @@ impl PointService {
             alone.extend(together);
             Vec::new()
         };
-        self.run_each_alone(alone).await;
+        let mut replies = self.run_each_alone(alone).await;
         if together.is_empty() {
-            return;
+            return replies;
         }
         let ran = {
             let calls: Vec<db::EarnCall> = together
@@ -371,8 +489,8 @@ impl PointService {
             }
         };
         let Some((mut conn, earned)) = ran else {
-            self.run_each_alone(together).await;
-            return;
+            replies.extend(self.run_each_alone(together).await);
+            return replies;
         };
         let mut upgrades = Vec::new();
         for (w, e) in together.into_iter().zip(earned) {
@@ -385,22 +503,25 @@ impl PointService {
                 }
                 Err(e) => Err(e),
             };
-            let _ = w.answer.send(Some(result));
+            replies.push((w.answer, Some(result)));
         }
         drop(conn);
         // nothing was written for these: each goes on as earn_one would, with the upgrade
         for w in upgrades {
             let result = self.earn_tx(&w.req, w.key_hash.as_deref(), &[], now).await;
-            let _ = w.answer.send(Some(result));
+            replies.push((w.answer, Some(result)));
         }
+        replies
     }
 
-    /// Queued earns run one by one as [`Self::earn_one`] runs them, each answered.
-    async fn run_each_alone(&self, earns: Vec<Waiting>) {
+    /// Queued earns run one by one as [`Self::earn_one`] runs them.
+    async fn run_each_alone(&self, earns: Vec<Waiting>) -> Vec<Reply> {
+        let mut replies = Vec::with_capacity(earns.len());
         for w in earns {
             let result = self.earn_one(&w.req, w.key_hash.as_deref()).await;
-            let _ = w.answer.send(Some(result));
+            replies.push((w.answer, Some(result)));
         }
+        replies
     }
 
     /// The earn statement's arguments for `req`.

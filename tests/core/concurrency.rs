@@ -165,6 +165,127 @@ async fn concurrent_earns_of_one_member_are_committed_together_and_each_answered
     }
 }
 
+/// Earns of different members that arrive while the instance's runners are busy wait for
+/// company and go to PostgreSQL together, in one statement under all their locks: each is
+/// answered as if it had run alone; a member whose lock another instance (or operation)
+/// holds waits for it and runs alone; a member that does not exist gets its own error and
+/// holds up nobody.
+#[tokio::test]
+async fn concurrent_earns_of_different_members_are_committed_together_and_each_answered_as_alone() {
+    for backend in [Backend::Local, Backend::Redis] {
+        let h = Harness::with_pool_size(backend, 20, |c| c.earn_group_runners = 1).await;
+        let mut users = Vec::new();
+        for _ in 0..24 {
+            users.push(h.member().await);
+        }
+        // the last member's lock is held: in Redis by another instance, or in-process
+        let held_user = users[23];
+        let lock_key = h.s.ctx.cache.keys.points_lock(held_user);
+        let held = match backend {
+            Backend::Redis => {
+                let mut r = redis::Client::open(REDIS)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
+                let _: () = redis::cmd("SET")
+                    .arg(&lock_key)
+                    .arg("another-instance")
+                    .arg("EX")
+                    .arg(30)
+                    .query_async(&mut r)
+                    .await
+                    .unwrap();
+                None
+            }
+            _ => Some(h.s.ctx.locker.acquire(held_user).await.unwrap()),
+        };
+        let mut tasks = Vec::new();
+        // each member's order, four of them sent twice, and an earn for nobody
+        let mut earns: Vec<(i64, i64, String)> = users
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| (u, i as i64 + 1, format!("ORDER{i}")))
+            .collect();
+        earns.extend((0..4).map(|i| (users[i], i as i64 + 1, format!("ORDER{i}"))));
+        earns.push((i64::MAX - 7, 5, "NOBODY".to_owned()));
+        for (user, points, order) in earns.clone() {
+            let s = h.s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.points
+                    .earn_points(earn_req(user, points, &order, None))
+                    .await
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        match held {
+            Some(guard) => h.s.ctx.locker.release(guard).await,
+            None => {
+                let mut r = redis::Client::open(REDIS)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
+                let _: () = redis::cmd("DEL")
+                    .arg(&lock_key)
+                    .query_async(&mut r)
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut replays = 0;
+        for ((user, points, order), t) in earns.iter().zip(tasks) {
+            let result = t.await.unwrap();
+            if order == "NOBODY" {
+                let e = result.unwrap_err();
+                assert_eq!(e.code(), "MEMBER_NOT_FOUND", "{backend:?}");
+                continue;
+            }
+            let out = result.unwrap_or_else(|e| panic!("{backend:?} {order}: {e:?}"));
+            let t = &out.transaction;
+            assert_eq!(
+                (t.user_id, t.points_change, t.balance_after),
+                (*user, *points, *points),
+                "{backend:?} {order}"
+            );
+            assert_eq!(t.reference_id.as_deref(), Some(order.as_str()));
+            replays += usize::from(out.replayed);
+        }
+        assert_eq!(replays, 4, "{backend:?}");
+        for (i, &u) in users.iter().enumerate() {
+            assert_eq!(h.available(u).await, i as i64 + 1, "{backend:?}");
+        }
+        let sql = "select count(*) from point_transactions where transaction_type = 'earn'";
+        assert_eq!(h.count(sql).await, 24, "{backend:?}");
+        // fewer transactions than earns: members' earns were committed together
+        let sql = "select count(distinct xmin::text)::bigint from point_transactions";
+        let commits = h.count(sql).await;
+        assert!(
+            commits < 12,
+            "{backend:?}: {commits} transactions for 24 members' earns"
+        );
+        if backend == Backend::Redis {
+            let mut r = redis::Client::open(REDIS)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let keys: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(
+                    users
+                        .iter()
+                        .map(|&u| h.s.ctx.cache.keys.points_lock(u))
+                        .collect::<Vec<_>>(),
+                )
+                .query_async(&mut r)
+                .await
+                .unwrap();
+            assert!(keys.iter().all(Option::is_none), "every lock given back");
+        }
+        h.assert_ledger_clean().await;
+    }
+}
+
 /// Earns queued behind a member whose lock is held elsewhere wait no longer than the lock's
 /// wait, write nothing, and leave the member's queue free for the earns after them.
 #[tokio::test]
