@@ -384,7 +384,8 @@ impl PointService {
 
     /// Earns of different members, in one statement under all their locks, taken in one
     /// go (one Redis round trip) and in member order, the order every batch locks their
-    /// rows in. An earn whose member's lock another operation holds is answered `None`: its
+    /// rows in; each member's earns queued behind its own (see [`Self::earn_in_turn`]) go
+    /// along. An earn whose member's lock another operation holds is answered `None`: its
     /// caller waits for the lock and runs it alone.
     async fn run_together(&self, mut batch: Vec<Waiting>) {
         batch.sort_by_key(|w| w.req.user_id);
@@ -395,8 +396,11 @@ impl PointService {
         for (w, guard) in batch.into_iter().zip(guards) {
             match guard {
                 Some(g) => {
+                    // the member's earns queued behind this one come along, after it
+                    let queued = self.ctx.earn_queue.take(w.req.user_id, EARN_BATCH);
                     held.push(g);
                     locked.push(w);
+                    locked.extend(queued);
                 }
                 None => {
                     let _ = w.answer.send(None);
