@@ -50,7 +50,7 @@ pub struct Config {
     pub redis_points_lock: bool,
     /// Earns of different members that run at once on an instance before one that arrives
     /// waits to run with the others waiting, in one statement (group commit across
-    /// members; see `service::earn_queue`).
+    /// members; see `service::earn_queue`). 0 (the default): each earn runs at once.
     pub earn_group_runners: usize,
     /// Proxies whose `X-Forwarded-For` names the client (login throttling counts per
     /// client address). Empty: the socket's peer is the client.
@@ -491,7 +491,7 @@ impl Config {
             lock_wait: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(30),
             redis_points_lock: boolean("REDIS_POINTS_LOCK", true)?,
-            earn_group_runners: int("EARN_GROUP_RUNNERS", 2, 1, 1_000)? as usize,
+            earn_group_runners: int("EARN_GROUP_RUNNERS", 0, 0, 1_000)? as usize,
             trusted_proxies,
             max_connections: int("MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
             header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 10, 1)?,
@@ -605,7 +605,7 @@ mod tests {
             ("MEMBER_DAILY_POINTS_LIMIT", "-5"),
             ("MEMBER_AUTO_UPGRADE", "maybe"),
             ("REDIS_POINTS_LOCK", "sometimes"),
-            ("EARN_GROUP_RUNNERS", "0"),
+            ("EARN_GROUP_RUNNERS", "-1"),
             ("BIND_ADDR", "localhost"),
             ("MEMBER_TIMEZONE", "Asia Shanghai"),
             ("DATABASE_URL", "mysql://x"),

@@ -4,8 +4,10 @@
 //! and one transaction (`earn_points_many`, migration 0028): one WAL flush and one round
 //! trip for the batch, where the member's turn is what limits a hot member's earns.
 //!
-//! Earns of different members keep company the same way: at most a few earns (the
-//! runners, `EARN_GROUP_RUNNERS`) run at once on an instance; one that arrives while they
+//! Earns of different members can keep company the same way (`EARN_GROUP_RUNNERS`, off by
+//! default: it spends half the CPU per earn but, on a PostgreSQL that is not CPU-bound,
+//! makes earns wait; docs/benchmarks.md): at most that many earns (the runners) run at
+//! once on an instance; one that arrives while they
 //! all run waits, and the next runner to finish takes every earn waiting and runs them in
 //! one statement, each member's lock held. A lone earn at a quiet time runs at once.
 

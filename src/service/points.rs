@@ -327,8 +327,8 @@ impl PointService {
         }
     }
 
-    /// The earn of a member whose turn it is on this instance: it runs at once if fewer
-    /// than `EARN_GROUP_RUNNERS` earns run, otherwise it waits for the next runner to
+    /// The earn of a member whose turn it is on this instance: it runs at once if
+    /// `EARN_GROUP_RUNNERS` is 0 (the default) or fewer than that many earns run; otherwise it waits for the next runner to
     /// finish and take it, with every other earn waiting, into one statement
     /// ([`Self::run_together`]). Not taken within the lock's wait, it runs alone.
     async fn earn_in_company(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
@@ -337,6 +337,9 @@ impl PointService {
                 .guarded(req.user_id, || self.earn_one(req, key_hash))
         };
         let runners = self.ctx.config.earn_group_runners;
+        if runners == 0 {
+            return alone().await;
+        }
         let (id, mut rx) = match self.ctx.earn_queue.keep_company(runners, req, key_hash) {
             Turn::Run => {
                 // what waits meanwhile is this runner's to take next, even if it panicked
