@@ -328,9 +328,10 @@ impl PointService {
     }
 
     /// The earn of a member whose turn it is on this instance: it runs at once if
-    /// `EARN_GROUP_RUNNERS` is 0 (the default) or fewer than that many earns run; otherwise it waits for the next runner to
-    /// finish and take it, with every other earn waiting, into one statement
-    /// ([`Self::run_together`]). Not taken within the lock's wait, it runs alone.
+    /// `EARN_GROUP_RUNNERS` is 0 (the default) or fewer than that many earns run;
+    /// otherwise it waits for the next runner to finish and take it, with every other earn
+    /// waiting, into one statement ([`Self::run_together`]). Not taken within the lock's
+    /// wait, it runs alone.
     async fn earn_in_company(&self, req: &EarnRequest, key_hash: Option<&str>) -> Result<Outcome> {
         let alone = || {
             self.ctx
@@ -399,8 +400,10 @@ impl PointService {
         for (w, guard) in batch.into_iter().zip(guards) {
             match guard {
                 Some(g) => {
-                    // the member's earns queued behind this one come along, after it
-                    let queued = self.ctx.earn_queue.take(w.req.user_id, EARN_BATCH);
+                    // the member's earns queued behind this one come along, after it, while
+                    // the batch has room (the rest run after, in the member's own turn)
+                    let room = (2 * EARN_BATCH).saturating_sub(locked.len() + 1);
+                    let queued = self.ctx.earn_queue.take(w.req.user_id, room);
                     held.push(g);
                     locked.push(w);
                     locked.extend(queued);
