@@ -374,7 +374,11 @@ impl Locker {
             Err(e) => {
                 warn_fallback(&e);
                 self.mark_redis_down();
-                return self.guards(user_ids, locals, |_| Some(Held::Nothing));
+                // a lease handed over is still held; the rest go on under the row lock
+                let mut handed = handed;
+                return self.guards(user_ids, locals, |i| {
+                    Some(handed[i].take().map_or(Held::Nothing, Held::Redis))
+                });
             }
         };
         let now = Instant::now();
@@ -516,5 +520,28 @@ mod tests {
             locker.local.lock().unwrap().is_empty(),
             "released mutexes are forgotten"
         );
+    }
+
+    #[tokio::test]
+    async fn many_locks_are_taken_at_once_except_those_held_or_named_twice() {
+        let locker = Locker::local(Keys::new(""), Duration::from_millis(50));
+        let held = locker.acquire(2).await.unwrap();
+        let got = locker.try_acquire_many(&[1, 2, 3, 3]).await;
+        let taken: Vec<bool> = got.iter().map(Option::is_some).collect();
+        assert_eq!(taken, [true, false, true, false]);
+        // what was taken is held: another operation on member 1 waits, then gives up
+        let err = locker.acquire(1).await.err().expect("held by the batch");
+        assert_eq!(err.code(), "CONCURRENT_OPERATION");
+        let cache = Cache::local(Keys::new(""), Duration::from_secs(1));
+        locker
+            .release_many_after_invalidating(got.into_iter().flatten().collect(), &cache)
+            .await;
+        locker.release(held).await;
+        assert!(
+            locker.local.lock().unwrap().is_empty(),
+            "released mutexes are forgotten"
+        );
+        let again = locker.acquire(1).await.unwrap();
+        locker.release(again).await;
     }
 }
