@@ -181,13 +181,13 @@ async fn concurrent_earns_of_different_members_are_committed_together_and_each_a
         // the last member's lock is held: in Redis by another instance, or in-process
         let held_user = users[23];
         let lock_key = h.s.ctx.cache.keys.points_lock(held_user);
+        let mut r = redis::Client::open(REDIS)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
         let held = match backend {
             Backend::Redis => {
-                let mut r = redis::Client::open(REDIS)
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap();
                 let _: () = redis::cmd("SET")
                     .arg(&lock_key)
                     .arg("another-instance")
@@ -221,11 +221,6 @@ async fn concurrent_earns_of_different_members_are_committed_together_and_each_a
         match held {
             Some(guard) => h.s.ctx.locker.release(guard).await,
             None => {
-                let mut r = redis::Client::open(REDIS)
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap();
                 let _: () = redis::cmd("DEL")
                     .arg(&lock_key)
                     .query_async(&mut r)
@@ -265,11 +260,6 @@ async fn concurrent_earns_of_different_members_are_committed_together_and_each_a
             "{backend:?}: {commits} transactions for 24 members' earns"
         );
         if backend == Backend::Redis {
-            let mut r = redis::Client::open(REDIS)
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
             let keys: Vec<Option<String>> = redis::cmd("MGET")
                 .arg(
                     users
