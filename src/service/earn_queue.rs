@@ -7,9 +7,9 @@
 //! Earns of different members can keep company the same way (`EARN_GROUP_RUNNERS`, off by
 //! default: it spends half the CPU per earn but, on a PostgreSQL that is not CPU-bound,
 //! makes earns wait; docs/benchmarks.md): at most that many earns (the runners) run at
-//! once on an instance; one that arrives while they
-//! all run waits, and the next runner to finish takes every earn waiting and runs them in
-//! one statement, each member's lock held. A lone earn at a quiet time runs at once.
+//! once on an instance; one that arrives while they all run waits, and the next runner to
+//! finish takes every earn waiting and runs them in one statement, each member's lock
+//! held. A lone earn at a quiet time runs at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,6 +52,19 @@ pub struct EarnQueue {
     members: Mutex<HashMap<i64, Member>>,
     company: Mutex<Company>,
     next_id: AtomicU64,
+}
+
+/// Up to `max` of `waiting`, oldest first, taken out.
+fn take_oldest(waiting: &mut Vec<Waiting>, max: usize) -> Vec<Waiting> {
+    let n = waiting.len().min(max);
+    waiting.drain(..n).collect()
+}
+
+/// Takes the earn `id` out of `waiting`; false when it is not there (already taken).
+fn remove(waiting: &mut Vec<Waiting>, id: u64) -> bool {
+    let before = waiting.len();
+    waiting.retain(|w| w.id != id);
+    waiting.len() < before
 }
 
 /// The caller's part: run its earn now, or wait for the answer under this id.
@@ -98,18 +111,13 @@ impl EarnQueue {
 
     /// Up to `max` earns waiting for a runner, oldest first.
     pub fn take_company(&self, max: usize) -> Vec<Waiting> {
-        let mut company = self.company();
-        let n = company.waiting.len().min(max);
-        company.waiting.drain(..n).collect()
+        take_oldest(&mut self.company().waiting, max)
     }
 
     /// Takes an earn back from waiting for a runner; false when a runner took it already,
     /// and its answer will come.
     pub fn withdraw_company(&self, id: u64) -> bool {
-        let mut company = self.company();
-        let before = company.waiting.len();
-        company.waiting.retain(|w| w.id != id);
-        company.waiting.len() < before
+        remove(&mut self.company().waiting, id)
     }
 
     /// Called by a runner that has finished: true when nothing waits (it stops being a
@@ -160,8 +168,7 @@ impl EarnQueue {
         let Some(member) = members.get_mut(&user_id) else {
             return Vec::new();
         };
-        let n = member.waiting.len().min(max);
-        member.waiting.drain(..n).collect()
+        take_oldest(&mut member.waiting, max)
     }
 
     /// Takes a queued earn back (its caller stopped waiting); false when it was already
@@ -171,9 +178,7 @@ impl EarnQueue {
         let Some(member) = members.get_mut(&user_id) else {
             return false;
         };
-        let before = member.waiting.len();
-        member.waiting.retain(|w| w.id != id);
-        member.waiting.len() < before
+        remove(&mut member.waiting, id)
     }
 
     /// Gives up the member's queue (its runner stopped without finishing): every queued earn
