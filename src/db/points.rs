@@ -310,7 +310,7 @@ impl EarnRow {
                 reversed_amount: Decimal::ZERO,
                 refunded: false,
                 batch_id: None,
-                // not returned by earn_points(): read by [`earn_upgrade`] when needed
+                // not returned by earn_points_for_key(): read by [`earn_upgrade`] when needed
                 upgrade: None,
                 bonus_points: 0,
             }),
