@@ -287,172 +287,71 @@ async fn every_ledger_check_still_refuses_its_bad_row_by_name() {
     let user = h.member().await;
     h.earn(user, 100, "G1").await.unwrap();
     h.spend(user, 30, "G2").await.unwrap();
-    let earn: i64 = sqlx::query_scalar(
-        "select id from point_transactions where user_id = $1 and transaction_type = 'earn'",
-    )
-    .bind(user)
-    .fetch_one(&h.pool)
-    .await
-    .unwrap();
-    let spend: i64 = sqlx::query_scalar(
-        "select id from point_transactions where user_id = $1 and transaction_type = 'use'",
+    let (earn, spend): (i64, i64) = sqlx::query_as(
+        "select max(id) filter (where transaction_type = 'earn'),
+                max(id) filter (where transaction_type = 'use')
+           from point_transactions where user_id = $1",
     )
     .bind(user)
     .fetch_one(&h.pool)
     .await
     .unwrap();
     let before = fingerprint(&h.pool).await;
-    let m = "member_profiles set";
-    let t = "point_transactions set";
-    let b = "point_batches set";
-    let cases: &[(&str, &str, &str)] = &[
-        (
-            m,
-            "available_points = -1",
-            "member_profiles_available_points_check",
-        ),
-        (
-            m,
-            "pending_points = -1",
-            "member_profiles_pending_points_check",
-        ),
-        (m, "total_earned = -1", "member_profiles_total_earned_check"),
-        (
-            m,
-            "total_spent = -0.01",
-            "member_profiles_total_spent_check",
-        ),
-        (m, "total_used = -1", "member_profiles_total_used_check"),
-        (
-            m,
-            "total_expired = -1",
-            "member_profiles_total_expired_check",
-        ),
-        (
-            m,
-            "total_reversed = -1",
-            "member_profiles_total_reversed_check",
-        ),
-        (
-            m,
-            "total_refunded = -1",
-            "member_profiles_total_refunded_check",
-        ),
-        (
-            m,
-            "daily_earned_points = -1",
-            "member_profiles_daily_earned_points_check",
-        ),
-        (m, "phone = 'call me'", "member_profiles_phone_check"),
-        (m, "external_id = '  '", "member_profiles_external_id_check"),
-        (
-            m,
-            "spend_month = '2026-01-02'",
-            "member_profiles_spend_month_check",
-        ),
-        (
-            t,
-            "transaction_type = 'gift'",
-            "point_transactions_transaction_type_check",
-        ),
-        (t, "status = 'lost'", "point_transactions_status_check"),
-        (
-            t,
-            "status = 'pending', transaction_type = 'adjust'",
-            "point_transactions_pending_kinds",
-        ),
-        (t, "points_change = 0", "point_transactions_earn_positive"),
-        (
-            t,
-            "transaction_type = 'release', points_change = -1",
-            "point_transactions_release_positive",
-        ),
-        (
-            t,
-            "transaction_type = 'refund', points_change = -1",
-            "point_transactions_refund_not_negative",
-        ),
-        (
-            t,
-            "transaction_type = 'expire', points_change = 1",
-            "point_transactions_check1",
-        ),
-        (
-            t,
-            "balance_after = -1",
-            "point_transactions_balance_after_check",
-        ),
-        (t, "amount = 0", "point_transactions_amount_check"),
-        (
-            t,
-            "unrecovered = -1",
-            "point_transactions_unrecovered_check",
-        ),
-        (
-            t,
-            "reversed_points = -1",
-            "point_transactions_reversed_points_check",
-        ),
-        (
-            t,
-            "reversed_amount = -0.01",
-            "point_transactions_reversed_amount_check",
-        ),
-        (
-            t,
-            "reversal_shortfall = -1",
-            "point_transactions_reversal_shortfall_check",
-        ),
-        (
-            t,
-            "bonus_points = -1",
-            "point_transactions_bonus_points_check",
-        ),
-        (
-            b,
-            "earned_points = 0, available_points = 0",
-            "point_batches_earned_points_check",
-        ),
-        (
-            b,
-            "available_points = earned_points + 1",
-            "point_batches_check",
-        ),
-        (
-            b,
-            "pending_points = -1",
-            "point_batches_pending_points_check",
-        ),
-        (
-            b,
-            "pending_points = earned_points, pending_until = now()",
-            "point_batches_held_within_earned",
-        ),
-        (
-            b,
-            "available_points = 0, pending_points = 1, pending_until = null",
-            "point_batches_pending_has_date",
-        ),
-    ];
-    for (table, set, constraint) in cases {
-        let whose = if table.starts_with("point_batches") {
-            format!("transaction_id = {earn}")
-        } else if table.starts_with("point_transactions") {
-            format!("id = {earn}")
-        } else {
-            format!("user_id = {user}")
+    // the row each case breaks (the member, the earn, the use, or the earn's batch), how,
+    // and the rule, named after its table
+    let cases = "
+        member | available_points = -1 | available_points_check
+        member | pending_points = -1 | pending_points_check
+        member | total_earned = -1 | total_earned_check
+        member | total_spent = -0.01 | total_spent_check
+        member | total_used = -1 | total_used_check
+        member | total_expired = -1 | total_expired_check
+        member | total_reversed = -1 | total_reversed_check
+        member | total_refunded = -1 | total_refunded_check
+        member | daily_earned_points = -1 | daily_earned_points_check
+        member | phone = 'call me' | phone_check
+        member | external_id = '  ' | external_id_check
+        member | spend_month = '2026-01-02' | spend_month_check
+        earn | transaction_type = 'gift' | transaction_type_check
+        earn | status = 'lost' | status_check
+        earn | status = 'pending', transaction_type = 'adjust' | pending_kinds
+        earn | points_change = 0 | earn_positive
+        earn | transaction_type = 'release', points_change = -1 | release_positive
+        earn | transaction_type = 'refund', points_change = -1 | refund_not_negative
+        earn | transaction_type = 'expire', points_change = 1 | check1
+        use | points_change = 0 | check2
+        earn | balance_after = -1 | balance_after_check
+        earn | amount = 0 | amount_check
+        earn | unrecovered = -1 | unrecovered_check
+        earn | reversed_points = -1 | reversed_points_check
+        earn | reversed_amount = -0.01 | reversed_amount_check
+        earn | reversal_shortfall = -1 | reversal_shortfall_check
+        earn | bonus_points = -1 | bonus_points_check
+        batch | earned_points = 0, available_points = 0 | earned_points_check
+        batch | available_points = earned_points + 1 | check
+        batch | pending_points = -1 | pending_points_check
+        batch | pending_points = earned_points, pending_until = now() | held_within_earned
+        batch | available_points = 0, pending_points = 1, pending_until = null | pending_has_date";
+    for case in cases.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let [row, set, rule] = case.split(" | ").collect::<Vec<_>>()[..] else {
+            panic!("{case}: row | set | rule");
         };
-        let sql = format!("update {table} {set} where {whose}");
+        let (table, whose) = match row {
+            "member" => ("member_profiles", format!("user_id = {user}")),
+            "earn" => ("point_transactions", format!("id = {earn}")),
+            "use" => ("point_transactions", format!("id = {spend}")),
+            _ => ("point_batches", format!("transaction_id = {earn}")),
+        };
+        let sql = format!("update {table} set {set} where {whose}");
         let e = sqlx::query(&sql).execute(&h.pool).await.expect_err(&sql);
         let db = e.as_database_error().expect("a database error");
         assert_eq!(db.code().as_deref(), Some("23514"), "{sql}: {e}");
-        assert_eq!(db.constraint(), Some(*constraint), "{sql}: {e}");
+        assert_eq!(
+            db.constraint(),
+            Some(format!("{table}_{rule}").as_str()),
+            "{sql}: {e}"
+        );
     }
-    // a use must take points away
-    let sql = format!("update point_transactions set points_change = 0 where id = {spend}");
-    let e = sqlx::query(&sql).execute(&h.pool).await.expect_err(&sql);
-    let db = e.as_database_error().expect("a database error");
-    assert_eq!(db.constraint(), Some("point_transactions_check2"), "{e}");
     // rows that keep every rule still pass: nulls pass as in a CHECK
     sqlx::query("update member_profiles set phone = null, external_id = null where user_id = $1")
         .bind(user)
